@@ -1,0 +1,2 @@
+/* send commands: being written */
+#include "mailconn/mailconn.h"

@@ -1,0 +1,2 @@
+/* address: being written. */
+#include "error.h"

@@ -1,0 +1,131 @@
+/* config: JSON (json-c) -> servers; validation with JSON paths; the
+ * default rule; atomic save (core-internal). */
+#ifndef MC_CORE_CONFIG_H
+#define MC_CORE_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "mailconn/plugin.h"
+#include "error.h"
+
+struct json_object;
+typedef struct mc__registry mc__registry;
+
+/** The diagnostics sink behind mc_plugin_cfg / cfg_error: every error,
+ *  each "path: message". */
+typedef struct mc__diag {
+    char  **lines;
+    size_t  n;
+} mc__diag;
+
+int  mc__diag_add(mc__diag *d, const char *fmt, ...) MC__FMT(2, 3);
+void mc__diag_free(mc__diag *d);
+
+/** What plugins see as mc_plugin_cfg: a JSON object and its path. */
+struct mc_plugin_cfg {
+    struct json_object *obj;   /* borrowed from the config document */
+    char               *path;  /* "servers[1].auth" */
+    mc__diag           *diag;  /* where cfg_error() appends */
+};
+
+typedef enum mc__addr_case { MC__CASE_INSENSITIVE = 0, MC__CASE_SENSITIVE = 1 } mc__addr_case;
+
+/** One server, every default applied. */
+struct mc_server {
+    size_t   index;            /* position in "servers" */
+    char    *name;
+    char    *host;             /* after provider defaults; never NULL once prepared */
+    uint16_t port;             /* after defaults */
+    char    *transport;        /* after defaults */
+    char    *sender_address;   /* NULL when absent */
+    char    *sender_name;
+    bool     sender_override;
+    bool     has_auth;
+    char    *auth_provider;    /* NULL without auth */
+    char    *auth_mechanism;   /* forced mechanism, or NULL */
+    char    *auth_user;
+    mc_plugin_cfg auth_cfg;    /* valid when has_auth */
+    char    *ca_file;
+    int      tls_min;          /* 12 or 13 */
+    char    *helo;             /* NULL: the local host name */
+    int      timeout_s;        /* 60 */
+    int      max_recipients;   /* 100 */
+    int      max_connections;  /* 10; provider may lower the default */
+    bool     max_connections_set;
+    int      idle_timeout_s;   /* 30 */
+    mc__addr_case address_case;
+    char    *charset;          /* "UTF-8" */
+    bool     allow_plaintext_auth;
+    int      refresh_margin_s; /* 600 */
+    char    *log_file;
+    bool     is_default;       /* after the default rule */
+    bool     default_marked;   /* "default": true in the file */
+    bool     port_set, transport_set, host_set;
+};
+
+typedef struct mc__alias { char *name; char *address; } mc__alias;
+
+typedef struct mc__config {
+    char               *path;       /* as given */
+    struct json_object *doc;        /* the parsed document (kept for save) */
+    mc_server          *servers;
+    size_t              n_servers;
+    mc__alias          *aliases;
+    size_t              n_aliases;
+    mc_server          *def;        /* the default server or NULL */
+    bool                inline_secret; /* some server has an inline secret */
+} mc__config;
+
+/** Where the config lives: --config, $MAILCONN_CONFIG,
+ *  $XDG_CONFIG_HOME/mailconn/config.json (~/.config when unset),
+ *  /etc/mailconn/config.json (first that exists among the last two; the
+ *  XDG path when neither does). Returns a malloc'd string or NULL on OOM. */
+char *mc__config_find(const char *explicit_path);
+
+/**
+ * Read and validate the shape of the whole config: strict JSON (syntax
+ * errors with line and column), duplicate keys, types, ranges, unknown
+ * keys, strings without NUL/CR/LF, names, secret single-source, the default
+ * rule, file mode (inline secret in a group/other-readable file). Errors are
+ * collected in err->details, each "path: message"; err->message is the first
+ * and the count.
+ * @return 0, MC_EFILE (cannot read: outcome CONFIG), MC_ECONFIG, MC_ENOMEM.
+ */
+int mc__config_load(mc__config **out, const char *path, mc_error **err);
+/** Parse from memory (tests and fuzzing): no file-mode checks. */
+int mc__config_parse(mc__config **out, const char *text, size_t len, mc_error **err);
+
+/**
+ * Second pass, with plugins: the transport and provider of each server
+ * (every server, or only `only` when non-NULL) must exist in the registry;
+ * the provider's keys are checked and its validate() runs; provider SMTP
+ * defaults fill host/port/transport; host required unless the provider has
+ * defaults; auth over plain without allow_plaintext_auth is an error.
+ * Errors appended like mc__config_load.
+ * @return 0, MC_ECONFIG, MC_ENOMEM.
+ */
+int mc__config_prepare(mc__config *cfg, mc__registry *reg, const mc_server *only,
+                       mc_error **err);
+
+/** Resolve every secret and open every ca_file of every server
+ *  (`check --secrets`). Errors collected. @return 0, MC_ECONFIG. */
+int mc__config_check_secrets(mc__config *cfg, mc_error **err);
+
+/** A server by name (NULL: the default). */
+mc_server *mc__config_server(mc__config *cfg, const char *name);
+
+/** Alias lookup for a bare local name; NULL when none. */
+const char *mc__config_alias(const mc__config *cfg, const char *name);
+
+/** Move the default mark and save atomically. @return 0, MC_ENOSERVER, MC_EFILE. */
+int mc__config_set_default(mc__config *cfg, const char *name, mc_error **err);
+
+/** Atomic replace of `path` (a symlink: its target) with `data`: temp file
+ *  in the same folder, fsync, rename, fsync of the folder; mode `mode`
+ *  (or, when mode < 0, the original file's mode). @return 0 or MC_EFILE. */
+int mc__file_replace(const char *path, const char *data, size_t len, int mode, mc_error **err);
+
+void mc__config_free(mc__config *cfg);
+
+#endif

@@ -1,0 +1,2 @@
+/* context: being written. */
+#include "error.h"

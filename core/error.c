@@ -1,0 +1,193 @@
+/* error: the mc_error record and the code tables (X-macro, libuv style). */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+
+const char *mc_strerror(int code)
+{
+    switch (code) {
+    case 0: return "success";
+#define X(name, val, text) case MC_##name: return text;
+    MC_ERRNO_MAP(X)
+#undef X
+    default: return "unknown error";
+    }
+}
+
+const char *mc_error_name(int code)
+{
+    switch (code) {
+    case 0: return "OK";
+#define X(name, val, text) case MC_##name: return #name;
+    MC_ERRNO_MAP(X)
+#undef X
+    default: return "UNKNOWN";
+    }
+}
+
+int mc_outcome_exit_code(mc_outcome outcome)
+{
+    switch (outcome) {
+    case MC_OUTCOME_OK: return 0;
+    case MC_OUTCOME_CONFIG: return 78;
+    case MC_OUTCOME_USAGE: return 64;
+    case MC_OUTCOME_NOINPUT: return 66;
+    case MC_OUTCOME_DATA: return 65;
+    case MC_OUTCOME_AUTH: return 77;
+    case MC_OUTCOME_PERMANENT: return 69;
+    case MC_OUTCOME_PROTOCOL: return 76;
+    case MC_OUTCOME_TRANSIENT: return 75;
+    case MC_OUTCOME_UNKNOWN: return 75;
+    }
+    return 70;
+}
+
+const char *mc_stage_name(mc_stage stage)
+{
+    static const char *const names[] = {
+        [MC_STAGE_NONE] = "none",       [MC_STAGE_CONFIG] = "config",
+        [MC_STAGE_PLUGIN] = "plugin",   [MC_STAGE_CONNECT] = "connect",
+        [MC_STAGE_TLS] = "tls",         [MC_STAGE_GREETING] = "greeting",
+        [MC_STAGE_EHLO] = "ehlo",       [MC_STAGE_STARTTLS] = "starttls",
+        [MC_STAGE_AUTH] = "auth",       [MC_STAGE_MAIL] = "mail",
+        [MC_STAGE_RCPT] = "rcpt",       [MC_STAGE_DATA] = "data",
+        [MC_STAGE_QUIT] = "quit",       [MC_STAGE_OAUTH] = "oauth",
+        [MC_STAGE_MESSAGE] = "message",
+    };
+    if ((unsigned)stage < sizeof(names) / sizeof(names[0]) && names[stage])
+        return names[stage];
+    return "unknown";
+}
+
+mc_outcome mc__outcome_of(int code)
+{
+    switch (code) {
+    case 0: return MC_OUTCOME_OK;
+    case MC_ECONFIG: case MC_EPLUGIN: case MC_ESECRET: return MC_OUTCOME_CONFIG;
+    case MC_EUSAGE: case MC_ENOSERVER: case MC_EINVAL: return MC_OUTCOME_USAGE;
+    case MC_EFILE: return MC_OUTCOME_NOINPUT;
+    case MC_EMESSAGE: return MC_OUTCOME_DATA;
+    case MC_EAUTH: return MC_OUTCOME_AUTH;
+    case MC_EREFUSED: case MC_ETLS: case MC_ERCPT: case MC_ENOTIMPL: return MC_OUTCOME_PERMANENT;
+    case MC_EPROTO: return MC_OUTCOME_PROTOCOL;
+    case MC_EUNKNOWN: return MC_OUTCOME_UNKNOWN;
+    default: return MC_OUTCOME_TRANSIENT;   /* ETEMP, ENET, ETIMEOUT, ENOMEM, EOAUTH */
+    }
+}
+
+void mc__rcpts_free(mc_rcpt_result *rcpts, size_t n)
+{
+    if (!rcpts)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        free(rcpts[i].address);
+        free(rcpts[i].text);
+    }
+    free(rcpts);
+}
+
+void mc_error_free(mc_error *err)
+{
+    if (!err)
+        return;
+    free(err->server_text);
+    free(err->message);
+    free(err->hint);
+    mc__rcpts_free(err->rcpts, err->n_rcpts);
+    for (size_t i = 0; i < err->n_details; i++)
+        free(err->details[i]);
+    free(err->details);
+    free(err);
+}
+
+int mc__error_setv(mc_error **err, int code, mc_outcome outcome, mc_stage stage,
+                   const char *fmt, va_list ap)
+{
+    if (!err || *err)
+        return code;
+    mc_error *e = calloc(1, sizeof(*e));
+    if (!e)
+        return code;
+    e->code = code;
+    e->outcome = outcome;
+    e->stage = stage;
+    e->transient = outcome == MC_OUTCOME_TRANSIENT || outcome == MC_OUTCOME_UNKNOWN;
+    if (fmt && vasprintf(&e->message, fmt, ap) < 0)
+        e->message = NULL;
+    if (!e->message)
+        e->message = strdup(mc_strerror(code));
+    *err = e;
+    return code;
+}
+
+int mc__error_set(mc_error **err, int code, mc_outcome outcome, mc_stage stage,
+                  const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    mc__error_setv(err, code, outcome, stage, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+void mc__error_reply(mc_error *err, int smtp_code, const char *text)
+{
+    if (!err)
+        return;
+    err->smtp_code = smtp_code;
+    err->enhanced[0] = '\0';
+    free(err->server_text);
+    err->server_text = text ? strdup(text) : NULL;
+    if (smtp_code >= 400 && smtp_code < 500)
+        err->transient = true;
+    /* an enhanced code leads the text: "5.7.8 Username..." (RFC 3463) */
+    if (text && (text[0] == '2' || text[0] == '4' || text[0] == '5') && text[1] == '.') {
+        size_t i = 2, digits = 0;
+        while (isdigit((unsigned char)text[i]) && digits < 3) { i++; digits++; }
+        if (digits && text[i] == '.') {
+            size_t j = i + 1, d2 = 0;
+            while (isdigit((unsigned char)text[j]) && d2 < 3) { j++; d2++; }
+            if (d2 && (text[j] == ' ' || text[j] == '\0' || text[j] == '\n')
+                && j < sizeof(err->enhanced)) {
+                memcpy(err->enhanced, text, j);
+                err->enhanced[j] = '\0';
+            }
+        }
+    }
+}
+
+void mc__error_hint(mc_error *err, const char *hint)
+{
+    if (!err)
+        return;
+    free(err->hint);
+    err->hint = hint ? strdup(hint) : NULL;
+}
+
+int mc__error_detail(mc_error *err, const char *line)
+{
+    if (!err)
+        return 0;
+    char **d = realloc(err->details, (err->n_details + 1) * sizeof(*d));
+    if (!d)
+        return MC_ENOMEM;
+    err->details = d;
+    if (!(d[err->n_details] = strdup(line)))
+        return MC_ENOMEM;
+    err->n_details++;
+    return 0;
+}
+
+void mc__error_rcpts(mc_error *err, mc_rcpt_result *rcpts, size_t n)
+{
+    if (!err) {
+        mc__rcpts_free(rcpts, n);
+        return;
+    }
+    mc__rcpts_free(err->rcpts, err->n_rcpts);
+    err->rcpts = rcpts;
+    err->n_rcpts = n;
+}

@@ -1,0 +1,2 @@
+/* loader: being written. */
+#include "error.h"

@@ -1,0 +1,2 @@
+/* message: being written. */
+#include "error.h"

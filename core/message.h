@@ -1,0 +1,86 @@
+/* message: RFC 5322 / MIME composer, parser for -t/sendmail input, and a
+ * streaming writer; addresses (core-internal). The layout of mc_message is
+ * private to message.c. */
+#ifndef MC_CORE_MESSAGE_H
+#define MC_CORE_MESSAGE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "mailconn/mailconn.h"
+#include "buf.h"
+
+/* ---- addresses */
+
+/** Validate an RFC 5321 mailbox (local@domain; quoted local parts, IP
+ *  literals [1.2.3.4] / [IPv6:...], UTF-8 allowed for SMTPUTF8). With
+ *  allow_bare, a bare local name without '@' passes (aliases resolve it).
+ *  NUL, CR, LF, '<', '>' and spaces outside quotes are refused.
+ *  @return 0 or MC_EMESSAGE (outcome DATA, stage MESSAGE) naming it. */
+int mc__address_check(const char *addr, bool allow_bare, mc_error **err);
+/** Extract the addr-spec from a header mailbox ("Name <a@b>", "a@b (c)",
+ *  "<a@b>"). *out malloc'd. @return 0 or MC_EMESSAGE. */
+int mc__address_extract(const char *mailbox, char **out, mc_error **err);
+/** Split an address-list header value (To/Cc/Bcc, groups, quoted commas)
+ *  into addr-specs; calls fn for each. @return 0, MC_EMESSAGE. */
+int mc__address_list(const char *value, int (*fn)(void *payload, const char *addr),
+                     void *payload, mc_error **err);
+/** True when addr has non-ASCII bytes. */
+bool mc__address_utf8(const char *addr);
+
+/* ---- header encodings */
+
+/** RFC 2047 encoded words (UTF-8, B or Q, each word <= 75 chars, lines
+ *  folded) for a header value; plain ASCII without specials is copied.
+ *  `used` = characters already on the line (e.g. strlen("Subject: ")). */
+int mc__rfc2047_encode(mc__buf *out, const char *text, size_t used);
+/** RFC 2231 parameter: `name="value"` for ASCII, `name*=UTF-8''pct` for
+ *  non-ASCII, continuation `name*0*=` when long. Appended to out. */
+int mc__rfc2231_param(mc__buf *out, const char *name, const char *value);
+/** Content type for a file name from /etc/mime.types (read once, cached),
+ *  with a small built-in fallback; "application/octet-stream" otherwise. */
+const char *mc__mime_type(const char *filename);
+
+/* ---- preparing for a server */
+
+typedef struct mc__msg_defaults {
+    const char *sender_address;    /* server's sender.address or NULL */
+    const char *sender_name;
+    bool        sender_override;   /* From and MAIL FROM always sender_address */
+    bool        case_sensitive;    /* address_case */
+    const char *(*alias)(void *payload, const char *name);  /* bare names; NULL result = none */
+    void       *alias_payload;
+    const char *domain;            /* for Message-ID; NULL: from the sender */
+} mc__msg_defaults;
+
+/**
+ * Apply a server's rules before sending: envelope sender (explicit, else
+ * sender.address, else From:), a sender without a domain replaced by
+ * sender.address, sender.override, From: filled when missing, aliases for
+ * bare recipients (none: MC_EMESSAGE with a hint), lower-casing, Date and
+ * Message-ID when missing, 8BITMIME / SMTPUTF8 needs, the exact size.
+ * Idempotent per server: may be called again for another server.
+ * @return 0, MC_EMESSAGE (no recipient, no sender, bad address), MC_EFILE.
+ */
+int mc__message_prepare(mc_message *m, const mc__msg_defaults *d, mc_error **err);
+
+const char *mc__message_envelope_from(const mc_message *m);
+size_t      mc__message_rcpt_count(const mc_message *m);
+const char *const *mc__message_rcpts(const mc_message *m);
+bool        mc__message_8bit(const mc_message *m);
+bool        mc__message_smtputf8(const mc_message *m);
+uint64_t    mc__message_size(const mc_message *m);
+
+/** Write the whole message (headers and body, CRLF line ends, lines never
+ *  over 998 octets; attachments streamed from their files in chunks).
+ *  Signature of mc__writer_fn. @return 0, MC_EFILE, or the sink's error. */
+int mc__message_write(void *msg, mc__sink_fn *sink, void *sink_payload, mc_error **err);
+
+/** Parse header block of raw input: calls fn(name, unfolded value) for each
+ *  header; *body_off = offset of the body. @return 0, MC_EMESSAGE (a line
+ *  that is neither a header nor a continuation before the blank line, NUL).
+ *  Fuzzed. */
+int mc__header_parse(const char *data, size_t len,
+                     int (*fn)(void *payload, const char *name, const char *value),
+                     void *payload, size_t *body_off, mc_error **err);
+
+#endif

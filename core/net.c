@@ -1,0 +1,2 @@
+/* net: being written. */
+#include "error.h"

@@ -1,0 +1,2 @@
+/* sasl: being written. */
+#include "error.h"

@@ -1,0 +1,2 @@
+/* secret: being written. */
+#include "error.h"

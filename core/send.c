@@ -1,0 +1,2 @@
+/* send: being written. */
+#include "error.h"

@@ -1,0 +1,2 @@
+/* smtp: being written. */
+#include "error.h"

@@ -1,0 +1,219 @@
+/* mailconn plugin ABI: the only header plugins include.
+ *
+ * A plugin is a shared module exporting exactly one symbol, mc_plugin_entry,
+ * which returns a constant descriptor. It reaches the core only through the
+ * mc_host_api table handed to that entry. Ops tables start with `size` and
+ * only grow at the end; removing or reordering a member bumps the major.
+ * Version rule: same major, plugin minor <= core minor.
+ */
+#ifndef MAILCONN_PLUGIN_H
+#define MAILCONN_PLUGIN_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "mailconn/mailconn.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MC_PLUGIN_ABI_MAJOR 1
+#define MC_PLUGIN_ABI_MINOR 0
+
+#if defined(__GNUC__)
+#define MC_PLUGIN_EXPORT __attribute__((visibility("default")))
+#define MC__PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define MC_PLUGIN_EXPORT
+#define MC__PRINTF(a, b)
+#endif
+
+typedef enum mc_plugin_kind {
+    MC_PLUGIN_TRANSPORT = 1,
+    MC_PLUGIN_AUTH = 2,
+    MC_PLUGIN_OAUTH_ENGINE = 3,   /* internal: engine-oauth.so */
+} mc_plugin_kind;
+
+/* ------------------------------------------------------------- streams */
+
+typedef struct mc_stream mc_stream;
+
+typedef struct mc_stream_ops {
+    size_t size;
+    /** Read up to len bytes. @return >0 bytes read, 0 when the peer closed,
+     *  or a negative MC_E* (MC_ETIMEOUT, MC_ENET, MC_ETLS) with *err set. */
+    ssize_t (*read)(mc_stream *s, void *buf, size_t len, mc_error **err);
+    /** Write all len bytes. @return 0 or a negative MC_E* with *err set.
+     *  Never raises SIGPIPE. */
+    int (*write)(mc_stream *s, const void *buf, size_t len, mc_error **err);
+    /** Close the connection and free the stream. */
+    void (*close)(mc_stream *s);
+} mc_stream_ops;
+
+/** Base of every stream: placed first in each implementation. */
+struct mc_stream {
+    const mc_stream_ops *ops;
+    bool  encrypted;          /* TLS is up */
+    bool  peer_verified;      /* chain and host name verified */
+    char  tls_version[16];    /* "TLSv1.3" when encrypted */
+    char  tls_cipher[64];
+};
+
+typedef struct mc_connect_opts {
+    size_t      size;
+    const char *host;         /* host name or IP literal */
+    uint16_t    port;
+    int         timeout_ms;   /* each wait on the network */
+    const char *ca_file;      /* replaces the system store; NULL = system */
+    int         tls_min;      /* 12 or 13 */
+} mc_connect_opts;
+
+typedef struct mc_transport_ops {
+    size_t   size;
+    uint16_t default_port;
+    /** Connect (and for implicit TLS, handshake). @return 0, MC_ENET,
+     *  MC_ETIMEOUT (stage connect), MC_ETLS (stage tls). */
+    int (*connect)(mc_stream **out, const mc_connect_opts *o, mc_error **err);
+    /** Upgrade `s` in place after the server's 220 to STARTTLS; NULL when
+     *  the transport has no STARTTLS. Bytes already waiting from the server
+     *  are an error (response injection). On failure the caller closes s.
+     *  @return 0, MC_ETLS. */
+    int (*starttls)(mc_stream *s, const mc_connect_opts *o, mc_error **err);
+} mc_transport_ops;
+
+/* ------------------------------------------------------------- auth */
+
+/** A plugin's part of the config (a server's "auth" object). Opaque. */
+typedef struct mc_plugin_cfg mc_plugin_cfg;
+
+/** Basic credentials; strings from host->strdup, released by the core
+ *  (wiped first). */
+typedef struct mc_credentials {
+    char *user;
+    char *password;
+} mc_credentials;
+
+/** OAuth flows a provider allows (bit set). */
+#define MC_FLOW_AUTH_CODE          (1u << 0)   /* browser + loopback redirect */
+#define MC_FLOW_PASTE              (1u << 1)   /* paste the redirect URL back */
+#define MC_FLOW_DEVICE             (1u << 2)
+#define MC_FLOW_CLIENT_CREDENTIALS (1u << 3)
+
+#define MC_URL_MAX 2048
+
+/** A known failure and what to tell the user: `match` is a substring of an
+ *  OAuth error (error, error_description) or of an SMTP reply. */
+typedef struct mc_hint {
+    const char *match;
+    const char *hint;
+} mc_hint;
+
+/** What an OAuth provider tells the engine. Filled by oauth_profile(). */
+typedef struct mc_oauth_profile {
+    size_t size;
+    char   authorization_url[MC_URL_MAX];
+    char   token_url[MC_URL_MAX];
+    char   device_authorization_url[MC_URL_MAX];
+    char   revocation_url[MC_URL_MAX];
+    char   scope[1024];
+    /** extra authorization parameters: "k=v" pairs, NULL-terminated; static
+     *  or borrowed from the config */
+    const char *const *params;
+    unsigned flows;              /* MC_FLOW_* allowed */
+    unsigned default_headless;   /* MC_FLOW_* to use without a display */
+    bool     rotates_refresh;    /* store the new refresh token on every use */
+    unsigned refresh_lifetime_days; /* warn when near; 0 = none known */
+    const mc_hint *hints;        /* NULL-terminated by match == NULL */
+} mc_oauth_profile;
+
+typedef struct mc_auth_ops {
+    size_t size;
+    /** SASL mechanisms in the provider's preference order, NULL-terminated. */
+    const char *const *mechanisms;
+    /** Keys the provider accepts in "auth" besides "provider", NULL-terminated. */
+    const char *const *keys;
+    /** SMTP defaults, or NULL / 0 when none. */
+    const char *smtp_host;
+    uint16_t    smtp_port;
+    const char *smtp_transport;
+    unsigned    max_connections;
+    bool        oauth;             /* tokens come from the OAuth engine */
+    /** Check the provider's semantic rules; report each problem with
+     *  host->cfg_error() (which prefixes the JSON path). */
+    void (*validate)(const mc_plugin_cfg *cfg);
+    /** basic: user + password. @return 0, MC_ESECRET, MC_ECONFIG. */
+    int (*credentials)(const mc_plugin_cfg *cfg, mc_credentials *out, mc_error **err);
+    /** OAuth providers: the profile. @return 0, MC_ECONFIG. */
+    int (*oauth_profile)(const mc_plugin_cfg *cfg, mc_oauth_profile *out, mc_error **err);
+} mc_auth_ops;
+
+/* ------------------------------------------------------------- host API */
+
+typedef struct mc_host_api {
+    size_t   size;
+    uint16_t abi_major, abi_minor;
+
+    /* logging: redacted against every registered secret */
+    void (*log)(mc_log_level level, const char *fmt, ...) MC__PRINTF(2, 3);
+    /** Register a secret so no log line shows it. */
+    void (*redact)(const char *secret);
+
+    /* memory */
+    void *(*alloc)(size_t n);          /* zeroed; NULL on failure */
+    char *(*strdup)(const char *s);
+    void  (*free)(void *p);
+    void  (*free_secret)(char *s);     /* wipe, then free; NULL is fine */
+
+    /** Fill *err (when err is non-NULL) and return code. */
+    int (*error)(mc_error **err, int code, mc_outcome outcome, mc_stage stage,
+                 const char *fmt, ...) MC__PRINTF(5, 6);
+
+    /* config accessors: read-only, for the plugin's own part */
+    /** A string member, or NULL when absent or not a string. Borrowed. */
+    const char *(*cfg_string)(const mc_plugin_cfg *cfg, const char *key);
+    bool (*cfg_has)(const mc_plugin_cfg *cfg, const char *key);
+    /** An integer member, or dflt when absent. */
+    long (*cfg_int)(const mc_plugin_cfg *cfg, const char *key, long dflt);
+    /** The i-th member of object `key`: its name in *name, its string value
+     *  returned; NULL past the end. Borrowed. */
+    const char *(*cfg_member)(const mc_plugin_cfg *cfg, const char *key, size_t i,
+                              const char **name);
+    /** Report a validation problem at <path>.<key> (key NULL: the object). */
+    void (*cfg_error)(const mc_plugin_cfg *cfg, const char *key, const char *fmt, ...)
+        MC__PRINTF(3, 4);
+
+    /** Resolve secret `name` ("password", "client_secret") from its one
+     *  source (inline, _file, _env, _command). *out from host->strdup;
+     *  release with free_secret. Absent: 0 and *out = NULL.
+     *  @return 0, MC_ESECRET. */
+    int (*secret)(const mc_plugin_cfg *cfg, const char *name, char **out, mc_error **err);
+
+    /** TCP connect trying every resolved address; the socket has per-wait
+     *  timeouts set and TCP_NODELAY. @return 0, MC_ENET, MC_ETIMEOUT. */
+    int (*tcp_connect)(const mc_connect_opts *o, int *fd_out, mc_error **err);
+} mc_host_api;
+
+/* ------------------------------------------------------------- descriptor */
+
+typedef struct mc_plugin_desc {
+    uint16_t       abi_major, abi_minor;   /* first, never moved */
+    mc_plugin_kind kind;
+    const char    *name;                   /* [a-z0-9-], the file name says it too */
+    const char    *version;
+    const char    *summary;
+    const void    *ops;                    /* mc_transport_ops, mc_auth_ops, ... */
+} mc_plugin_desc;
+
+#define MC_PLUGIN_ENTRY_SYMBOL "mc_plugin_entry"
+typedef const mc_plugin_desc *mc_plugin_entry_fn(const mc_host_api *host);
+/* declared through the typedef, so a plugin with the wrong signature won't compile */
+MC_PLUGIN_EXPORT mc_plugin_entry_fn mc_plugin_entry;
+
+#ifdef __cplusplus
+}
+#endif
+#endif
