@@ -123,6 +123,17 @@ static int host_tcp_connect(const mc_connect_opts *o, int *fd_out, mc_error **er
     return mc__tcp_connect(o, fd_out, err);
 }
 
+static int host_file_replace(const char *path, const char *data, size_t len, int mode,
+                             mc_error **err)
+{
+    return mc__file_replace(path, data, len, mode, err);
+}
+
+static int host_run_command(const char *command, int timeout_ms, char **out, mc_error **err)
+{
+    return mc__secret_command(command, timeout_ms, out, err);
+}
+
 static const mc_host_api host_api = {
     .size = sizeof(mc_host_api),
     .abi_major = MC_PLUGIN_ABI_MAJOR,
@@ -141,6 +152,8 @@ static const mc_host_api host_api = {
     .cfg_error = cfg_error,
     .secret = host_secret,
     .tcp_connect = host_tcp_connect,
+    .file_replace = host_file_replace,
+    .run_command = host_run_command,
 };
 
 const mc_host_api *mc__host(void)

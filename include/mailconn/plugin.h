@@ -151,6 +151,74 @@ typedef struct mc_auth_ops {
     int (*oauth_profile)(const mc_plugin_cfg *cfg, mc_oauth_profile *out, mc_error **err);
 } mc_auth_ops;
 
+/* ------------------------------------------------------------- OAuth engine */
+
+/** Everything the engine needs for one server's tokens. Strings borrowed. */
+typedef struct mc_oauth_request {
+    size_t      size;
+    const char *server;          /* names the token file */
+    const char *provider;        /* identity: provider, client_id, user, token_url */
+    const char *client_id;
+    const char *client_secret;   /* NULL for public clients */
+    const char *client_auth;     /* "post", "basic", "none" */
+    const char *user;
+    const char *grant;           /* "authorization_code", "device_code", "client_credentials" */
+    const char *redirect_uri;    /* NULL: http://127.0.0.1:PORT/ */
+    const char *ca_file;         /* auth.ca_file: replaces the system store */
+    const char *state_dir;       /* <state>; tokens go to <state>/tokens/ */
+    int         timeout_s;       /* HTTP, each request */
+    int         refresh_margin_s;
+    const mc_oauth_profile *profile;
+} mc_oauth_request;
+
+/** Options of an interactive authorization (`mailconn auth`). */
+typedef struct mc_oauth_authorize_opts {
+    size_t      size;
+    unsigned    flow;            /* one MC_FLOW_* */
+    int         port;            /* loopback port, 0 = ephemeral */
+    const char *browser;         /* command given the URL, or NULL: print only */
+    int         wait_s;          /* bound on waiting for the person */
+    /* prompts and the pasted URL go through these (the CLI: stderr/stdin) */
+    void      (*say)(void *payload, const char *line);
+    char     *(*ask)(void *payload, const char *prompt);   /* malloc'd line or NULL */
+    void       *payload;
+} mc_oauth_authorize_opts;
+
+/** What `mailconn servers` shows (never a token). */
+typedef struct mc_oauth_status {
+    bool     stored;             /* a token file for this identity */
+    bool     identity_mismatch;  /* a file for another identity */
+    long long access_expires;    /* unix time, 0 = none */
+    long long refresh_issued;    /* unix time, 0 = none */
+    long long refresh_used;
+} mc_oauth_status;
+
+typedef struct mc_oauth_engine_ops {
+    size_t size;
+    /** A current access token: cached while further than refresh_margin_s
+     *  from expiry, else refreshed (or, for client_credentials, fetched);
+     *  single-flight across threads and processes (flock on <server>.lock).
+     *  *out from host->strdup, release with host->free_secret.
+     *  @return 0, MC_EAUTH (no token stored, identity mismatch,
+     *  invalid_grant: outcome AUTH with a hint to run `mailconn auth`),
+     *  MC_ECONFIG (invalid_client, invalid_scope: outcome CONFIG),
+     *  MC_EOAUTH (endpoint down, slow, 5xx: outcome TRANSIENT). */
+    int (*token)(const mc_oauth_request *req, char **out, mc_error **err);
+    /** Forget `token` as the cached access token (the server refused it),
+     *  so the next token() refreshes. */
+    int (*invalidate)(const mc_oauth_request *req, const char *token, mc_error **err);
+    /** Run an interactive flow and store the tokens. */
+    int (*authorize)(const mc_oauth_request *req, const mc_oauth_authorize_opts *o,
+                     mc_error **err);
+    /** Store a refresh token obtained elsewhere (and redeem it once). */
+    int (*import_refresh)(const mc_oauth_request *req, const char *refresh_token,
+                          mc_error **err);
+    /** Revoke at the provider when it has a revocation endpoint, then delete
+     *  the stored tokens. */
+    int (*revoke)(const mc_oauth_request *req, mc_error **err);
+    int (*status)(const mc_oauth_request *req, mc_oauth_status *out);
+} mc_oauth_engine_ops;
+
 /* ------------------------------------------------------------- host API */
 
 typedef struct mc_host_api {
@@ -195,6 +263,15 @@ typedef struct mc_host_api {
     /** TCP connect trying every resolved address; the socket has per-wait
      *  timeouts set and TCP_NODELAY. @return 0, MC_ENET, MC_ETIMEOUT. */
     int (*tcp_connect)(const mc_connect_opts *o, int *fd_out, mc_error **err);
+
+    /** Replace `path` atomically with data (temp file in the same folder,
+     *  fsync, rename; a symlink replaced at its target) with file mode
+     *  `mode` (< 0: keep the existing file's). @return 0, MC_EFILE. */
+    int (*file_replace)(const char *path, const char *data, size_t len, int mode,
+                        mc_error **err);
+    /** Run a command with /bin/sh -c; first line of stdout in *out (release
+     *  with free_secret); bounded by timeout_ms. @return 0, MC_ESECRET. */
+    int (*run_command)(const char *command, int timeout_ms, char **out, mc_error **err);
 } mc_host_api;
 
 /* ------------------------------------------------------------- descriptor */
