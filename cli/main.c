@@ -1,2 +1,242 @@
+/* mailconn: the command line (DESIGN.md "The command line"). */
+#include <getopt.h>
+#include <libgen.h>
+#include <stdarg.h>
 #include <stdio.h>
-int main(void) { puts("being written"); return 1; }
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char usage_text[] =
+    "usage: mailconn [--config FILE] [--plugin-dir DIR] [-v] COMMAND\n"
+    "  plugins                    list all plugins: kind, name, version, file\n"
+    "  servers                    list servers, default marked with *; token state\n"
+    "  check [--secrets]          validate the config (exit 0, or 78 with every error)\n"
+    "  set-default NAME           move the default mark, save atomically\n"
+    "  auth [--server NAME] [--browser [--port N]|--paste|--device] [--refresh-token-file F]\n"
+    "  auth --revoke [--server NAME]\n"
+    "  send [--server NAME] [--from A] --to A [--to A...] [--cc A...] [--bcc A...]\n"
+    "       --subject S (--body TEXT | --body-file F) [--html-file F] [--attach F...]\n"
+    "  send [--server NAME] [--from A] -t [--jobs N] [FILE.eml...]\n"
+    "  test [--server NAME] --to A\n"
+    "  sendmail [-t] [-i] [-f A] [-F NAME] [RCPT...]\n";
+
+void cli_outcome(cli *c, mc_outcome o)
+{
+    if (o != MC_OUTCOME_OK && (c->worst == MC_OUTCOME_OK || o < c->worst))
+        c->worst = o;
+}
+
+int cli_exit(const cli *c)
+{
+    return mc_outcome_exit_code(c->worst);
+}
+
+int cli_usage(cli *c, const char *fmt, ...)
+{
+    va_list ap;
+    fputs("mailconn: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs("\n(see mailconn --help)\n", stderr);
+    cli_outcome(c, MC_OUTCOME_USAGE);
+    return cli_exit(c);
+}
+
+void cli_report(cli *c, const char *label, const mc_error *e, int code)
+{
+    if (!e) {
+        fprintf(stderr, "mailconn: %s%s%s\n", label ? label : "", label ? ": " : "",
+                mc_strerror(code));
+        cli_outcome(c, MC_OUTCOME_TRANSIENT);
+        return;
+    }
+    if (e->n_details) {
+        for (size_t i = 0; i < e->n_details; i++)
+            fprintf(stderr, "mailconn: %s\n", e->details[i]);
+    } else {
+        fprintf(stderr, "mailconn: %s%s%s: ", label ? label : "", label ? ": " : "",
+                mc_stage_name(e->stage));
+        if (e->outcome == MC_OUTCOME_UNKNOWN)
+            fputs("outcome unknown: ", stderr);
+        if (e->smtp_code)
+            fprintf(stderr, "%d %s%s", e->smtp_code, e->enhanced, e->enhanced[0] ? " " : "");
+        fputs(e->message ? e->message : mc_strerror(e->code), stderr);
+        if (e->server_text && !(e->message && strstr(e->message, e->server_text)))
+            fprintf(stderr, " (server said: %s)", e->server_text);
+        fputc('\n', stderr);
+    }
+    for (size_t i = 0; i < e->n_rcpts; i++) {
+        const mc_rcpt_result *r = &e->rcpts[i];
+        if (r->accepted || !r->smtp_code)
+            continue;
+        fprintf(stderr, "mailconn: %s%srecipient %s refused: %d %s%s%s\n", label ? label : "",
+                label ? ": " : "", r->address, r->smtp_code, r->enhanced,
+                r->enhanced[0] ? " " : "", r->text ? r->text : "");
+    }
+    if (e->hint)
+        fprintf(stderr, "mailconn: hint: %s\n", e->hint);
+    cli_outcome(c, e->outcome ? e->outcome : MC_OUTCOME_TRANSIENT);
+}
+
+static void log_sink(mc_log_level level, const char *line, void *payload)
+{
+    (void)payload;
+    (void)level;
+    fprintf(stderr, "%s\n", line);
+}
+
+mc_context *cli_context(cli *c, unsigned flags, const char *server)
+{
+    mc_context_options o = MC_CONTEXT_OPTIONS_INIT;
+    o.config_path = c->config;
+    o.plugin_dir = c->plugin_dir;
+    o.flags = flags;
+    o.server = server;
+    o.log_level = c->verbose >= 2 ? MC_LOG_DEBUG : c->verbose == 1 ? MC_LOG_TRANSCRIPT : MC_LOG_WARN;
+    o.log = c->verbose ? log_sink : NULL;
+    mc_context *ctx = NULL;
+    mc_error *err = NULL;
+    int rc = mc_context_new(&ctx, &o, &err);
+    if (rc < 0) {
+        cli_report(c, NULL, err, rc);
+        mc_error_free(err);
+        return NULL;
+    }
+    return ctx;
+}
+
+static void print_plugin(const char *kind, const char *name, const char *version,
+                         const char *summary, const char *file, void *payload)
+{
+    (void)summary;
+    (void)payload;
+    printf("%-12s %-10s %-8s %s\n", kind, name, version, file);
+}
+
+static int cmd_plugins(cli *c, int argc, char **argv)
+{
+    (void)argv;
+    if (argc > 1)
+        return cli_usage(c, "plugins takes no arguments");
+    mc_context *ctx = cli_context(c, MC_CONTEXT_NO_CONFIG, NULL);
+    if (!ctx)
+        return cli_exit(c);
+    mc_context_plugins(ctx, print_plugin, NULL);
+    mc_context_free(ctx);
+    return cli_exit(c);
+}
+
+static int cmd_servers(cli *c, int argc, char **argv)
+{
+    (void)argv;
+    if (argc > 1)
+        return cli_usage(c, "servers takes no arguments");
+    mc_context *ctx = cli_context(c, 0, NULL);
+    if (!ctx)
+        return cli_exit(c);
+    for (size_t i = 0; i < mc_context_server_count(ctx); i++) {
+        const mc_server *s = mc_context_server_at(ctx, i);
+        printf("%c %-16s %s:%u %-8s auth=%s", mc_server_is_default(s) ? '*' : ' ',
+               mc_server_name(s), mc_server_host(s), mc_server_port(s), mc_server_transport(s),
+               mc_server_provider(s) ? mc_server_provider(s) : "none");
+        if (mc_server_sender(s))
+            printf(" sender=%s", mc_server_sender(s));
+        cli_server_token_state(ctx, s);
+        putchar('\n');
+    }
+    mc_context_free(ctx);
+    return cli_exit(c);
+}
+
+static int cmd_check(cli *c, int argc, char **argv)
+{
+    unsigned flags = MC_CONTEXT_ALL_PLUGINS;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--secrets") == 0)
+            flags |= MC_CONTEXT_SECRETS;
+        else
+            return cli_usage(c, "check: unknown argument \"%s\"", argv[i]);
+    }
+    mc_context *ctx = cli_context(c, flags, NULL);
+    if (!ctx)
+        return cli_exit(c);
+    printf("%s: ok, %zu server%s\n", mc_context_config_path(ctx), mc_context_server_count(ctx),
+           mc_context_server_count(ctx) == 1 ? "" : "s");
+    mc_context_free(ctx);
+    return cli_exit(c);
+}
+
+static int cmd_set_default(cli *c, int argc, char **argv)
+{
+    if (argc != 2)
+        return cli_usage(c, "usage: mailconn set-default NAME");
+    mc_context *ctx = cli_context(c, 0, NULL);
+    if (!ctx)
+        return cli_exit(c);
+    mc_error *err = NULL;
+    int rc = mc_context_set_default(ctx, argv[1], &err);
+    if (rc < 0)
+        cli_report(c, NULL, err, rc);
+    else
+        printf("default server: %s\n", argv[1]);
+    mc_error_free(err);
+    mc_context_free(ctx);
+    return cli_exit(c);
+}
+
+int main(int argc, char **argv)
+{
+    cli c = { 0 };
+    char *prog = basename(argv[0]);
+    if (strcmp(prog, "sendmail") == 0)
+        return cmd_sendmail(&c, argc, argv);
+
+    static const struct option opts[] = {
+        { "config", required_argument, NULL, 'c' },
+        { "plugin-dir", required_argument, NULL, 'p' },
+        { "verbose", no_argument, NULL, 'v' },
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
+        { NULL, 0, NULL, 0 },
+    };
+    int ch;
+    /* '+': stop at the command; its own flags are parsed by the command */
+    while ((ch = getopt_long(argc, argv, "+c:p:vhV", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'c': c.config = optarg; break;
+        case 'p': c.plugin_dir = optarg; break;
+        case 'v': c.verbose++; break;
+        case 'h': fputs(usage_text, stdout); return 0;
+        case 'V': printf("mailconn %s\n", MC_VERSION_STRING); return 0;
+        default: return cli_usage(&c, "bad option");
+        }
+    }
+    if (optind >= argc) {
+        fputs(usage_text, stderr);
+        return EX_USAGE_;
+    }
+    char *cmd = argv[optind];
+    int cargc = argc - optind;
+    char **cargv = argv + optind;
+    optind = 0;   /* reset getopt for the command's own parsing */
+    if (strcmp(cmd, "plugins") == 0)
+        return cmd_plugins(&c, cargc, cargv);
+    if (strcmp(cmd, "servers") == 0)
+        return cmd_servers(&c, cargc, cargv);
+    if (strcmp(cmd, "check") == 0)
+        return cmd_check(&c, cargc, cargv);
+    if (strcmp(cmd, "set-default") == 0)
+        return cmd_set_default(&c, cargc, cargv);
+    if (strcmp(cmd, "send") == 0)
+        return cmd_send(&c, cargc, cargv);
+    if (strcmp(cmd, "test") == 0)
+        return cmd_test(&c, cargc, cargv);
+    if (strcmp(cmd, "sendmail") == 0)
+        return cmd_sendmail(&c, cargc, cargv);
+    if (strcmp(cmd, "auth") == 0)
+        return cmd_auth(&c, cargc, cargv);
+    return cli_usage(&c, "unknown command \"%s\"", cmd);
+}

@@ -1,2 +1,489 @@
-/* send commands: being written */
-#include "mailconn/mailconn.h"
+/* mailconn send, test and sendmail. */
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "send.h"   /* core-internal: mc__session_open_ex for `test` */
+
+typedef struct strv {
+    char **v;
+    size_t n;
+} strv;
+
+static int strv_push(strv *s, char *p)
+{
+    char **n = realloc(s->v, (s->n + 1) * sizeof(*n));
+    if (!n)
+        return -1;
+    s->v = n;
+    s->v[s->n++] = p;
+    return 0;
+}
+
+static char *read_stream(FILE *f, size_t *len, bool dot_ends)
+{
+    size_t cap = 65536, n = 0;
+    char *buf = malloc(cap);
+    if (!buf)
+        return NULL;
+    if (!dot_ends) {
+        size_t r;
+        while ((r = fread(buf + n, 1, cap - n, f)) > 0) {
+            n += r;
+            if (n == cap) {
+                char *nb = realloc(buf, cap *= 2);
+                if (!nb) {
+                    free(buf);
+                    return NULL;
+                }
+                buf = nb;
+            }
+        }
+    } else {
+        /* sendmail without -i: a line holding a single dot ends the input */
+        char *line = NULL;
+        size_t lcap = 0;
+        ssize_t l;
+        while ((l = getline(&line, &lcap, f)) > 0) {
+            if ((l == 2 && line[0] == '.' && line[1] == '\n')
+                || (l == 3 && line[0] == '.' && line[1] == '\r' && line[2] == '\n'))
+                break;
+            while (n + (size_t)l + 1 > cap) {
+                char *nb = realloc(buf, cap *= 2);
+                if (!nb) {
+                    free(buf);
+                    free(line);
+                    return NULL;
+                }
+                buf = nb;
+            }
+            memcpy(buf + n, line, (size_t)l);
+            n += (size_t)l;
+        }
+        free(line);
+    }
+    buf[n < cap ? n : cap - 1] = '\0';
+    *len = n;
+    return buf;
+}
+
+static char *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *b = read_stream(f, len, false);
+    int saved = errno;
+    fclose(f);
+    errno = saved;
+    return b;
+}
+
+static size_t accepted_count(const mc_message *msg, const mc_error *err)
+{
+    (void)msg;
+    size_t n = 0;
+    if (err) {
+        for (size_t i = 0; i < err->n_rcpts; i++)
+            n += err->rcpts[i].accepted;
+    }
+    return n;
+}
+
+/* Report one message's outcome: "sent ..." on stdout only when accepted. */
+static void report_send(cli *c, const char *label, mc_message *msg, size_t n_rcpts,
+                        const char *reply, int rc, mc_error *err, bool quiet)
+{
+    if (rc == 0) {
+        if (!quiet)
+            printf("sent %s: %zu recipient%s: %s\n", label, n_rcpts, n_rcpts == 1 ? "" : "s",
+                   reply ? reply : "");
+        return;
+    }
+    if (rc == MC_ERCPT && !quiet) {
+        size_t ok = accepted_count(msg, err);
+        printf("sent %s: %zu of %zu recipients: %s\n", label, ok, err ? err->n_rcpts : 0,
+               reply ? reply : "");
+    }
+    cli_report(c, label, err, rc);
+}
+
+/* ---------------------------------------------------------------- send -t batch */
+
+typedef struct batch {
+    cli         *c;
+    mc_context  *ctx;
+    const char  *server;
+    const char  *from;
+    char       **files;
+    size_t       n_files;
+    size_t       next;
+    pthread_mutex_t lock;
+} batch;
+
+static void batch_one(batch *b, const char *file)
+{
+    mc_message *msg = NULL;
+    mc_error *err = NULL;
+    const char *label = file ? file : "stdin";
+    int rc;
+
+    if (file) {
+        rc = mc_message_parse_file(&msg, file, &err);
+    } else {
+        size_t len = 0;
+        char *data = read_stream(stdin, &len, false);
+        rc = data ? mc_message_parse(&msg, data, len, &err) : MC_ENOMEM;
+        free(data);
+    }
+    if (rc == 0 && b->from)
+        rc = mc_message_set_envelope_from(msg, b->from, &err);
+    for (int attempt = 0; rc == 0 || attempt == 0; attempt++) {
+        if (rc < 0)
+            break;
+        rc = mc_send(b->ctx, b->server, msg, &err);
+        /* a drop before the final dot: the message was not taken; resend once */
+        if (attempt == 0 && err && (rc == MC_ENET || rc == MC_ETIMEOUT)
+            && err->stage != MC_STAGE_CONNECT) {
+            mc_error_free(err);
+            err = NULL;
+            rc = 0;
+            continue;
+        }
+        break;
+    }
+    pthread_mutex_lock(&b->lock);
+    report_send(b->c, label, msg, msg ? mc_message_recipient_count(msg) : 0,
+                msg ? mc_message_last_reply(msg) : NULL, rc, err, false);
+    fflush(stdout);
+    pthread_mutex_unlock(&b->lock);
+    mc_error_free(err);
+    mc_message_free(msg);
+}
+
+static void *batch_worker(void *p)
+{
+    batch *b = p;
+    for (;;) {
+        pthread_mutex_lock(&b->lock);
+        size_t i = b->next++;
+        pthread_mutex_unlock(&b->lock);
+        if (i >= b->n_files)
+            return NULL;
+        batch_one(b, b->files[i]);
+    }
+}
+
+/* ---------------------------------------------------------------- send */
+
+enum { O_SERVER = 256, O_FROM, O_TO, O_CC, O_BCC, O_SUBJECT, O_BODY, O_BODY_FILE,
+       O_HTML_FILE, O_ATTACH, O_JOBS };
+
+int cmd_send(cli *c, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "server", required_argument, NULL, O_SERVER },
+        { "from", required_argument, NULL, O_FROM },
+        { "to", required_argument, NULL, O_TO },
+        { "cc", required_argument, NULL, O_CC },
+        { "bcc", required_argument, NULL, O_BCC },
+        { "subject", required_argument, NULL, O_SUBJECT },
+        { "body", required_argument, NULL, O_BODY },
+        { "body-file", required_argument, NULL, O_BODY_FILE },
+        { "html-file", required_argument, NULL, O_HTML_FILE },
+        { "attach", required_argument, NULL, O_ATTACH },
+        { "jobs", required_argument, NULL, O_JOBS },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *server = NULL, *from = NULL, *subject = NULL, *body = NULL;
+    const char *body_file = NULL, *html_file = NULL;
+    strv to = { 0 }, cc = { 0 }, bcc = { 0 }, attach = { 0 };
+    bool t = false;
+    long jobs = 1;
+    int ch, ret;
+
+    while ((ch = getopt_long(argc, argv, "t", opts, NULL)) != -1) {
+        switch (ch) {
+        case O_SERVER: server = optarg; break;
+        case O_FROM: from = optarg; break;
+        case O_TO: strv_push(&to, optarg); break;
+        case O_CC: strv_push(&cc, optarg); break;
+        case O_BCC: strv_push(&bcc, optarg); break;
+        case O_SUBJECT: subject = optarg; break;
+        case O_BODY: body = optarg; break;
+        case O_BODY_FILE: body_file = optarg; break;
+        case O_HTML_FILE: html_file = optarg; break;
+        case O_ATTACH: strv_push(&attach, optarg); break;
+        case O_JOBS: {
+            char *end;
+            jobs = strtol(optarg, &end, 10);
+            if (*end || jobs < 1 || jobs > 100) {
+                ret = cli_usage(c, "send: --jobs must be 1..100, got \"%s\"", optarg);
+                goto out;
+            }
+            break;
+        }
+        case 't': t = true; break;
+        default: ret = cli_usage(c, "send: bad option"); goto out;
+        }
+    }
+
+    if (t) {
+        if (to.n || cc.n || bcc.n || subject || body || body_file || html_file || attach.n) {
+            ret = cli_usage(c, "send -t takes recipients and content from the message, not flags");
+            goto out;
+        }
+        mc_context *ctx = cli_context(c, MC_CONTEXT_ONE_SERVER, server);
+        if (!ctx) {
+            ret = cli_exit(c);
+            goto out;
+        }
+        batch b = { .c = c, .ctx = ctx, .server = server, .from = from,
+                    .files = argv + optind, .n_files = (size_t)(argc - optind) };
+        pthread_mutex_init(&b.lock, NULL);
+        if (b.n_files == 0) {
+            batch_one(&b, NULL);
+        } else {
+            size_t n = (size_t)jobs < b.n_files ? (size_t)jobs : b.n_files;
+            pthread_t th[100];
+            size_t started = 0;
+            for (size_t i = 1; i < n; i++)
+                if (pthread_create(&th[started], NULL, batch_worker, &b) == 0)
+                    started++;
+            batch_worker(&b);
+            for (size_t i = 0; i < started; i++)
+                pthread_join(th[i], NULL);
+        }
+        pthread_mutex_destroy(&b.lock);
+        mc_context_free(ctx);
+        ret = cli_exit(c);
+        goto out;
+    }
+
+    if (optind < argc) {
+        ret = cli_usage(c, "send: unexpected argument \"%s\" (files go with -t)", argv[optind]);
+        goto out;
+    }
+    if (!to.n && !cc.n && !bcc.n) {
+        ret = cli_usage(c, "send: no recipient (--to, --cc or --bcc)");
+        goto out;
+    }
+    if (!subject) {
+        ret = cli_usage(c, "send: --subject is required");
+        goto out;
+    }
+    if (!!body + !!body_file != 1) {
+        ret = cli_usage(c, "send: give exactly one of --body and --body-file");
+        goto out;
+    }
+
+    /* files named on the command line must be readable: 66 before anything is sent */
+    char *body_data = NULL, *html_data = NULL;
+    size_t body_len = 0, html_len = 0;
+    if (body_file && !(body_data = read_file(body_file, &body_len))) {
+        fprintf(stderr, "mailconn: %s: %s\n", body_file, strerror(errno));
+        cli_outcome(c, MC_OUTCOME_NOINPUT);
+        ret = cli_exit(c);
+        goto out;
+    }
+    if (html_file && !(html_data = read_file(html_file, &html_len))) {
+        fprintf(stderr, "mailconn: %s: %s\n", html_file, strerror(errno));
+        cli_outcome(c, MC_OUTCOME_NOINPUT);
+        free(body_data);
+        ret = cli_exit(c);
+        goto out;
+    }
+
+    mc_context *ctx = cli_context(c, MC_CONTEXT_ONE_SERVER, server);
+    mc_message *msg = NULL;
+    mc_error *err = NULL;
+    int rc = 0;
+    if (!ctx)
+        goto done;
+    if ((rc = mc_message_new(&msg, &err)) < 0)
+        goto report;
+    if (from && ((rc = mc_message_set_from(msg, from, NULL, &err)) < 0
+                 || (rc = mc_message_set_envelope_from(msg, from, &err)) < 0))
+        goto report;
+    for (size_t i = 0; i < to.n; i++)
+        if ((rc = mc_message_add_recipient(msg, MC_RCPT_TO, to.v[i], &err)) < 0)
+            goto report;
+    for (size_t i = 0; i < cc.n; i++)
+        if ((rc = mc_message_add_recipient(msg, MC_RCPT_CC, cc.v[i], &err)) < 0)
+            goto report;
+    for (size_t i = 0; i < bcc.n; i++)
+        if ((rc = mc_message_add_recipient(msg, MC_RCPT_BCC, bcc.v[i], &err)) < 0)
+            goto report;
+    if ((rc = mc_message_set_subject(msg, subject, &err)) < 0)
+        goto report;
+    if (body)
+        rc = mc_message_set_text(msg, body, strlen(body), &err);
+    else
+        rc = mc_message_set_text(msg, body_data, body_len, &err);
+    if (rc < 0)
+        goto report;
+    if (html_data && (rc = mc_message_set_html(msg, html_data, html_len, &err)) < 0)
+        goto report;
+    for (size_t i = 0; i < attach.n; i++)
+        if ((rc = mc_message_add_attachment(msg, attach.v[i], &err)) < 0)
+            goto report;
+    rc = mc_send(ctx, server, msg, &err);
+report:
+    report_send(c, mc_message_id(msg) ? mc_message_id(msg) : "message", msg,
+                msg ? mc_message_recipient_count(msg) : 0, msg ? mc_message_last_reply(msg) : NULL,
+                rc, err, false);
+done:
+    mc_error_free(err);
+    mc_message_free(msg);
+    mc_context_free(ctx);
+    free(body_data);
+    free(html_data);
+    ret = cli_exit(c);
+out:
+    free(to.v);
+    free(cc.v);
+    free(bcc.v);
+    free(attach.v);
+    return ret;
+}
+
+/* ---------------------------------------------------------------- test */
+
+static void test_stage(void *payload, mc_stage stage, int code, const char *text)
+{
+    (void)payload;
+    if (code)
+        printf("%-9s %d %s\n", mc_stage_name(stage), code, text ? text : "");
+    else
+        printf("%-9s %s\n", mc_stage_name(stage), text ? text : "");
+    fflush(stdout);
+}
+
+int cmd_test(cli *c, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "server", required_argument, NULL, O_SERVER },
+        { "to", required_argument, NULL, O_TO },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *server = NULL, *to = NULL;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (ch) {
+        case O_SERVER: server = optarg; break;
+        case O_TO: to = optarg; break;
+        default: return cli_usage(c, "test: bad option");
+        }
+    }
+    if (!to || optind < argc)
+        return cli_usage(c, "usage: mailconn test [--server NAME] --to A");
+    mc_context *ctx = cli_context(c, MC_CONTEXT_ONE_SERVER, server);
+    if (!ctx)
+        return cli_exit(c);
+    mc_session *s = NULL;
+    mc_message *msg = NULL;
+    mc_error *err = NULL;
+    int rc = mc__session_open_ex(&s, ctx, server, test_stage, NULL, &err);
+    if (rc == 0 && (rc = mc_message_new(&msg, &err)) == 0
+        && (rc = mc_message_add_recipient(msg, MC_RCPT_TO, to, &err)) == 0
+        && (rc = mc_message_set_subject(msg, "mailconn test message", &err)) == 0) {
+        static const char text[] = "This is a test message sent by `mailconn test`.\n";
+        if ((rc = mc_message_set_text(msg, text, sizeof(text) - 1, &err)) == 0)
+            rc = mc_session_send(s, msg, &err);
+    }
+    if (rc == 0) {
+        printf("succeeded\n");
+    } else {
+        printf("failed at %s\n", err ? mc_stage_name(err->stage) : "?");
+        cli_report(c, NULL, err, rc);
+    }
+    mc_error_free(err);
+    mc_message_free(msg);
+    mc_session_close(s);
+    mc_context_free(ctx);
+    return cli_exit(c);
+}
+
+/* ---------------------------------------------------------------- sendmail */
+
+int cmd_sendmail(cli *c, int argc, char **argv)
+{
+    bool t = false, dot_ok = false;
+    const char *from = NULL, *full_name = NULL;
+    int i = 1;
+
+    for (; i < argc; i++) {
+        const char *a = argv[i];
+        if (a[0] != '-' || strcmp(a, "-") == 0)
+            break;
+        if (strcmp(a, "--") == 0) {
+            i++;
+            break;
+        }
+        if (strcmp(a, "-t") == 0) {
+            t = true;
+        } else if (strcmp(a, "-i") == 0 || strcmp(a, "-oi") == 0) {
+            dot_ok = true;
+        } else if (strncmp(a, "-f", 2) == 0 || strncmp(a, "-F", 2) == 0 || strncmp(a, "-B", 2) == 0) {
+            const char *v = a[2] ? a + 2 : (i + 1 < argc ? argv[++i] : NULL);
+            if (!v)
+                return cli_usage(c, "sendmail: %s needs a value", a);
+            if (a[1] == 'f')
+                from = v;
+            else if (a[1] == 'F')
+                full_name = v;
+            /* -B 8BITMIME: the body type is detected anyway */
+        } else if (strncmp(a, "-o", 2) == 0 || strcmp(a, "-bm") == 0) {
+            /* other -o options (-oem, -odi, ...) are accepted and ignored */
+        } else if (strcmp(a, "-v") == 0) {
+            c->verbose++;
+        } else {
+            return cli_usage(c, "sendmail: unsupported option \"%s\"", a);
+        }
+    }
+
+    size_t len = 0;
+    char *data = read_stream(stdin, &len, !dot_ok);
+    if (!data) {
+        fprintf(stderr, "mailconn: cannot read the message from standard input\n");
+        cli_outcome(c, MC_OUTCOME_NOINPUT);
+        return cli_exit(c);
+    }
+    mc_context *ctx = cli_context(c, MC_CONTEXT_ONE_SERVER, NULL);
+    mc_message *msg = NULL;
+    mc_error *err = NULL;
+    int rc = 0;
+    if (!ctx)
+        goto done;
+    if ((rc = mc_message_parse(&msg, data, len, &err)) < 0)
+        goto report;
+    if (from && (rc = mc_message_set_envelope_from(msg, from, &err)) < 0)
+        goto report;
+    if (full_name && (rc = mc_message_set_from_name(msg, full_name, &err)) < 0)
+        goto report;
+    if (!t) {
+        if (i >= argc) {
+            rc = MC_EUSAGE;
+            cli_usage(c, "sendmail: no recipients (name them, or use -t)");
+            goto done;
+        }
+        for (; i < argc; i++)
+            if ((rc = mc_message_add_envelope_recipient(msg, argv[i], &err)) < 0)
+                goto report;
+    }
+    rc = mc_send(ctx, NULL, msg, &err);
+report:
+    /* silent on success, as sendmail is */
+    if (rc < 0)
+        report_send(c, "stdin", msg, 0, NULL, rc, err, true);
+done:
+    mc_error_free(err);
+    mc_message_free(msg);
+    mc_context_free(ctx);
+    free(data);
+    return cli_exit(c);
+}

@@ -1,2 +1,1844 @@
-/* config: being written. */
-#include "error.h"
+/* config: JSON (json-c, strict) -> servers. Validation collects every
+ * error with its JSON path; the default rule; atomic save.
+ *
+ * Reading happens in three passes over one text:
+ *   1. json-c's strict tokener (syntax errors with line and column);
+ *   2. a small scan of the same text for what json-c lets through: doubled
+ *      keys in one object (json-c keeps the last silently), single-quoted
+ *      strings, NaN/Infinity, raw control characters, invalid UTF-8;
+ *   3. a walk of the document: types, ranges, unknown keys, the default
+ *      rule, secret single-source.
+ * mc__config_prepare() adds what needs the plugins. */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <json-c/json_object.h>
+#include <json-c/json_object_iterator.h>  /* never json.h: its debug.h declares a function mc_error */
+#include <json-c/json_tokener.h>
+#include <json-c/linkhash.h>        /* json_object_object_foreach */
+#include <openssl/crypto.h>
+
+#include "buf.h"
+#include "config.h"
+#include "loader.h"
+#include "log.h"
+#include "secret.h"
+
+#define CONFIG_MAX (4 * 1024 * 1024)   /* a config larger than this is a mistake */
+#define SHOW_MAX 96                    /* longest value quoted in a message */
+#define TOP "top level"
+/* the six placeholder letters mkstemp() replaces */
+#define MKSTEMP_SUFFIX "X" "X" "X" "X" "X" "X"
+
+/* ------------------------------------------------------------- diagnostics */
+
+int mc__diag_add(mc__diag *d, const char *fmt, ...)
+{
+    if (!d)
+        return 0;
+    char *line = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vasprintf(&line, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return MC_ENOMEM;
+    /* a provider may report what the core already did: say it once */
+    for (size_t i = 0; i < d->n; i++) {
+        if (strcmp(d->lines[i], line) == 0) {
+            free(line);
+            return 0;
+        }
+    }
+    char **l = realloc(d->lines, (d->n + 1) * sizeof(*l));
+    if (!l) {
+        free(line);
+        return MC_ENOMEM;
+    }
+    d->lines = l;
+    d->lines[d->n++] = line;
+    return 0;
+}
+
+void mc__diag_free(mc__diag *d)
+{
+    if (!d)
+        return;
+    for (size_t i = 0; i < d->n; i++)
+        free(d->lines[i]);
+    free(d->lines);
+    d->lines = NULL;
+    d->n = 0;
+}
+
+/* Turn collected lines into an MC_ECONFIG error: message = the first line
+ * and how many more; details = every line. */
+static int diag_error(const mc__diag *d, mc_error **err)
+{
+    if (!err || !d->n)
+        return MC_ECONFIG;
+    if (!*err) {
+        if (d->n > 1)
+            mc__error_set(err, MC_ECONFIG, MC_OUTCOME_CONFIG, MC_STAGE_CONFIG, "%s (and %zu more)",
+                          d->lines[0], d->n - 1);
+        else
+            mc__error_set(err, MC_ECONFIG, MC_OUTCOME_CONFIG, MC_STAGE_CONFIG, "%s", d->lines[0]);
+    }
+    for (size_t i = 0; i < d->n; i++)
+        mc__error_detail(*err, d->lines[i]);
+    return MC_ECONFIG;
+}
+
+static int oom(mc_error **err)
+{
+    return mc__error_set(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, MC_STAGE_CONFIG, NULL);
+}
+
+/* ------------------------------------------------------------- small helpers */
+
+/* JSON text of a string (quoted, escaped), cut to SHOW_MAX; malloc'd. */
+static char *quote_len(const char *s, size_t len)
+{
+    json_object *o = json_object_new_string_len(s, (int)(len > INT_MAX ? INT_MAX : len));
+    if (!o)
+        return NULL;
+    const char *t = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN
+                                                      | JSON_C_TO_STRING_NOSLASHESCAPE);
+    char *r = strdup(t ? t : "\"\"");
+    json_object_put(o);
+    return r;
+}
+
+/* A value as json-c prints it, for "got ..." (cut at SHOW_MAX). */
+static const char *show(json_object *v, char *buf, size_t n)
+{
+    const char *t = json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN
+                                                      | JSON_C_TO_STRING_NOSLASHESCAPE);
+    if (!t)
+        t = "?";
+    size_t len = strlen(t);
+    if (len < n && len <= SHOW_MAX) {
+        memcpy(buf, t, len + 1);
+        return buf;
+    }
+    size_t cut = SHOW_MAX < n - 4 ? SHOW_MAX : n - 4;
+    while (cut > 0 && ((unsigned char)t[cut] & 0xC0) == 0x80)
+        cut--;                       /* never split a UTF-8 sequence */
+    memcpy(buf, t, cut);
+    memcpy(buf + cut, "...", 4);
+    return buf;
+}
+
+static bool ident_like(const char *k)
+{
+    if (!*k)
+        return false;
+    for (const char *p = k; *p; p++)
+        if (!isalnum((unsigned char)*p) && *p != '_' && *p != '-' && *p != '$')
+            return false;
+    return true;
+}
+
+/* parent.key, or parent["odd key"]; the top level has path "". */
+static char *path_key(const char *parent, const char *key)
+{
+    char *r = NULL;
+    int n;
+    if (ident_like(key)) {
+        n = *parent ? asprintf(&r, "%s.%s", parent, key) : asprintf(&r, "%s", key);
+    } else {
+        char *q = quote_len(key, strlen(key));
+        if (!q)
+            return NULL;
+        n = asprintf(&r, "%s[%s]", parent, q);
+        free(q);
+    }
+    return n < 0 ? NULL : r;
+}
+
+static char *path_index(const char *parent, size_t i)
+{
+    char *r = NULL;
+    return asprintf(&r, "%s[%zu]", parent, i) < 0 ? NULL : r;
+}
+
+static const char *objname(const char *path)
+{
+    return *path ? path : TOP;
+}
+
+static size_t edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 64 || lb > 64)
+        return SIZE_MAX;
+    size_t row[65];
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j];
+            size_t cost = tolower((unsigned char)a[i - 1]) == tolower((unsigned char)b[j - 1]) ? 0 : 1;
+            size_t best = diag + cost;
+            if (row[j] + 1 < best)
+                best = row[j] + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+/* The closest of `keys` to `key` when it is a likely typo, else NULL. */
+static const char *suggest(const char *key, const char *const *keys)
+{
+    const char *best = NULL;
+    size_t bd = 3;
+    for (size_t i = 0; keys && keys[i]; i++) {
+        size_t d = edit_distance(key, keys[i]);
+        if (d < bd) {
+            bd = d;
+            best = keys[i];
+        }
+    }
+    return best;
+}
+
+/* ------------------------------------------------------------- text scan */
+
+typedef struct frame {
+    bool         obj;
+    bool         expect_key;
+    size_t       index;
+    char        *path;
+    char        *key;       /* current member's key */
+    json_object *seen;      /* keys of this object (a hash set) */
+} frame;
+
+static void line_col(const char *text, size_t off, size_t *line, size_t *col)
+{
+    size_t l = 1, c = 1;
+    for (size_t i = 0; i < off; i++) {
+        if (text[i] == '\n') {
+            l++;
+            c = 1;
+        } else if (((unsigned char)text[i] & 0xC0) != 0x80) {
+            c++;                      /* columns count characters, not bytes */
+        }
+    }
+    *line = l;
+    *col = c;
+}
+
+static void syntax_error(mc__diag *d, const char *name, const char *text, size_t off,
+                         const char *what)
+{
+    size_t line, col;
+    line_col(text, off, &line, &col);
+    mc__diag_add(d, "%s:%zu:%zu: JSON syntax error: %s", name, line, col, what);
+}
+
+/* Length of a valid UTF-8 sequence at s (at most n bytes), 0 if invalid. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0];
+    size_t len;
+    unsigned min;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF) { len = 2; min = 0x80; }
+    else if (c >= 0xE0 && c <= 0xEF) { len = 3; min = 0x800; }
+    else if (c >= 0xF0 && c <= 0xF4) { len = 4; min = 0x10000; }
+    else return 0;
+    if (n < len)
+        return 0;
+    unsigned cp = c & (0x7F >> len);
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
+    return len;
+}
+
+static bool number_ok(const char *s, size_t n)
+{
+    size_t i = 0;
+    if (i < n && s[i] == '-')
+        i++;
+    if (i >= n)
+        return false;
+    if (s[i] == '0') {
+        i++;
+    } else if (s[i] >= '1' && s[i] <= '9') {
+        while (i < n && isdigit((unsigned char)s[i]))
+            i++;
+    } else {
+        return false;
+    }
+    if (i < n && s[i] == '.') {
+        i++;
+        if (i >= n || !isdigit((unsigned char)s[i]))
+            return false;
+        while (i < n && isdigit((unsigned char)s[i]))
+            i++;
+    }
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        i++;
+        if (i < n && (s[i] == '+' || s[i] == '-'))
+            i++;
+        if (i >= n || !isdigit((unsigned char)s[i]))
+            return false;
+        while (i < n && isdigit((unsigned char)s[i]))
+            i++;
+    }
+    return i == n;
+}
+
+static void frame_free(frame *f)
+{
+    free(f->path);
+    free(f->key);
+    json_object_put(f->seen);
+}
+
+/*
+ * Second pass over text json-c accepted: token rules json-c does not
+ * enforce, and duplicate keys (reported "path: duplicate key "k"").
+ * Returns false on a syntax problem (one error added), true otherwise.
+ */
+static bool scan_text(const char *name, const char *text, size_t n, mc__diag *d, bool *nomem)
+{
+    frame *st = NULL;
+    size_t depth = 0, cap = 0;
+    bool ok = true;
+    json_tokener *ktok = json_tokener_new();
+    if (!ktok) {
+        *nomem = true;
+        return true;
+    }
+    size_t i = 0;
+    while (i < n && ok && !*nomem) {
+        char c = text[i];
+        switch (c) {
+        case ' ': case '\t': case '\r': case '\n': case ':':
+            i++;
+            break;
+        case '{': case '[': {
+            char *path;
+            if (depth == 0) {
+                path = strdup("");
+            } else {
+                frame *top = &st[depth - 1];
+                path = top->obj ? path_key(top->path, top->key ? top->key : "")
+                                : path_index(top->path, top->index);
+            }
+            if (depth == cap) {
+                size_t nc = cap ? cap * 2 : 8;
+                frame *ns = realloc(st, nc * sizeof(*ns));
+                if (!ns) {
+                    free(path);
+                    *nomem = true;
+                    break;
+                }
+                st = ns;
+                cap = nc;
+            }
+            if (!path) {
+                *nomem = true;
+                break;
+            }
+            st[depth] = (frame){ .obj = c == '{', .expect_key = c == '{', .path = path };
+            if (c == '{' && !(st[depth].seen = json_object_new_object())) {
+                free(path);
+                *nomem = true;
+                break;
+            }
+            depth++;
+            i++;
+            break;
+        }
+        case '}': case ']':
+            if (depth > 0)
+                frame_free(&st[--depth]);
+            i++;
+            break;
+        case ',':
+            if (depth > 0) {
+                if (st[depth - 1].obj)
+                    st[depth - 1].expect_key = true;
+                else
+                    st[depth - 1].index++;
+            }
+            i++;
+            break;
+        case '"': {
+            size_t j = i + 1;
+            while (j < n && text[j] != '"' && ok) {
+                unsigned char u = (unsigned char)text[j];
+                if (u == '\\') {
+                    j += 2;
+                } else if (u < 0x20) {
+                    syntax_error(d, name, text, j, "unescaped control character in a string");
+                    ok = false;
+                } else {
+                    size_t l = utf8_len((const unsigned char *)text + j, n - j);
+                    if (!l) {
+                        syntax_error(d, name, text, j, "invalid UTF-8 in a string");
+                        ok = false;
+                    }
+                    j += l;
+                }
+            }
+            if (!ok)
+                break;
+            if (j >= n) {
+                syntax_error(d, name, text, i, "unterminated string");
+                ok = false;
+                break;
+            }
+            frame *top = depth ? &st[depth - 1] : NULL;
+            if (top && top->obj && top->expect_key) {
+                top->expect_key = false;
+                json_tokener_reset(ktok);
+                json_object *k = json_tokener_parse_ex(ktok, text + i, (int)(j + 1 - i));
+                if (!k || !json_object_is_type(k, json_type_string)) {
+                    json_object_put(k);
+                    *nomem = true;
+                    break;
+                }
+                const char *ks = json_object_get_string(k);
+                size_t klen = (size_t)json_object_get_string_len(k);
+                char *q = quote_len(ks, klen);
+                if (!q) {
+                    json_object_put(k);
+                    *nomem = true;
+                    break;
+                }
+                if (strlen(ks) != klen || strpbrk(ks, "\r\n")) {
+                    mc__diag_add(d, "%s: key %s must not contain NUL, CR or LF", objname(top->path), q);
+                } else {
+                    json_object *cnt = NULL;
+                    if (json_object_object_get_ex(top->seen, ks, &cnt)) {
+                        int32_t times = json_object_get_int(cnt);
+                        if (times == 1)
+                            mc__diag_add(d, "%s: duplicate key %s", objname(top->path), q);
+                        json_object_set_int(cnt, times + 1);
+                    } else {
+                        json_object_object_add(top->seen, ks, json_object_new_int(1));
+                    }
+                }
+                free(q);
+                free(top->key);
+                top->key = strdup(ks);
+                json_object_put(k);
+                if (!top->key)
+                    *nomem = true;
+            }
+            i = j + 1;
+            break;
+        }
+        case '\'':
+            syntax_error(d, name, text, i, "strings must be in double quotes");
+            ok = false;
+            break;
+        default: {
+            size_t j = i;
+            while (j < n && !strchr(" \t\r\n,:]}[{\"", text[j]))
+                j++;
+            size_t len = j - i;
+            bool lit = (len == 4 && !memcmp(text + i, "true", 4))
+                       || (len == 5 && !memcmp(text + i, "false", 5))
+                       || (len == 4 && !memcmp(text + i, "null", 4))
+                       || number_ok(text + i, len);
+            if (!lit || len == 0) {
+                syntax_error(d, name, text, i, "invalid literal (expected a number, true, false or null)");
+                ok = false;
+            }
+            i = j > i ? j : i + 1;
+            break;
+        }
+        }
+    }
+    while (depth > 0)
+        frame_free(&st[--depth]);
+    free(st);
+    json_tokener_free(ktok);
+    return ok;
+}
+
+/* ------------------------------------------------------------- validation */
+
+typedef struct pctx {
+    mc__config *cfg;
+    mc__diag   *d;
+    char       *inline_at;   /* path of the first inline secret */
+    bool        nomem;
+} pctx;
+
+static void bad(pctx *p, const char *path, const char *fmt, ...) MC__FMT(3, 4);
+
+static void bad(pctx *p, const char *path, const char *fmt, ...)
+{
+    char *msg = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vasprintf(&msg, fmt, ap);
+    va_end(ap);
+    if (n < 0 || mc__diag_add(p->d, "%s: %s", objname(path), msg) < 0)
+        p->nomem = true;
+    free(msg);
+}
+
+static char *dup_or_flag(pctx *p, const char *s)
+{
+    char *r = strdup(s);
+    if (!r)
+        p->nomem = true;
+    return r;
+}
+
+/* A string without NUL, CR or LF; non-empty unless allow_empty. Secret
+ * values are never shown. */
+static bool want_string(pctx *p, const char *path, json_object *v, bool allow_empty,
+                        bool secret, const char **out)
+{
+    char sb[SHOW_MAX + 8];
+    if (!json_object_is_type(v, json_type_string)) {
+        if (secret)
+            bad(p, path, "must be a string");
+        else
+            bad(p, path, "must be a string, got %s", show(v, sb, sizeof(sb)));
+        return false;
+    }
+    const char *s = json_object_get_string(v);
+    size_t len = (size_t)json_object_get_string_len(v);
+    if (strlen(s) != len || strpbrk(s, "\r\n")) {
+        if (secret)
+            bad(p, path, "must not contain NUL, CR or LF");
+        else
+            bad(p, path, "must not contain NUL, CR or LF, got %s", show(v, sb, sizeof(sb)));
+        return false;
+    }
+    if (!allow_empty && len == 0) {
+        bad(p, path, "must not be empty");
+        return false;
+    }
+    *out = s;
+    return true;
+}
+
+static bool want_int(pctx *p, const char *path, json_object *v, long lo, long hi, int *out)
+{
+    char sb[SHOW_MAX + 8];
+    if (json_object_is_type(v, json_type_int)) {
+        errno = 0;
+        int64_t x = json_object_get_int64(v);
+        /* json-c keeps values past INT64_MAX as uint64: they saturate here */
+        if (x >= lo && x <= hi && !(x == INT64_MAX && errno)) {
+            *out = (int)x;
+            return true;
+        }
+    }
+    bad(p, path, "must be an integer %ld..%ld, got %s", lo, hi, show(v, sb, sizeof(sb)));
+    return false;
+}
+
+static bool want_bool(pctx *p, const char *path, json_object *v, bool *out)
+{
+    char sb[SHOW_MAX + 8];
+    if (!json_object_is_type(v, json_type_boolean)) {
+        bad(p, path, "must be true or false, got %s", show(v, sb, sizeof(sb)));
+        return false;
+    }
+    *out = json_object_get_boolean(v);
+    return true;
+}
+
+/* One of `choices` (NULL-terminated); index in *out. */
+static bool want_enum(pctx *p, const char *path, json_object *v, const char *const *choices,
+                      int *out)
+{
+    char sb[SHOW_MAX + 8];
+    if (json_object_is_type(v, json_type_string)) {
+        const char *s = json_object_get_string(v);
+        size_t len = (size_t)json_object_get_string_len(v);
+        for (int i = 0; choices[i]; i++) {
+            if (strlen(choices[i]) == len && strcmp(s, choices[i]) == 0) {
+                *out = i;
+                return true;
+            }
+        }
+    }
+    mc__buf b = MC__BUF_INIT;
+    size_t n = 0;
+    while (choices[n])
+        n++;
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0)
+            mc__buf_puts(&b, i + 1 == n ? " or " : ", ");
+        mc__buf_printf(&b, "\"%s\"", choices[i]);
+    }
+    bad(p, path, "must be %s, got %s", b.data ? b.data : "", show(v, sb, sizeof(sb)));
+    mc__buf_free(&b);
+    return false;
+}
+
+static bool host_ok(const char *s)
+{
+    if (strlen(s) > 255)
+        return false;
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++)
+        if (!(isalnum(*c) || *c == '.' || *c == '-' || *c == '_' || *c == ':' || *c == '['
+              || *c == ']' || *c >= 0x80))
+            return false;
+    return true;
+}
+
+static bool address_ok(const char *s)
+{
+    const char *at = strrchr(s, '@');
+    if (!at || at == s || !at[1] || strlen(s) > 320)
+        return false;
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++)
+        if (*c <= 0x20 || *c == 0x7F || *c == '<' || *c == '>' || *c == ',' || *c == ';')
+            return false;
+    return true;
+}
+
+static bool name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n < 1 || n > 64 || s[0] == '.')
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)s[i]) && s[i] != '.' && s[i] != '_' && s[i] != '-')
+            return false;
+    return true;
+}
+
+/* Set a char* field from a validated string. */
+static void set_str(pctx *p, char **field, const char *s)
+{
+    free(*field);
+    *field = dup_or_flag(p, s);
+}
+
+/* ----- server fields */
+
+typedef void field_fn(pctx *p, mc_server *s, const char *path, json_object *v);
+
+static void f_name(pctx *p, mc_server *s, const char *path, json_object *v)
+{
+    const char *str;
+    char sb[SHOW_MAX + 8];
+    if (!want_string(p, path, v, false, false, &str))
+        return;
+    if (!name_ok(str)) {
+        bad(p, path, "must be 1 to 64 of A-Z a-z 0-9 . _ - and not start with a dot, got %s",
+            show(v, sb, sizeof(sb)));
+        return;
+    }
+    set_str(p, &s->name, str);
+}
+
+static void f_host(pctx *p, mc_server *s, const char *path, json_object *v)
+{
+    const char *str;
+    char sb[SHOW_MAX + 8];
+    if (!want_string(p, path, v, false, false, &str))
+        return;
+    if (!host_ok(str)) {
+        bad(p, path, "must be a host name or IP literal, got %s", show(v, sb, sizeof(sb)));
+        return;
+    }
+    set_str(p, &s->host, str);
+    s->host_set = true;
+}
+
+static void f_port(pctx *p, mc_server *s, const char *path, json_object *v)
+{
+    int x;
+    if (want_int(p, path, v, 1, 65535, &x)) {
+        s->port = (uint16_t)x;
+        s->port_set = true;
+    }
+}
+
+static void f_transport(pctx *p, mc_server *s, const char *path, json_object *v)
+{
+    const char *str;
+    if (want_string(p, path, v, false, false, &str)) {
+        set_str(p, &s->transport, str);
+        s->transport_set = true;
+    }
+}
+
+static const char *const sender_keys[] = { "address", "name", "override", NULL };
+
+static void unknown_key(pctx *p, const char *objpath, const char *key, const char *const *known,
+                        const char *what)
+{
+    char *q = quote_len(key, strlen(key));
+    if (!q) {
+        p->nomem = true;
+        return;
+    }
+    const char *sug = suggest(key, known);
+    if (sug)
+        bad(p, objpath, "unknown key %s%s (did you mean \"%s\"?)", q, what ? what : "", sug);
+    else
+        bad(p, objpath, "unknown key %s%s", q, what ? what : "");
+    free(q);
+}
+
+static bool want_object(pctx *p, const char *path, json_object *v)
+{
+    char sb[SHOW_MAX + 8];
+    if (json_object_is_type(v, json_type_object))
+        return true;
+    bad(p, path, "must be an object, got %s", show(v, sb, sizeof(sb)));
+    return false;
+}
+
+static void f_sender(pctx *p, mc_server *s, const char *path, json_object *v)
+{
+    if (!want_object(p, path, v))
+        return;
+    json_object_object_foreach(v, key, val) {
+        char *kp = path_key(path, key);
+        if (!kp) {
+            p->nomem = true;
+            return;
+        }
+        const char *str;
+        char sb[SHOW_MAX + 8];
+        if (strcmp(key, "address") == 0) {
+            if (want_string(p, kp, val, false, false, &str)) {
+                if (address_ok(str))
+                    set_str(p, &s->sender_address, str);
+                else
+                    bad(p, kp, "must be an address like user@example.org, got %s",
+                        show(val, sb, sizeof(sb)));
+            }
+        } else if (strcmp(key, "name") == 0) {
+            if (want_string(p, kp, val, true, false, &str))
+                set_str(p, &s->sender_name, str);
+        } else if (strcmp(key, "override") == 0) {
+            want_bool(p, kp, val, &s->sender_override);
+        } else {
+            unknown_key(p, path, key, sender_keys, NULL);
+        }
+        free(kp);
+    }
+}
+
+/* Keys every provider may use; their types are checked here, whether the
+ * provider accepts them is checked in mc__config_prepare(). */
+static const char *const auth_string_keys[] = {
+    "user", "password_file", "password_env", "password_command",
+    "client_id", "client_secret_file", "client_secret_env", "client_secret_command",
+    "scope", "redirect_uri", "ca_file", "mechanism", "access_token_command",
+    "authority", "tenant", "authorization_url", "token_url", "device_authorization_url",
+    "revocation_url", NULL,
+};
+static const char *const auth_secret_keys[] = { "password", "client_secret", NULL };
+static const char *const client_auth_values[] = { "post", "basic", "none", NULL };
+static const char *const grant_values[] = {
+    "authorization_code", "device_code", "client_credentials", NULL,
+};
+static const char *const source_suffixes[] = { "", "_file", "_env", "_command", NULL };
+
+static bool in_list(const char *s, const char *const *list)
+{
+    for (size_t i = 0; list && list[i]; i++)
+        if (strcmp(s, list[i]) == 0)
+            return true;
+    return false;
+}
+
+/* "a", "b" and "c" */
+static void join_quoted(mc__buf *b, const char *const *items, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0)
+            mc__buf_puts(b, i + 1 == n ? " and " : ", ");
+        mc__buf_printf(b, "\"%s\"", items[i]);
+    }
+}
+
+static void check_sources(pctx *p, const char *path, json_object *auth, const char *secret)
+{
+    char keys[4][48];
+    const char *set[4];
+    size_t n = 0;
+    for (size_t i = 0; source_suffixes[i]; i++) {
+        snprintf(keys[i], sizeof(keys[i]), "%s%s", secret, source_suffixes[i]);
+        if (json_object_object_get_ex(auth, keys[i], NULL))
+            set[n++] = keys[i];
+    }
+    if (n < 2)
+        return;
+    mc__buf b = MC__BUF_INIT;
+    join_quoted(&b, set, n);
+    bad(p, path, "%s are %s set; use exactly one source for the %s", b.data ? b.data : "",
+        n == 2 ? "both" : "all", secret);
+    mc__buf_free(&b);
+}
+
+static void f_auth(pctx *p, mc_server *s, const char *path, json_object *v)
+{
+    if (!want_object(p, path, v))
+        return;
+    s->has_auth = true;
+    s->auth_cfg.obj = v;
+    free(s->auth_cfg.path);
+    s->auth_cfg.path = dup_or_flag(p, path);
+
+    json_object *prov = NULL;
+    if (!json_object_object_get_ex(v, "provider", &prov)) {
+        char *kp = path_key(path, "provider");
+        bad(p, kp ? kp : path, "is required (basic, google, microsoft, manual or another provider plugin)");
+        free(kp);
+    }
+    json_object_object_foreach(v, key, val) {
+        char *kp = path_key(path, key);
+        if (!kp) {
+            p->nomem = true;
+            return;
+        }
+        const char *str;
+        int idx, x;
+        char sb[SHOW_MAX + 8];
+        if (strcmp(key, "provider") == 0) {
+            if (want_string(p, kp, val, false, false, &str))
+                set_str(p, &s->auth_provider, str);
+        } else if (in_list(key, auth_secret_keys)) {
+            if (want_string(p, kp, val, false, true, &str)) {
+                p->cfg->inline_secret = true;
+                if (!p->inline_at)
+                    p->inline_at = dup_or_flag(p, kp);
+            }
+        } else if (strcmp(key, "client_auth") == 0) {
+            want_enum(p, kp, val, client_auth_values, &idx);
+        } else if (strcmp(key, "grant") == 0) {
+            want_enum(p, kp, val, grant_values, &idx);
+        } else if (strcmp(key, "timeout_s") == 0) {
+            want_int(p, kp, val, 1, 600, &x);
+        } else if (strcmp(key, "params") == 0) {
+            if (!json_object_is_type(val, json_type_object)) {
+                bad(p, kp, "must be an object of strings, got %s", show(val, sb, sizeof(sb)));
+            } else {
+                json_object_object_foreach(val, pk, pv) {
+                    char *pp = path_key(kp, pk);
+                    if (!pp) {
+                        p->nomem = true;
+                        break;
+                    }
+                    if (!*pk)
+                        bad(p, kp, "parameter names must not be empty");
+                    else
+                        want_string(p, pp, pv, true, false, &str);
+                    free(pp);
+                }
+            }
+        } else if (in_list(key, auth_string_keys)) {
+            if (want_string(p, kp, val, false, false, &str)) {
+                if (strcmp(key, "user") == 0)
+                    set_str(p, &s->auth_user, str);
+                else if (strcmp(key, "mechanism") == 0)
+                    set_str(p, &s->auth_mechanism, str);
+            }
+        }
+        /* other keys: the provider decides (mc__config_prepare) */
+        free(kp);
+    }
+    check_sources(p, path, v, "password");
+    check_sources(p, path, v, "client_secret");
+}
+
+static void f_ca_file(pctx *p, mc_server *s, const char *path, json_object *v)
+{
+    const char *str;
+    if (want_string(p, path, v, false, false, &str))
+        set_str(p, &s->ca_file, str);
+}
+
+static void f_tls_min(pctx *p, mc_server *s, const char *path, json_object *v)
+{
+    static const char *const versions[] = { "1.2", "1.3", NULL };
+    int idx;
+    if (want_enum(p, path, v, versions, &idx))
+        s->tls_min = idx == 0 ? 12 : 13;
+}
+
+static void f_helo(pctx *p, mc_server *s, const char *path, json_object *v)
+{
+    const char *str;
+    char sb[SHOW_MAX + 8];
+    if (!want_string(p, path, v, false, false, &str))
+        return;
+    if (!host_ok(str)) {
+        bad(p, path, "must be a host name or IP literal, got %s", show(v, sb, sizeof(sb)));
+        return;
+    }
+    set_str(p, &s->helo, str);
+}
+
+static void f_timeout(pctx *p, mc_server *s, const char *path, json_object *v)
+{
+    want_int(p, path, v, 1, 3600, &s->timeout_s);
+}
+
+static void f_max_rcpt(pctx *p, mc_server *s, const char *path, json_object *v)
+{
+    want_int(p, path, v, 1, 10000, &s->max_recipients);
+}
+
+static void f_max_conn(pctx *p, mc_server *s, const char *path, json_object *v)
+{
+    if (want_int(p, path, v, 1, 100, &s->max_connections))
+        s->max_connections_set = true;
+}
+
+static void f_idle(pctx *p, mc_server *s, const char *path, json_object *v)
+{
+    want_int(p, path, v, 0, 3600, &s->idle_timeout_s);
+}
+
+static void f_case(pctx *p, mc_server *s, const char *path, json_object *v)
+{
+    static const char *const cases[] = { "insensitive", "sensitive", NULL };
+    int idx;
+    if (want_enum(p, path, v, cases, &idx))
+        s->address_case = idx == 0 ? MC__CASE_INSENSITIVE : MC__CASE_SENSITIVE;
+}
+
+static void f_charset(pctx *p, mc_server *s, const char *path, json_object *v)
+{
+    const char *str;
+    char sb[SHOW_MAX + 8];
+    if (!want_string(p, path, v, false, false, &str))
+        return;
+    for (const char *c = str; *c; c++) {
+        if (!isalnum((unsigned char)*c) && !strchr("-_.:+", *c)) {
+            bad(p, path, "must be a charset name such as \"UTF-8\", got %s", show(v, sb, sizeof(sb)));
+            return;
+        }
+    }
+    set_str(p, &s->charset, str);
+}
+
+static void f_plaintext(pctx *p, mc_server *s, const char *path, json_object *v)
+{
+    want_bool(p, path, v, &s->allow_plaintext_auth);
+}
+
+static void f_refresh(pctx *p, mc_server *s, const char *path, json_object *v)
+{
+    want_int(p, path, v, 0, 86400, &s->refresh_margin_s);
+}
+
+static void f_log_file(pctx *p, mc_server *s, const char *path, json_object *v)
+{
+    const char *str;
+    if (want_string(p, path, v, false, false, &str))
+        set_str(p, &s->log_file, str);
+}
+
+static void f_default(pctx *p, mc_server *s, const char *path, json_object *v)
+{
+    want_bool(p, path, v, &s->default_marked);
+}
+
+static const struct server_field {
+    const char *key;
+    field_fn   *fn;
+} server_fields[] = {
+    { "name", f_name },
+    { "host", f_host },
+    { "port", f_port },
+    { "transport", f_transport },
+    { "sender", f_sender },
+    { "auth", f_auth },
+    { "ca_file", f_ca_file },
+    { "tls_min_version", f_tls_min },
+    { "helo", f_helo },
+    { "timeout_s", f_timeout },
+    { "max_recipients", f_max_rcpt },
+    { "max_connections", f_max_conn },
+    { "idle_timeout_s", f_idle },
+    { "address_case", f_case },
+    { "charset", f_charset },
+    { "allow_plaintext_auth", f_plaintext },
+    { "refresh_margin_s", f_refresh },
+    { "log_file", f_log_file },
+    { "default", f_default },
+};
+#define N_SERVER_FIELDS (sizeof(server_fields) / sizeof(server_fields[0]))
+
+static const char *const *server_key_list(void)
+{
+    static const char *keys[N_SERVER_FIELDS + 1];
+    for (size_t i = 0; i < N_SERVER_FIELDS; i++)
+        keys[i] = server_fields[i].key;
+    keys[N_SERVER_FIELDS] = NULL;
+    return keys;
+}
+
+static void server_defaults(mc_server *s, size_t index)
+{
+    s->index = index;
+    s->tls_min = 12;
+    s->timeout_s = 60;
+    s->max_recipients = 100;
+    s->max_connections = 10;
+    s->idle_timeout_s = 30;
+    s->address_case = MC__CASE_INSENSITIVE;
+    s->refresh_margin_s = 600;
+}
+
+static void parse_server(pctx *p, mc_server *s, const char *path, json_object *v)
+{
+    if (!want_object(p, path, v))
+        return;
+    const char *const *known = server_key_list();
+    json_object_object_foreach(v, key, val) {
+        const struct server_field *f = NULL;
+        for (size_t i = 0; i < N_SERVER_FIELDS; i++) {
+            if (strcmp(server_fields[i].key, key) == 0) {
+                f = &server_fields[i];
+                break;
+            }
+        }
+        if (!f) {
+            unknown_key(p, path, key, known, NULL);
+            continue;
+        }
+        char *kp = path_key(path, key);
+        if (!kp) {
+            p->nomem = true;
+            return;
+        }
+        f->fn(p, s, kp, val);
+        free(kp);
+    }
+    if (!json_object_object_get_ex(v, "name", NULL)) {
+        char *kp = path_key(path, "name");
+        bad(p, kp ? kp : path, "is required");
+        free(kp);
+    }
+    if (!s->charset)
+        s->charset = dup_or_flag(p, "UTF-8");
+}
+
+static void parse_aliases(pctx *p, json_object *v)
+{
+    if (!json_object_is_type(v, json_type_object)) {
+        char sb[SHOW_MAX + 8];
+        bad(p, "aliases", "must be an object of local name -> address, got %s", show(v, sb, sizeof(sb)));
+        return;
+    }
+    size_t n = (size_t)json_object_object_length(v);
+    p->cfg->aliases = calloc(n ? n : 1, sizeof(*p->cfg->aliases));
+    if (!p->cfg->aliases) {
+        p->nomem = true;
+        return;
+    }
+    json_object_object_foreach(v, key, val) {
+        char *kp = path_key("aliases", key);
+        if (!kp) {
+            p->nomem = true;
+            return;
+        }
+        const char *str;
+        char sb[SHOW_MAX + 8];
+        if (!*key || strchr(key, '@') || strpbrk(key, " \t")) {
+            char *q = quote_len(key, strlen(key));
+            bad(p, "aliases", "%s is not a local name (no domain, no spaces)", q ? q : "key");
+            free(q);
+        } else if (want_string(p, kp, val, false, false, &str)) {
+            if (!address_ok(str)) {
+                bad(p, kp, "must be an address like user@example.org, got %s", show(val, sb, sizeof(sb)));
+            } else {
+                mc__alias *a = &p->cfg->aliases[p->cfg->n_aliases];
+                a->name = dup_or_flag(p, key);
+                a->address = dup_or_flag(p, str);
+                p->cfg->n_aliases++;
+            }
+        }
+        free(kp);
+    }
+}
+
+static const char *const top_keys[] = { "servers", "aliases", "$schema", NULL };
+
+static void validate_doc(pctx *p, json_object *root)
+{
+    mc__config *cfg = p->cfg;
+    char sb[SHOW_MAX + 8];
+    if (!json_object_is_type(root, json_type_object)) {
+        bad(p, "", "must be an object with \"servers\", got %s", show(root, sb, sizeof(sb)));
+        return;
+    }
+    json_object_object_foreach(root, key, val) {
+        const char *str;
+        if (strcmp(key, "servers") == 0) {
+            if (!json_object_is_type(val, json_type_array)) {
+                bad(p, "servers", "must be an array of servers, got %s", show(val, sb, sizeof(sb)));
+                continue;
+            }
+            size_t n = json_object_array_length(val);
+            if (n == 0) {
+                bad(p, "servers", "must hold at least one server");
+                continue;
+            }
+            cfg->servers = calloc(n, sizeof(*cfg->servers));
+            if (!cfg->servers) {
+                p->nomem = true;
+                return;
+            }
+            cfg->n_servers = n;
+            for (size_t i = 0; i < n; i++) {
+                server_defaults(&cfg->servers[i], i);
+                char *sp = path_index("servers", i);
+                if (!sp) {
+                    p->nomem = true;
+                    return;
+                }
+                parse_server(p, &cfg->servers[i], sp, json_object_array_get_idx(val, i));
+                free(sp);
+            }
+        } else if (strcmp(key, "aliases") == 0) {
+            parse_aliases(p, val);
+        } else if (strcmp(key, "$schema") == 0) {
+            want_string(p, "$schema", val, true, false, &str);
+        } else {
+            unknown_key(p, "", key, top_keys, NULL);
+        }
+    }
+    if (!json_object_object_get_ex(root, "servers", NULL))
+        bad(p, "servers", "is required (an array of servers)");
+
+    /* names unique */
+    for (size_t i = 0; i < cfg->n_servers; i++) {
+        mc_server *s = &cfg->servers[i];
+        if (!s->name)
+            continue;
+        for (size_t j = 0; j < i; j++) {
+            if (cfg->servers[j].name && strcmp(cfg->servers[j].name, s->name) == 0) {
+                char path[64];
+                snprintf(path, sizeof(path), "servers[%zu].name", i);
+                bad(p, path, "duplicate name \"%s\" (servers[%zu] has it too)", s->name, j);
+                break;
+            }
+        }
+    }
+
+    /* the default rule */
+    size_t marked = 0;
+    for (size_t i = 0; i < cfg->n_servers; i++)
+        marked += cfg->servers[i].default_marked;
+    if (marked > 1) {
+        mc__buf b = MC__BUF_INIT;
+        size_t k = 0;
+        for (size_t i = 0; i < cfg->n_servers; i++) {
+            mc_server *s = &cfg->servers[i];
+            if (!s->default_marked)
+                continue;
+            if (k > 0)
+                mc__buf_puts(&b, k + 1 == marked ? " and " : ", ");
+            if (s->name)
+                mc__buf_printf(&b, "\"%s\"", s->name);
+            else
+                mc__buf_printf(&b, "servers[%zu]", i);
+            k++;
+        }
+        bad(p, "servers", "%zu servers are marked default (%s); mark at most one", marked,
+            b.data ? b.data : "");
+        mc__buf_free(&b);
+    } else if (marked == 1) {
+        for (size_t i = 0; i < cfg->n_servers; i++)
+            if (cfg->servers[i].default_marked)
+                cfg->def = &cfg->servers[i];
+    } else if (cfg->n_servers == 1) {
+        cfg->def = &cfg->servers[0];
+    }
+    if (cfg->def)
+        cfg->def->is_default = true;
+}
+
+/* Wipe inline secrets held by the document before it is released. */
+static void wipe_doc_secrets(json_object *doc)
+{
+    json_object *servers = NULL;
+    if (!json_object_is_type(doc, json_type_object)
+        || !json_object_object_get_ex(doc, "servers", &servers)
+        || !json_object_is_type(servers, json_type_array))
+        return;
+    for (size_t i = 0; i < json_object_array_length(servers); i++) {
+        json_object *s = json_object_array_get_idx(servers, i), *auth = NULL;
+        if (!json_object_is_type(s, json_type_object)
+            || !json_object_object_get_ex(s, "auth", &auth)
+            || !json_object_is_type(auth, json_type_object))
+            continue;
+        for (size_t k = 0; auth_secret_keys[k]; k++) {
+            json_object *v = NULL;
+            if (json_object_object_get_ex(auth, auth_secret_keys[k], &v)
+                && json_object_is_type(v, json_type_string))
+                OPENSSL_cleanse((char *)json_object_get_string(v),
+                                (size_t)json_object_get_string_len(v));
+        }
+    }
+}
+
+static void server_free(mc_server *s)
+{
+    free(s->name);
+    free(s->host);
+    free(s->transport);
+    free(s->sender_address);
+    free(s->sender_name);
+    free(s->auth_provider);
+    free(s->auth_mechanism);
+    free(s->auth_user);
+    free(s->auth_cfg.path);
+    free(s->ca_file);
+    free(s->helo);
+    free(s->charset);
+    free(s->log_file);
+}
+
+void mc__config_free(mc__config *cfg)
+{
+    if (!cfg)
+        return;
+    for (size_t i = 0; i < cfg->n_servers; i++)
+        server_free(&cfg->servers[i]);
+    free(cfg->servers);
+    for (size_t i = 0; i < cfg->n_aliases; i++) {
+        free(cfg->aliases[i].name);
+        free(cfg->aliases[i].address);
+    }
+    free(cfg->aliases);
+    if (cfg->doc) {
+        wipe_doc_secrets(cfg->doc);
+        json_object_put(cfg->doc);
+    }
+    free(cfg->path);
+    free(cfg);
+}
+
+/* Parse and validate text. Errors go to d; *inline_at (malloc'd) names the
+ * first inline secret. Returns the config (possibly with errors in d), or
+ * NULL on OOM. */
+static mc__config *parse_text(const char *name, const char *text, size_t len, mc__diag *d,
+                              char **inline_at, bool *nomem)
+{
+    mc__config *cfg = calloc(1, sizeof(*cfg));
+    if (!cfg) {
+        *nomem = true;
+        return NULL;
+    }
+    const char *nul = memchr(text, '\0', len);
+    if (nul) {
+        syntax_error(d, name, text, (size_t)(nul - text), "NUL byte");
+        return cfg;
+    }
+    if (len > (size_t)INT_MAX) {
+        mc__diag_add(d, "%s: too large", name);
+        return cfg;
+    }
+    json_tokener *tok = json_tokener_new_ex(JSON_TOKENER_DEFAULT_DEPTH);
+    if (!tok) {
+        *nomem = true;
+        return cfg;
+    }
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+    json_object *root = json_tokener_parse_ex(tok, text, (int)len);
+    enum json_tokener_error jerr = json_tokener_get_error(tok);
+    size_t end = json_tokener_get_parse_end(tok);
+    json_tokener_free(tok);
+    if (jerr != json_tokener_success) {
+        json_object_put(root);
+        if (jerr == json_tokener_continue)
+            syntax_error(d, name, text, len, "unexpected end of input");
+        else
+            syntax_error(d, name, text, end > len ? len : end, json_tokener_error_desc(jerr));
+        return cfg;
+    }
+    for (size_t i = end; i < len; i++) {
+        if (!strchr(" \t\r\n", text[i])) {
+            syntax_error(d, name, text, i, "unexpected data after the end of the document");
+            json_object_put(root);
+            return cfg;
+        }
+    }
+    if (!scan_text(name, text, end, d, nomem)) {
+        json_object_put(root);
+        return cfg;
+    }
+    cfg->doc = root;
+    pctx p = { .cfg = cfg, .d = d };
+    validate_doc(&p, root);
+    if (p.nomem)
+        *nomem = true;
+    *inline_at = p.inline_at;
+    return cfg;
+}
+
+static int finish(mc__config *cfg, mc__diag *d, bool nomem, mc__config **out, mc_error **err)
+{
+    if (nomem || !cfg) {
+        mc__diag_free(d);
+        mc__config_free(cfg);
+        return oom(err);
+    }
+    if (d->n) {
+        int rc = diag_error(d, err);
+        mc__diag_free(d);
+        mc__config_free(cfg);
+        return rc;
+    }
+    *out = cfg;
+    return 0;
+}
+
+int mc__config_parse(mc__config **out, const char *text, size_t len, mc_error **err)
+{
+    if (!out)
+        return MC_EINVAL;
+    *out = NULL;
+    if (!text && len)
+        return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_CONFIG, "no config text");
+    mc__diag d = { 0 };
+    bool nomem = false;
+    char *inline_at = NULL;
+    mc__config *cfg = parse_text("config", text ? text : "", len, &d, &inline_at, &nomem);
+    free(inline_at);
+    return finish(cfg, &d, nomem, out, err);
+}
+
+int mc__config_load(mc__config **out, const char *path, mc_error **err)
+{
+    if (!out)
+        return MC_EINVAL;
+    *out = NULL;
+    if (!path || !*path)
+        return mc__error_set(err, MC_EFILE, MC_OUTCOME_CONFIG, MC_STAGE_CONFIG, "no config file");
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return mc__error_set(err, MC_EFILE, MC_OUTCOME_CONFIG, MC_STAGE_CONFIG,
+                             "%s: cannot read the config: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        int e = errno;
+        close(fd);
+        return mc__error_set(err, MC_EFILE, MC_OUTCOME_CONFIG, MC_STAGE_CONFIG,
+                             "%s: cannot read the config: %s", path, strerror(e));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return mc__error_set(err, MC_EFILE, MC_OUTCOME_CONFIG, MC_STAGE_CONFIG,
+                             "%s: not a regular file", path);
+    }
+    mc__buf b = MC__BUF_INIT;
+    b.secret = true;             /* it may hold inline secrets */
+    char tmp[8192];
+    int rc = 0;
+    for (;;) {
+        ssize_t n = read(fd, tmp, sizeof(tmp));
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            rc = mc__error_set(err, MC_EFILE, MC_OUTCOME_CONFIG, MC_STAGE_CONFIG,
+                               "%s: cannot read the config: %s", path, strerror(errno));
+            break;
+        }
+        if (n == 0)
+            break;
+        if (b.len + (size_t)n > CONFIG_MAX) {
+            rc = mc__error_set(err, MC_ECONFIG, MC_OUTCOME_CONFIG, MC_STAGE_CONFIG,
+                               "%s: larger than %d MiB: not a config", path, CONFIG_MAX >> 20);
+            break;
+        }
+        if (mc__buf_put(&b, tmp, (size_t)n) < 0) {
+            rc = oom(err);
+            break;
+        }
+    }
+    OPENSSL_cleanse(tmp, sizeof(tmp));
+    close(fd);
+    if (rc < 0) {
+        mc__buf_free(&b);
+        return rc;
+    }
+
+    mc__diag d = { 0 };
+    bool nomem = false;
+    char *inline_at = NULL;
+    mc__config *cfg = parse_text(path, b.data ? b.data : "", b.len, &d, &inline_at, &nomem);
+    mc__buf_free(&b);
+    if (cfg && cfg->inline_secret && (st.st_mode & (S_IRGRP | S_IROTH))) {
+        if (mc__diag_add(&d, "%s: holds an inline secret (%s) and is readable by group or others "
+                             "(mode %04o); chmod 600 it, or use a _file, _env or _command source",
+                         path, inline_at ? inline_at : "auth", (unsigned)(st.st_mode & 07777)) < 0)
+            nomem = true;
+    }
+    free(inline_at);
+    if (cfg && !nomem && !d.n && !(cfg->path = strdup(path)))
+        nomem = true;
+    return finish(cfg, &d, nomem, out, err);
+}
+
+/* ------------------------------------------------------------- prepare */
+
+static const char *const known_transports[] = { "plain", "starttls", "tls", NULL };
+static const char *const known_providers[] = { "basic", "google", "manual", "microsoft", NULL };
+
+static void plugin_list(mc__registry *reg, mc_plugin_kind kind, const char *const *names,
+                        mc__buf *b)
+{
+    size_t k = 0;
+    for (size_t i = 0; names[i]; i++) {
+        if (reg && mc__registry_exists(reg, kind, names[i])) {
+            mc__buf_printf(b, "%s%s", k ? ", " : "", names[i]);
+            k++;
+        }
+    }
+    if (!k)
+        mc__buf_printf(b, "none found");
+}
+
+/* A plugin's ops, or NULL with an error naming the server's field. */
+static const void *need_plugin(pctx *p, mc__registry *reg, mc_plugin_kind kind,
+                               const char *name, const char *path, const char *what)
+{
+    const mc__plugin *pl = NULL;
+    mc_error *pe = NULL;
+    int rc = reg ? mc__registry_get(reg, kind, name, &pl, &pe) : MC_EPLUGIN;
+    if (rc == 0 && pl && pl->desc && pl->desc->ops) {
+        mc_error_free(pe);
+        return pl->desc->ops;
+    }
+    if (reg && mc__registry_exists(reg, kind, name)) {
+        bad(p, path, "%s plugin \"%s\" cannot be loaded: %s", what, name,
+            pe && pe->message ? pe->message : mc_strerror(rc));
+    } else {
+        mc__buf b = MC__BUF_INIT;
+        plugin_list(reg, kind, kind == MC_PLUGIN_TRANSPORT ? known_transports : known_providers, &b);
+        bad(p, path, "unknown %s \"%s\" (plugins: %s)", what, name, b.data ? b.data : "");
+        mc__buf_free(&b);
+    }
+    mc_error_free(pe);
+    return NULL;
+}
+
+static void prepare_auth(pctx *p, mc_server *s, const mc_auth_ops *ops, const char *spath)
+{
+    char apath[96];
+    snprintf(apath, sizeof(apath), "%s.auth", spath);
+    char what[128];
+    snprintf(what, sizeof(what), " for provider \"%s\"", s->auth_provider);
+    json_object_object_foreach(s->auth_cfg.obj, key, val) {
+        (void)val;
+        if (strcmp(key, "provider") == 0 || in_list(key, ops->keys))
+            continue;
+        unknown_key(p, apath, key, ops->keys, what);
+    }
+    if (ops->validate) {
+        s->auth_cfg.diag = p->d;
+        ops->validate(&s->auth_cfg);
+        s->auth_cfg.diag = NULL;
+    }
+}
+
+static uint16_t table_port(const char *transport)
+{
+    if (strcmp(transport, "plain") == 0)
+        return 25;
+    if (strcmp(transport, "tls") == 0)
+        return 465;
+    if (strcmp(transport, "starttls") == 0)
+        return 587;
+    return 0;
+}
+
+static void prepare_server(pctx *p, mc_server *s, mc__registry *reg)
+{
+    char spath[48];
+    snprintf(spath, sizeof(spath), "servers[%zu]", s->index);
+    char fpath[96];
+
+    const mc_auth_ops *aops = NULL;
+    bool auth_known = !s->has_auth;
+    if (s->has_auth && s->auth_provider) {
+        snprintf(fpath, sizeof(fpath), "%s.auth.provider", spath);
+        aops = need_plugin(p, reg, MC_PLUGIN_AUTH, s->auth_provider, fpath, "provider");
+        if (aops && aops->size < offsetof(mc_auth_ops, oauth_profile)) {
+            bad(p, fpath, "provider plugin \"%s\" has an ops table too small for this core",
+                s->auth_provider);
+            aops = NULL;
+        }
+        auth_known = aops != NULL;
+        if (aops)
+            prepare_auth(p, s, aops, spath);
+    }
+
+    /* SMTP defaults from the provider */
+    if (!s->transport && aops && aops->smtp_transport)
+        s->transport = dup_or_flag(p, aops->smtp_transport);
+    if (!s->host && aops && aops->smtp_host)
+        s->host = dup_or_flag(p, aops->smtp_host);
+    if (!s->max_connections_set && aops && aops->max_connections)
+        s->max_connections = aops->max_connections > 100 ? 100 : (int)aops->max_connections;
+
+    if (!s->host && auth_known) {
+        snprintf(fpath, sizeof(fpath), "%s.host", spath);
+        if (s->has_auth)
+            bad(p, fpath, "is required (provider \"%s\" has no SMTP defaults)", s->auth_provider);
+        else
+            bad(p, fpath, "is required");
+    }
+
+    const mc_transport_ops *tops = NULL;
+    snprintf(fpath, sizeof(fpath), "%s.transport", spath);
+    if (!s->transport) {
+        if (auth_known) {
+            if (s->has_auth)
+                bad(p, fpath, "is required: \"plain\", \"starttls\" or \"tls\" (provider \"%s\" "
+                              "has no SMTP defaults)", s->auth_provider);
+            else
+                bad(p, fpath, "is required: \"plain\", \"starttls\" or \"tls\"");
+        }
+    } else {
+        tops = need_plugin(p, reg, MC_PLUGIN_TRANSPORT, s->transport, fpath, "transport");
+    }
+
+    if (!s->port_set && s->transport) {
+        uint16_t port = 0;
+        if (aops && aops->smtp_port
+            && (!aops->smtp_transport || strcmp(aops->smtp_transport, s->transport) == 0))
+            port = aops->smtp_port;
+        else if (tops && tops->default_port)
+            port = tops->default_port;
+        else
+            port = table_port(s->transport);
+        s->port = port;
+    }
+
+    if (s->has_auth && s->transport && strcmp(s->transport, "plain") == 0
+        && !s->allow_plaintext_auth) {
+        snprintf(fpath, sizeof(fpath), "%s.auth", spath);
+        bad(p, fpath, "sending credentials over the plain transport needs "
+                      "\"allow_plaintext_auth\": true");
+    }
+}
+
+int mc__config_prepare(mc__config *cfg, mc__registry *reg, const mc_server *only, mc_error **err)
+{
+    if (!cfg)
+        return MC_EINVAL;
+    mc__diag d = { 0 };
+    pctx p = { .cfg = cfg, .d = &d };
+    for (size_t i = 0; i < cfg->n_servers; i++) {
+        if (only && only != &cfg->servers[i])
+            continue;
+        prepare_server(&p, &cfg->servers[i], reg);
+    }
+    if (p.nomem) {
+        mc__diag_free(&d);
+        return oom(err);
+    }
+    int rc = d.n ? diag_error(&d, err) : 0;
+    mc__diag_free(&d);
+    return rc;
+}
+
+/* ------------------------------------------------------------- secrets */
+
+static void check_readable(pctx *p, const char *path, const char *file)
+{
+    int fd = open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        bad(p, path, "cannot read \"%s\": %s", file, strerror(errno));
+        return;
+    }
+    close(fd);
+}
+
+int mc__config_check_secrets(mc__config *cfg, mc_error **err)
+{
+    if (!cfg)
+        return MC_EINVAL;
+    mc__diag d = { 0 };
+    pctx p = { .cfg = cfg, .d = &d };
+    for (size_t i = 0; i < cfg->n_servers; i++) {
+        mc_server *s = &cfg->servers[i];
+        char path[96];
+        if (s->ca_file) {
+            snprintf(path, sizeof(path), "servers[%zu].ca_file", i);
+            check_readable(&p, path, s->ca_file);
+        }
+        if (!s->has_auth)
+            continue;
+        for (size_t k = 0; auth_secret_keys[k]; k++) {
+            char *value = NULL;
+            mc_error *e = NULL;
+            if (mc__secret_resolve(&s->auth_cfg, auth_secret_keys[k], &value, &e) < 0)
+                if (mc__diag_add(&d, "%s", e && e->message ? e->message : "secret unavailable") < 0)
+                    p.nomem = true;
+            mc__secret_free(value);
+            mc_error_free(e);
+        }
+        json_object *ca = NULL;
+        if (json_object_object_get_ex(s->auth_cfg.obj, "ca_file", &ca)
+            && json_object_is_type(ca, json_type_string)) {
+            snprintf(path, sizeof(path), "servers[%zu].auth.ca_file", i);
+            check_readable(&p, path, json_object_get_string(ca));
+        }
+    }
+    if (p.nomem) {
+        mc__diag_free(&d);
+        return oom(err);
+    }
+    int rc = d.n ? diag_error(&d, err) : 0;
+    mc__diag_free(&d);
+    return rc;
+}
+
+/* ------------------------------------------------------------- lookups */
+
+mc_server *mc__config_server(mc__config *cfg, const char *name)
+{
+    if (!cfg)
+        return NULL;
+    if (!name)
+        return cfg->def;
+    for (size_t i = 0; i < cfg->n_servers; i++)
+        if (cfg->servers[i].name && strcmp(cfg->servers[i].name, name) == 0)
+            return &cfg->servers[i];
+    return NULL;
+}
+
+const char *mc__config_alias(const mc__config *cfg, const char *name)
+{
+    if (!cfg || !name)
+        return NULL;
+    for (size_t i = 0; i < cfg->n_aliases; i++)
+        if (strcmp(cfg->aliases[i].name, name) == 0)
+            return cfg->aliases[i].address;
+    return NULL;
+}
+
+char *mc__config_find(const char *explicit_path)
+{
+    if (explicit_path && *explicit_path)
+        return strdup(explicit_path);
+    const char *env = getenv("MAILCONN_CONFIG");
+    if (env && *env)
+        return strdup(env);
+    char *xdg = NULL;
+    const char *xh = getenv("XDG_CONFIG_HOME");
+    int n;
+    if (xh && xh[0] == '/') {
+        n = asprintf(&xdg, "%s/mailconn/config.json", xh);
+    } else {
+        const char *home = getenv("HOME");
+        if (!home || !*home) {
+            struct passwd pw, *res = NULL;
+            char pbuf[4096];
+            if (getpwuid_r(getuid(), &pw, pbuf, sizeof(pbuf), &res) == 0 && res)
+                home = res->pw_dir;
+        }
+        if (!home || !*home)
+            home = "/";
+        n = asprintf(&xdg, "%s/.config/mailconn/config.json", strcmp(home, "/") == 0 ? "" : home);
+    }
+    if (n < 0)
+        return NULL;
+    if (access(xdg, F_OK) == 0)
+        return xdg;
+    static const char etc[] = "/etc/mailconn/config.json";
+    if (access(etc, F_OK) == 0) {
+        free(xdg);
+        return strdup(etc);
+    }
+    return xdg;
+}
+
+/* ------------------------------------------------------------- saving */
+
+static int file_error(mc_error **err, const char *path, const char *what, int e)
+{
+    return mc__error_set(err, MC_EFILE, MC_OUTCOME_CONFIG, MC_STAGE_CONFIG, "%s: cannot %s: %s",
+                         path, what, strerror(e));
+}
+
+static int write_all(int fd, const char *data, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, data, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        data += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int mc__file_replace(const char *path, const char *data, size_t len, int mode, mc_error **err)
+{
+    if (!path || !*path || (!data && len))
+        return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_CONFIG, "no file to write");
+
+    /* a symlink is replaced at its target, so the link stays a link */
+    char *target = realpath(path, NULL);
+    struct stat st;
+    bool exists = false;
+    if (target) {
+        if (stat(target, &st) == 0)
+            exists = true;
+    } else if (errno == ENOENT) {
+        if (!(target = strdup(path)))
+            return oom(err);
+    } else {
+        return file_error(err, path, "resolve the path", errno);
+    }
+    if (exists && !S_ISREG(st.st_mode)) {
+        free(target);
+        return mc__error_set(err, MC_EFILE, MC_OUTCOME_CONFIG, MC_STAGE_CONFIG,
+                             "%s: not a regular file", path);
+    }
+    mode_t fmode = mode >= 0 ? (mode_t)mode & 07777 : exists ? st.st_mode & 07777 : 0600;
+
+    const char *slash = strrchr(target, '/');
+    char *dir = slash ? strndup(target, slash == target ? 1 : (size_t)(slash - target)) : strdup(".");
+    char *tmp = NULL;
+    if (!dir || asprintf(&tmp, "%s/.%s.%s", strcmp(dir, "/") == 0 ? "" : dir,
+                         slash ? slash + 1 : target, MKSTEMP_SUFFIX) < 0) {
+        free(dir);
+        free(target);
+        return oom(err);
+    }
+
+    int rc = 0;
+    int fd = mkostemp(tmp, O_CLOEXEC);
+    if (fd < 0) {
+        rc = file_error(err, path, "create a temporary file beside it", errno);
+        goto out;
+    }
+    if (write_all(fd, data, len) < 0) {
+        rc = file_error(err, path, "write the temporary file", errno);
+    } else if (fchmod(fd, fmode) < 0) {
+        rc = file_error(err, path, "set the mode of the temporary file", errno);
+    } else {
+        if (exists && (st.st_uid != geteuid() || st.st_gid != getegid())
+            && fchown(fd, st.st_uid, st.st_gid) < 0) {
+            /* not allowed to give it away: the new file stays ours */
+            mc__log(MC_LOG_DEBUG, "%s: owner not kept: %s", path, strerror(errno));
+        }
+        if (fsync(fd) < 0)
+            rc = file_error(err, path, "flush the temporary file to disk", errno);
+    }
+    if (close(fd) < 0 && rc == 0)
+        rc = file_error(err, path, "write the temporary file", errno);
+    if (rc == 0 && rename(tmp, target) < 0)
+        rc = file_error(err, path, "replace the file", errno);
+    if (rc < 0) {
+        unlink(tmp);
+        goto out;
+    }
+    /* make the rename itself durable */
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        if (fsync(dfd) < 0)
+            mc__log(MC_LOG_DEBUG, "%s: folder not flushed: %s", dir, strerror(errno));
+        close(dfd);
+    }
+out:
+    free(tmp);
+    free(dir);
+    free(target);
+    return rc;
+}
+
+/* Move the mark in one document. */
+static void mark_default(json_object *doc, size_t index)
+{
+    json_object *servers = NULL;
+    if (!json_object_object_get_ex(doc, "servers", &servers))
+        return;
+    for (size_t i = 0; i < json_object_array_length(servers); i++) {
+        json_object *s = json_object_array_get_idx(servers, i), *v = NULL;
+        if (!json_object_is_type(s, json_type_object))
+            continue;
+        if (i == index)
+            json_object_object_add(s, "default", json_object_new_boolean(1));
+        else if (json_object_object_get_ex(s, "default", &v) && json_object_get_boolean(v))
+            json_object_object_del(s, "default");
+    }
+}
+
+int mc__config_set_default(mc__config *cfg, const char *name, mc_error **err)
+{
+    if (!cfg || !name)
+        return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_CONFIG, "no server name");
+    mc_server *t = mc__config_server(cfg, name);
+    if (!t)
+        return mc__error_set(err, MC_ENOSERVER, MC_OUTCOME_USAGE, MC_STAGE_CONFIG,
+                             "no server named \"%s\"%s%s", name, cfg->path ? " in " : "",
+                             cfg->path ? cfg->path : "");
+    if (!cfg->path || !cfg->doc)
+        return mc__error_set(err, MC_EFILE, MC_OUTCOME_CONFIG, MC_STAGE_CONFIG,
+                             "the config was not read from a file: nothing to save");
+
+    /* edit a copy, save it, and only then change what is in memory */
+    json_object *copy = NULL;
+    if (json_object_deep_copy(cfg->doc, &copy, NULL) < 0 || !copy)
+        return oom(err);
+    mark_default(copy, t->index);
+    const char *text = json_object_to_json_string_ext(copy, JSON_C_TO_STRING_PRETTY
+                                                            | JSON_C_TO_STRING_SPACED
+                                                            | JSON_C_TO_STRING_NOSLASHESCAPE);
+    mc__buf b = MC__BUF_INIT;
+    b.secret = true;
+    int rc = 0;
+    if (!text || mc__buf_puts(&b, text) < 0 || mc__buf_puts(&b, "\n") < 0)
+        rc = oom(err);
+    if (text)
+        OPENSSL_cleanse((char *)text, strlen(text));
+    wipe_doc_secrets(copy);
+    json_object_put(copy);
+    if (rc == 0)
+        rc = mc__file_replace(cfg->path, b.data, b.len, -1, err);
+    mc__buf_free(&b);
+    if (rc < 0)
+        return rc;
+
+    mark_default(cfg->doc, t->index);
+    for (size_t i = 0; i < cfg->n_servers; i++) {
+        cfg->servers[i].is_default = &cfg->servers[i] == t;
+        cfg->servers[i].default_marked = &cfg->servers[i] == t;
+    }
+    cfg->def = t;
+    return 0;
+}

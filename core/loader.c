@@ -1,2 +1,706 @@
-/* loader: being written. */
+/* loader: find and dlopen plugins, check the ABI, registry by kind+name.
+ *
+ * Search order: the plugin_dir argument, $MAILCONN_PLUGIN_PATH (a colon
+ * list), the build tree when the running program lives under it, then the
+ * installed plugin folder. A folder reached twice is searched once; a file
+ * reached twice (two folders, a symlink) is loaded once; a different file
+ * with a kind+name already loaded is skipped with a warning naming both.
+ * Every rejection is one MC_LOG_WARN line naming the file and the reason,
+ * and is remembered, so a rejected file is never opened twice.
+ */
+#include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "buf.h"
 #include "error.h"
+#include "host.h"
+#include "loader.h"
+#include "log.h"
+
+#ifndef MC_PLUGIN_DIR
+#define MC_PLUGIN_DIR "/usr/local/lib/mailconn/plugins"
+#endif
+#ifndef MC_BUILD_ROOT
+#define MC_BUILD_ROOT ""
+#endif
+#ifndef MC_BUILD_PLUGIN_DIRS
+#define MC_BUILD_PLUGIN_DIRS ""
+#endif
+
+/* Under a sanitizer keep modules mapped after dlclose, so leak reports at
+ * exit still resolve the plugins' symbols. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define LOADER_DLFLAGS (RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE)
+#else
+#define LOADER_DLFLAGS (RTLD_NOW | RTLD_LOCAL)
+#endif
+
+#define NAME_MAX_LEN 64
+
+typedef struct search_dir {
+    char *path;      /* as given (trailing slashes removed) */
+    char *key;       /* real path when it resolves, else path: for duplicates */
+} search_dir;
+
+typedef struct loaded {
+    mc__plugin pub;  /* desc, file (real path), handle */
+    char      *path; /* where it was found */
+} loaded;
+
+typedef struct failure {
+    char *real;      /* real path of the rejected file (or the path found) */
+    char *message;   /* "plugin <file> rejected: <reason>" */
+} failure;
+
+struct mc__registry {
+    pthread_mutex_t lock;   /* recursive: each() callbacks may call get() */
+    search_dir     *dirs;
+    size_t          n_dirs;
+    loaded        **plugins;
+    size_t          n_plugins;
+    failure        *failures;
+    size_t          n_failures;
+};
+
+static const struct {
+    mc_plugin_kind kind;
+    const char    *prefix;
+    size_t         ops_min;   /* size of the ops table of ABI 1.0 */
+} kinds[] = {
+    { MC_PLUGIN_TRANSPORT,    "transport-", sizeof(mc_transport_ops) },
+    { MC_PLUGIN_AUTH,         "auth-",      sizeof(mc_auth_ops) },
+    { MC_PLUGIN_OAUTH_ENGINE, "engine-",    sizeof(mc_oauth_engine_ops) },
+};
+#define N_KINDS (sizeof(kinds) / sizeof(kinds[0]))
+
+const char *mc__plugin_kind_name(mc_plugin_kind kind)
+{
+    switch (kind) {
+    case MC_PLUGIN_TRANSPORT: return "transport";
+    case MC_PLUGIN_AUTH: return "auth";
+    case MC_PLUGIN_OAUTH_ENGINE: return "oauth-engine";
+    }
+    return "unknown";
+}
+
+static const char *kind_prefix(mc_plugin_kind kind)
+{
+    for (size_t i = 0; i < N_KINDS; i++)
+        if (kinds[i].kind == kind)
+            return kinds[i].prefix;
+    return NULL;
+}
+
+static bool valid_name(const char *s, size_t len)
+{
+    if (len == 0 || len > NAME_MAX_LEN)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+/* "auth-basic.so" -> MC_PLUGIN_AUTH, "basic". @return 1 a plugin file name,
+ * 0 not a plugin file (unknown prefix or no .so), -1 a known prefix with a
+ * name outside [a-z0-9-]{1,64}. */
+static int parse_file_name(const char *fname, mc_plugin_kind *kind, char name[NAME_MAX_LEN + 1])
+{
+    size_t len = strlen(fname);
+    if (len < 4 || strcmp(fname + len - 3, ".so") != 0)
+        return 0;
+    for (size_t i = 0; i < N_KINDS; i++) {
+        size_t pl = strlen(kinds[i].prefix);
+        if (strncmp(fname, kinds[i].prefix, pl) != 0)
+            continue;
+        const char *n = fname + pl;
+        size_t nl = len - pl - 3;
+        if (!valid_name(n, nl))
+            return -1;
+        memcpy(name, n, nl);
+        name[nl] = '\0';
+        *kind = kinds[i].kind;
+        return 1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ search path */
+
+static int add_dir(mc__registry *reg, const char *dir, size_t len)
+{
+    while (len > 1 && dir[len - 1] == '/')
+        len--;
+    if (len == 0)
+        return 0;
+    char *path = strndup(dir, len);
+    if (!path)
+        return MC_ENOMEM;
+    char *key = realpath(path, NULL);
+    if (!key && !(key = strdup(path))) {
+        free(path);
+        return MC_ENOMEM;
+    }
+    for (size_t i = 0; i < reg->n_dirs; i++) {
+        if (strcmp(reg->dirs[i].key, key) == 0) {
+            free(path);
+            free(key);
+            return 0;
+        }
+    }
+    search_dir *d = realloc(reg->dirs, (reg->n_dirs + 1) * sizeof(*d));
+    if (!d) {
+        free(path);
+        free(key);
+        return MC_ENOMEM;
+    }
+    reg->dirs = d;
+    d[reg->n_dirs].path = path;
+    d[reg->n_dirs].key = key;
+    reg->n_dirs++;
+    return 0;
+}
+
+static int add_dir_list(mc__registry *reg, const char *list)
+{
+    if (!list)
+        return 0;
+    const char *p = list;
+    for (;;) {
+        const char *colon = strchr(p, ':');
+        size_t len = colon ? (size_t)(colon - p) : strlen(p);
+        int rc = add_dir(reg, p, len);
+        if (rc < 0)
+            return rc;
+        if (!colon)
+            return 0;
+        p = colon + 1;
+    }
+}
+
+/* Whether the running program lives under the build tree. */
+static bool run_from_build_tree(void)
+{
+    if (!MC_BUILD_ROOT[0])
+        return false;
+    char exe[PATH_MAX], root[PATH_MAX];
+    if (!realpath("/proc/self/exe", exe) || !realpath(MC_BUILD_ROOT, root))
+        return false;
+    size_t n = strlen(root);
+    return strncmp(exe, root, n) == 0 && exe[n] == '/';
+}
+
+static mc__registry *registry_alloc(void)
+{
+    mc__registry *reg = calloc(1, sizeof(*reg));
+    if (!reg)
+        return NULL;
+    pthread_mutexattr_t attr;
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&reg->lock, &attr);
+    pthread_mutexattr_destroy(&attr);
+    return reg;
+}
+
+int mc__registry_new(mc__registry **out, const char *plugin_dir, mc_error **err)
+{
+    if (!out)
+        return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_PLUGIN,
+                             "mc__registry_new: out is NULL");
+    *out = NULL;
+    mc__registry *reg = registry_alloc();
+    if (!reg)
+        return mc__error_set(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, MC_STAGE_PLUGIN, NULL);
+    int rc = 0;
+    if (plugin_dir)
+        rc = add_dir(reg, plugin_dir, strlen(plugin_dir));
+    if (rc == 0)
+        rc = add_dir_list(reg, getenv("MAILCONN_PLUGIN_PATH"));
+    if (rc == 0 && run_from_build_tree())
+        rc = add_dir_list(reg, MC_BUILD_PLUGIN_DIRS);
+    if (rc == 0)
+        rc = add_dir(reg, MC_PLUGIN_DIR, strlen(MC_PLUGIN_DIR));
+    if (rc < 0) {
+        mc__registry_free(reg);
+        return mc__error_set(err, rc, MC_OUTCOME_TRANSIENT, MC_STAGE_PLUGIN, NULL);
+    }
+    *out = reg;
+    return 0;
+}
+
+int mc__registry_new_dirs(mc__registry **out, const char *const *dirs, size_t n,
+                          mc_error **err)
+{
+    if (!out || (n && !dirs))
+        return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_PLUGIN,
+                             "mc__registry_new_dirs: bad arguments");
+    *out = NULL;
+    mc__registry *reg = registry_alloc();
+    if (!reg)
+        return mc__error_set(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, MC_STAGE_PLUGIN, NULL);
+    for (size_t i = 0; i < n; i++) {
+        int rc = dirs[i] ? add_dir(reg, dirs[i], strlen(dirs[i])) : 0;
+        if (rc < 0) {
+            mc__registry_free(reg);
+            return mc__error_set(err, rc, MC_OUTCOME_TRANSIENT, MC_STAGE_PLUGIN, NULL);
+        }
+    }
+    *out = reg;
+    return 0;
+}
+
+/* ------------------------------------------------------------ loading */
+
+/* Remember a rejection; *msg_out (when non-NULL) gets a copy of the line. */
+static void remember_failure(mc__registry *reg, const char *real, char *message, char **msg_out)
+{
+    if (msg_out && !*msg_out)
+        *msg_out = strdup(message);
+    failure *f = realloc(reg->failures, (reg->n_failures + 1) * sizeof(*f));
+    char *r = strdup(real);
+    if (!f || !r) {
+        if (f)
+            reg->failures = f;
+        free(r);
+        free(message);
+        return;
+    }
+    reg->failures = f;
+    f[reg->n_failures].real = r;
+    f[reg->n_failures].message = message;
+    reg->n_failures++;
+}
+
+/* One warning line "plugin <path> rejected: <reason>", remembered. */
+static int reject(mc__registry *reg, const char *path, const char *real, char **msg_out,
+                  const char *fmt, ...) MC__FMT(5, 6);
+static int reject(mc__registry *reg, const char *path, const char *real, char **msg_out,
+                  const char *fmt, ...)
+{
+    char *reason = NULL, *message = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vasprintf(&reason, fmt, ap);
+    va_end(ap);
+    if (n < 0 || asprintf(&message, "plugin %s rejected: %s", path, reason) < 0) {
+        free(reason);
+        mc__log(MC_LOG_WARN, "plugin %s rejected", path);
+        return MC_EPLUGIN;
+    }
+    free(reason);
+    mc__log(MC_LOG_WARN, "%s", message);
+    remember_failure(reg, real, message, msg_out);
+    return MC_EPLUGIN;
+}
+
+static bool writable_by_others(const struct stat *st)
+{
+    return (st->st_mode & (S_IWGRP | S_IWOTH)) != 0;
+}
+
+/* Refuse a file or folder that group or others may write (before dlopen). */
+static int check_modes(mc__registry *reg, const char *dir, const char *path, const char *real,
+                       char **msg_out)
+{
+    struct stat st;
+    if (stat(real, &st) < 0)
+        return reject(reg, path, real, msg_out, "cannot stat: %s", strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return reject(reg, path, real, msg_out, "not a regular file");
+    if (writable_by_others(&st))
+        return reject(reg, path, real, msg_out,
+                      "the file is writable by group or others (mode %04o)",
+                      (unsigned)(st.st_mode & 07777));
+
+    /* the folder it was found in, and the folder of its real path */
+    char *real_dir = strdup(real);
+    if (!real_dir)
+        return reject(reg, path, real, msg_out, "out of memory");
+    char *slash = strrchr(real_dir, '/');
+    if (slash)
+        *(slash == real_dir ? slash + 1 : slash) = '\0';
+    const char *folders[2] = { dir, real_dir };
+    for (size_t i = 0; i < 2; i++) {
+        if (stat(folders[i], &st) < 0) {
+            int rc = reject(reg, path, real, msg_out, "cannot stat its folder %s: %s",
+                            folders[i], strerror(errno));
+            free(real_dir);
+            return rc;
+        }
+        if (writable_by_others(&st)) {
+            int rc = reject(reg, path, real, msg_out,
+                            "its folder %s is writable by group or others (mode %04o)",
+                            folders[i], (unsigned)(st.st_mode & 07777));
+            free(real_dir);
+            return rc;
+        }
+    }
+    free(real_dir);
+    return 0;
+}
+
+/* Check a descriptor against the file name. @return NULL when good, else a
+ * static-or-formatted reason in buf. */
+static const char *check_desc(const mc_plugin_desc *d, mc_plugin_kind kind, const char *name,
+                              char *buf, size_t size)
+{
+    if (!d)
+        return "mc_plugin_entry returned no descriptor";
+    if (d->abi_major != MC_PLUGIN_ABI_MAJOR) {
+        snprintf(buf, size, "wrong ABI version %u.%u (the core speaks %u.%u: the major must match)",
+                 (unsigned)d->abi_major, (unsigned)d->abi_minor,
+                 (unsigned)MC_PLUGIN_ABI_MAJOR, (unsigned)MC_PLUGIN_ABI_MINOR);
+        return buf;
+    }
+    if (d->abi_minor > MC_PLUGIN_ABI_MINOR) {
+        snprintf(buf, size, "wrong ABI version %u.%u (newer than the core's %u.%u)",
+                 (unsigned)d->abi_major, (unsigned)d->abi_minor,
+                 (unsigned)MC_PLUGIN_ABI_MAJOR, (unsigned)MC_PLUGIN_ABI_MINOR);
+        return buf;
+    }
+    size_t k;
+    for (k = 0; k < N_KINDS; k++)
+        if (kinds[k].kind == d->kind)
+            break;
+    if (k == N_KINDS) {
+        snprintf(buf, size, "unknown kind %d", (int)d->kind);
+        return buf;
+    }
+    if (d->kind != kind) {
+        snprintf(buf, size, "kind %s does not match the file name (expected %s)",
+                 mc__plugin_kind_name(d->kind), mc__plugin_kind_name(kind));
+        return buf;
+    }
+    if (!d->name || strcmp(d->name, name) != 0) {
+        snprintf(buf, size, "descriptor name \"%.64s\" differs from the file name (\"%s\")",
+                 d->name ? d->name : "(null)", name);
+        return buf;
+    }
+    if (!d->version || !d->summary)
+        return "descriptor without a version or summary";
+    if (!d->ops)
+        return "NULL ops table";
+    size_t ops_size = *(const size_t *)d->ops;
+    if (ops_size < kinds[k].ops_min) {
+        snprintf(buf, size, "ops table too small (size %zu, ABI %u.0 needs %zu)",
+                 ops_size, (unsigned)MC_PLUGIN_ABI_MAJOR, kinds[k].ops_min);
+        return buf;
+    }
+    return NULL;
+}
+
+static loaded *find_loaded(mc__registry *reg, mc_plugin_kind kind, const char *name)
+{
+    for (size_t i = 0; i < reg->n_plugins; i++) {
+        const mc_plugin_desc *d = reg->plugins[i]->pub.desc;
+        if (d->kind == kind && strcmp(d->name, name) == 0)
+            return reg->plugins[i];
+    }
+    return NULL;
+}
+
+/* Open dir/fname (whose name says kind+name). Called with the lock held.
+ * @return 0 with *out, or MC_EPLUGIN with *msg_out (malloc'd) set to why. */
+static int load_candidate(mc__registry *reg, const char *dir, const char *fname,
+                          mc_plugin_kind kind, const char *name, const mc__plugin **out,
+                          char **msg_out)
+{
+    char *path = NULL;
+    if (asprintf(&path, "%s/%s", dir, fname) < 0)
+        return MC_ENOMEM;
+    int rc = MC_EPLUGIN;
+    char *real = realpath(path, NULL);
+    if (!real) {
+        rc = reject(reg, path, path, msg_out, "cannot resolve the path: %s", strerror(errno));
+        goto done;
+    }
+    /* the same file reached twice is loaded once */
+    for (size_t i = 0; i < reg->n_plugins; i++) {
+        if (strcmp(reg->plugins[i]->pub.file, real) == 0) {
+            *out = &reg->plugins[i]->pub;
+            rc = 0;
+            goto done;
+        }
+    }
+    /* a file rejected earlier is not opened again */
+    for (size_t i = 0; i < reg->n_failures; i++) {
+        if (strcmp(reg->failures[i].real, real) == 0) {
+            if (msg_out && !*msg_out)
+                *msg_out = strdup(reg->failures[i].message);
+            goto done;
+        }
+    }
+    /* a different file with a kind+name already loaded: the first wins */
+    loaded *prev = find_loaded(reg, kind, name);
+    if (prev) {
+        char *message = NULL;
+        if (asprintf(&message, "plugin %s skipped: %s \"%s\" is already loaded from %s",
+                     path, mc__plugin_kind_name(kind), name, prev->path) >= 0) {
+            mc__log(MC_LOG_WARN, "%s", message);
+            remember_failure(reg, real, message, msg_out);
+        }
+        goto done;
+    }
+    if ((rc = check_modes(reg, dir, path, real, msg_out)) < 0)
+        goto done;
+    rc = MC_EPLUGIN;
+
+    dlerror();
+    void *handle = dlopen(real, LOADER_DLFLAGS);
+    if (!handle) {
+        const char *e = dlerror();
+        reject(reg, path, real, msg_out, "dlopen: %s", e ? e : "unknown error");
+        goto done;
+    }
+    mc_plugin_entry_fn *entry;
+    *(void **)&entry = dlsym(handle, MC_PLUGIN_ENTRY_SYMBOL);
+    if (!entry) {
+        dlclose(handle);
+        reject(reg, path, real, msg_out, "missing entry symbol %s", MC_PLUGIN_ENTRY_SYMBOL);
+        goto done;
+    }
+    const mc_plugin_desc *desc = entry(mc__host());
+    char why_buf[256];
+    const char *why = check_desc(desc, kind, name, why_buf, sizeof(why_buf));
+    if (why) {
+        dlclose(handle);
+        reject(reg, path, real, msg_out, "%s", why);
+        goto done;
+    }
+    loaded *l = calloc(1, sizeof(*l));
+    loaded **list = l ? realloc(reg->plugins, (reg->n_plugins + 1) * sizeof(*list)) : NULL;
+    if (!list) {
+        free(l);
+        dlclose(handle);
+        rc = MC_ENOMEM;
+        goto done;
+    }
+    reg->plugins = list;
+    l->pub.desc = desc;
+    l->pub.file = real;
+    l->pub.handle = handle;
+    l->path = path;
+    real = NULL;
+    path = NULL;
+    list[reg->n_plugins++] = l;
+    mc__log(MC_LOG_DEBUG, "plugin %s loaded: %s %s %s", l->path,
+            mc__plugin_kind_name(kind), desc->name, desc->version);
+    *out = &l->pub;
+    rc = 0;
+done:
+    free(real);
+    free(path);
+    return rc;
+}
+
+static char *joined_dirs(const mc__registry *reg)
+{
+    mc__buf b = MC__BUF_INIT;
+    for (size_t i = 0; i < reg->n_dirs; i++)
+        if (mc__buf_printf(&b, "%s%s", i ? ":" : "", reg->dirs[i].path) < 0)
+            break;
+    if (!b.data)
+        mc__buf_puts(&b, "(no plugin folders)");
+    return mc__buf_detach(&b);
+}
+
+int mc__registry_get(mc__registry *reg, mc_plugin_kind kind, const char *name,
+                     const mc__plugin **out, mc_error **err)
+{
+    if (!reg || !name || !out)
+        return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_PLUGIN,
+                             "mc__registry_get: bad arguments");
+    *out = NULL;
+    const char *prefix = kind_prefix(kind);
+    if (!prefix)
+        return mc__error_set(err, MC_EPLUGIN, MC_OUTCOME_CONFIG, MC_STAGE_PLUGIN,
+                             "unknown plugin kind %d", (int)kind);
+    if (!valid_name(name, strlen(name)))
+        return mc__error_set(err, MC_EPLUGIN, MC_OUTCOME_CONFIG, MC_STAGE_PLUGIN,
+                             "invalid plugin name \"%.64s\": expected [a-z0-9-]{1,64}", name);
+    char fname[NAME_MAX_LEN + 16];
+    snprintf(fname, sizeof(fname), "%s%s.so", prefix, name);
+
+    pthread_mutex_lock(&reg->lock);
+    loaded *l = find_loaded(reg, kind, name);
+    if (l) {
+        *out = &l->pub;
+        pthread_mutex_unlock(&reg->lock);
+        return 0;
+    }
+    bool found = false;
+    char *why = NULL;
+    int rc = MC_EPLUGIN;
+    for (size_t i = 0; i < reg->n_dirs; i++) {
+        char *path = NULL;
+        if (asprintf(&path, "%s/%s", reg->dirs[i].path, fname) < 0) {
+            rc = MC_ENOMEM;
+            break;
+        }
+        struct stat st;
+        bool present = stat(path, &st) == 0 || errno != ENOENT;
+        free(path);
+        if (!present)
+            continue;
+        found = true;
+        rc = load_candidate(reg, reg->dirs[i].path, fname, kind, name, out, &why);
+        if (rc == 0 || rc == MC_ENOMEM)
+            break;
+    }
+    if (rc == 0) {
+        pthread_mutex_unlock(&reg->lock);
+        free(why);
+        return 0;
+    }
+    if (rc == MC_ENOMEM) {
+        pthread_mutex_unlock(&reg->lock);
+        free(why);
+        return mc__error_set(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, MC_STAGE_PLUGIN, NULL);
+    }
+    if (!found) {
+        char *dirs = joined_dirs(reg);
+        pthread_mutex_unlock(&reg->lock);
+        mc__error_set(err, MC_EPLUGIN, MC_OUTCOME_CONFIG, MC_STAGE_PLUGIN,
+                      "no plugin %s in %s", fname, dirs ? dirs : "(out of memory)");
+        free(dirs);
+        free(why);
+        return MC_EPLUGIN;
+    }
+    pthread_mutex_unlock(&reg->lock);
+    mc__error_set(err, MC_EPLUGIN, MC_OUTCOME_CONFIG, MC_STAGE_PLUGIN, "%s",
+                  why ? why : fname);
+    free(why);
+    return MC_EPLUGIN;
+}
+
+bool mc__registry_exists(mc__registry *reg, mc_plugin_kind kind, const char *name)
+{
+    const char *prefix = kind_prefix(kind);
+    if (!reg || !name || !prefix || !valid_name(name, strlen(name)))
+        return false;
+    for (size_t i = 0; i < reg->n_dirs; i++) {
+        char *path = NULL;
+        if (asprintf(&path, "%s/%s%s.so", reg->dirs[i].path, prefix, name) < 0)
+            return false;
+        struct stat st;
+        bool ok = stat(path, &st) == 0 && S_ISREG(st.st_mode);
+        free(path);
+        if (ok)
+            return true;
+    }
+    return false;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void load_dir(mc__registry *reg, const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) {
+        mc__log(MC_LOG_DEBUG, "plugin folder %s: %s", dir, strerror(errno));
+        return;
+    }
+    char **names = NULL;
+    size_t n = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        mc_plugin_kind kind;
+        char name[NAME_MAX_LEN + 1];
+        if (parse_file_name(de->d_name, &kind, name) == 0)
+            continue;
+        char **nn = realloc(names, (n + 1) * sizeof(*nn));
+        if (!nn)
+            break;
+        names = nn;
+        if (!(names[n] = strdup(de->d_name)))
+            break;
+        n++;
+    }
+    closedir(d);
+    if (n)
+        qsort(names, n, sizeof(*names), cmp_str);
+    for (size_t i = 0; i < n; i++) {
+        mc_plugin_kind kind;
+        char name[NAME_MAX_LEN + 1];
+        const mc__plugin *p;
+        if (parse_file_name(names[i], &kind, name) < 0) {
+            char *path = NULL;
+            if (asprintf(&path, "%s/%s", dir, names[i]) >= 0) {
+                bool seen = false;
+                for (size_t k = 0; k < reg->n_failures && !seen; k++)
+                    seen = strcmp(reg->failures[k].real, path) == 0;
+                if (!seen)
+                    reject(reg, path, path, NULL,
+                           "bad file name: expected <kind>-<name>.so with a name of [a-z0-9-]{1,%d}",
+                           NAME_MAX_LEN);
+                free(path);
+            }
+        } else {
+            load_candidate(reg, dir, names[i], kind, name, &p, NULL);
+        }
+        free(names[i]);
+    }
+    free(names);
+}
+
+int mc__registry_load_all(mc__registry *reg)
+{
+    if (!reg)
+        return MC_EINVAL;
+    pthread_mutex_lock(&reg->lock);
+    for (size_t i = 0; i < reg->n_dirs; i++)
+        load_dir(reg, reg->dirs[i].path);
+    pthread_mutex_unlock(&reg->lock);
+    return 0;
+}
+
+void mc__registry_each(mc__registry *reg,
+                       void (*fn)(const mc__plugin *p, void *payload), void *payload)
+{
+    if (!reg || !fn)
+        return;
+    pthread_mutex_lock(&reg->lock);
+    for (size_t i = 0; i < reg->n_plugins; i++)
+        fn(&reg->plugins[i]->pub, payload);
+    pthread_mutex_unlock(&reg->lock);
+}
+
+void mc__registry_free(mc__registry *reg)
+{
+    if (!reg)
+        return;
+    for (size_t i = 0; i < reg->n_plugins; i++) {
+        loaded *l = reg->plugins[i];
+        if (l->pub.handle)
+            dlclose(l->pub.handle);
+        free(l->pub.file);
+        free(l->path);
+        free(l);
+    }
+    free(reg->plugins);
+    for (size_t i = 0; i < reg->n_failures; i++) {
+        free(reg->failures[i].real);
+        free(reg->failures[i].message);
+    }
+    free(reg->failures);
+    for (size_t i = 0; i < reg->n_dirs; i++) {
+        free(reg->dirs[i].path);
+        free(reg->dirs[i].key);
+    }
+    free(reg->dirs);
+    pthread_mutex_destroy(&reg->lock);
+    free(reg);
+}

@@ -46,4 +46,10 @@ const char *mc__plugin_kind_name(mc_plugin_kind kind);
 /** dlclose everything and free. NULL is fine. */
 void mc__registry_free(mc__registry *reg);
 
+/** A registry searching exactly `dirs` (n of them, in order): no
+ *  environment, no build tree, no installed folder. For tests and tools
+ *  that must control the search path. @return 0, MC_ENOMEM. */
+int mc__registry_new_dirs(mc__registry **out, const char *const *dirs, size_t n,
+                          mc_error **err);
+
 #endif

@@ -70,6 +70,9 @@ bool        mc__message_8bit(const mc_message *m);
 bool        mc__message_smtputf8(const mc_message *m);
 uint64_t    mc__message_size(const mc_message *m);
 
+/** Record the final reply of a send (copied). */
+int mc__message_set_reply(mc_message *m, const char *reply);
+
 /** Write the whole message (headers and body, CRLF line ends, lines never
  *  over 998 octets; attachments streamed from their files in chunks).
  *  Signature of mc__writer_fn. @return 0, MC_EFILE, or the sink's error. */
@@ -82,5 +85,12 @@ int mc__message_write(void *msg, mc__sink_fn *sink, void *sink_payload, mc_error
 int mc__header_parse(const char *data, size_t len,
                      int (*fn)(void *payload, const char *name, const char *value),
                      void *payload, size_t *body_off, mc_error **err);
+
+/* ---- appended by the message module */
+
+/** Where the addr-spec of one header mailbox sits in s[0..n): inside the
+ *  angle brackets (*angle true), else the span between leading and trailing
+ *  white space and comments. @return 0 or MC_EMESSAGE (unbalanced). */
+int mc__mailbox_span(const char *s, size_t n, size_t *off, size_t *len, bool *angle);
 
 #endif

@@ -1,2 +1,644 @@
-/* send: being written. */
-#include "error.h"
+/* send: server -> transport -> EHLO/STARTTLS -> AUTH -> MAIL/RCPT/DATA.
+ * Sessions, the per-server pool, throttling retries and the OAuth glue. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "host.h"
+#include "log.h"
+#include "message.h"
+#include "sasl.h"
+#include "secret.h"
+#include "send.h"
+
+#define THROTTLE_RETRIES 3
+#define TOKEN_COMMAND_TIMEOUT_MS 10000
+
+struct mc_session {
+    mc_context             *ctx;
+    mc_server              *srv;
+    const mc_transport_ops *tops;
+    mc_connect_opts         copts;
+    mc__smtp               *smtp;
+    mc__stage_fn           *on_stage;
+    void                   *stage_payload;
+    bool                    pooled;
+    bool                    reused;       /* smtp came from the pool or a previous message */
+    char                    last_reply[1024];
+};
+
+/* ---------------------------------------------------------------- hints */
+
+/* Known SMTP refusals and what to change (PROVIDERS.md). Matched against
+ * the enhanced code; `oauth` limits an entry to token mechanisms. */
+static const struct {
+    const char *enhanced;
+    int         oauth;    /* -1 any, 0 password mechanisms, 1 token mechanisms */
+    const char *hint;
+} smtp_hints[] = {
+    { "5.7.30", -1, "the server no longer accepts basic authentication: use an OAuth provider "
+                    "(\"provider\": \"microsoft\") and run `mailconn auth`" },
+    { "5.7.139", -1, "SMTP AUTH is disabled for the tenant or the mailbox: enable it "
+                     "(Set-CASMailbox -Identity <user> -SmtpClientAuthenticationDisabled $false)" },
+    { "5.7.3", 1, "the token was refused: check that auth.user is the account that authorized, "
+                  "that the token is for outlook.office.com (not Graph), and that SMTP AUTH is "
+                  "enabled for the mailbox" },
+    { "5.7.8", 1, "the token was refused: check that auth.user is the account that authorized "
+                  "and that the scope includes https://mail.google.com/" },
+    { "5.7.8", 0, "wrong user name or password (Gmail needs an app password, with 2-step "
+                  "verification on)" },
+};
+
+static bool is_token_mech(const char *mech)
+{
+    return mech && (strcmp(mech, "XOAUTH2") == 0 || strcmp(mech, "OAUTHBEARER") == 0);
+}
+
+static void add_hint(mc_error *e, const mc_oauth_profile *profile, const char *mech)
+{
+    if (!e || e->hint)
+        return;
+    if (profile && profile->hints && e->server_text) {
+        for (const mc_hint *h = profile->hints; h->match; h++) {
+            if (strstr(e->server_text, h->match) || strstr(e->enhanced, h->match)) {
+                mc__error_hint(e, h->hint);
+                return;
+            }
+        }
+    }
+    for (size_t i = 0; i < sizeof(smtp_hints) / sizeof(smtp_hints[0]); i++) {
+        if (strcmp(e->enhanced, smtp_hints[i].enhanced) != 0)
+            continue;
+        if (smtp_hints[i].oauth >= 0 && smtp_hints[i].oauth != (int)is_token_mech(mech))
+            continue;
+        mc__error_hint(e, smtp_hints[i].hint);
+        return;
+    }
+}
+
+/* ---------------------------------------------------------------- OAuth */
+
+int mc__oauth_request(mc_context *ctx, const mc_server *srv, mc__oauth_req *out, mc_error **err)
+{
+    const mc__plugin *prov, *eng;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    if ((rc = mc__registry_get(ctx->reg, MC_PLUGIN_AUTH, srv->auth_provider, &prov, err)) < 0)
+        return rc;
+    const mc_auth_ops *ops = prov->desc->ops;
+    if (!ops->oauth || !ops->oauth_profile)
+        return mc__error_set(err, MC_EUSAGE, MC_OUTCOME_USAGE, MC_STAGE_CONFIG,
+                             "server \"%s\" uses provider \"%s\", which does not use OAuth",
+                             srv->name, srv->auth_provider);
+    if ((rc = mc__registry_get(ctx->reg, MC_PLUGIN_OAUTH_ENGINE, "oauth", &eng, err)) < 0)
+        return rc;
+    out->engine = eng->desc->ops;
+    out->profile.size = sizeof(out->profile);
+    if ((rc = ops->oauth_profile(&srv->auth_cfg, &out->profile, err)) < 0)
+        return rc;
+    if ((rc = mc__secret_resolve(&srv->auth_cfg, "client_secret", &out->secret, err)) < 0)
+        return rc;
+
+    const mc_plugin_cfg *c = &srv->auth_cfg;
+    mc_oauth_request *r = &out->req;
+    r->size = sizeof(*r);
+    r->server = srv->name;
+    r->provider = srv->auth_provider;
+    r->client_id = mc__host()->cfg_string(c, "client_id");
+    r->client_secret = out->secret;
+    r->client_auth = mc__host()->cfg_string(c, "client_auth");
+    if (!r->client_auth)
+        r->client_auth = out->secret ? "post" : "none";
+    r->user = srv->auth_user;
+    r->grant = mc__host()->cfg_string(c, "grant");
+    if (!r->grant)
+        r->grant = "authorization_code";
+    r->redirect_uri = mc__host()->cfg_string(c, "redirect_uri");
+    r->ca_file = mc__host()->cfg_string(c, "ca_file");
+    r->state_dir = ctx->state_dir;
+    r->timeout_s = (int)mc__host()->cfg_int(c, "timeout_s", 30);
+    r->refresh_margin_s = srv->refresh_margin_s;
+    r->profile = &out->profile;
+    return 0;
+}
+
+void mc__oauth_request_free(mc__oauth_req *r)
+{
+    if (!r)
+        return;
+    mc__secret_free(r->secret);
+    r->secret = NULL;
+}
+
+/* ---------------------------------------------------------------- AUTH */
+
+static int auth_basic(mc_session *s, const mc_auth_ops *ops, const char *mech, mc_error **err)
+{
+    mc_credentials cr = { NULL, NULL };
+    int rc = ops->credentials(&s->srv->auth_cfg, &cr, err);
+    if (rc == 0) {
+        mc__redact_add(cr.password);
+        mc__sasl_creds c = { .user = cr.user, .password = cr.password };
+        rc = mc__smtp_auth(s->smtp, mech, &c, s->srv->allow_plaintext_auth, err);
+        if (rc < 0 && err)
+            add_hint(*err, NULL, mech);
+    }
+    free(cr.user);
+    mc__secret_free(cr.password);
+    return rc;
+}
+
+static int auth_oauth(mc_session *s, const char *mech, mc_error **err)
+{
+    const mc_server *srv = s->srv;
+    const char *cmd = mc__host()->cfg_string(&srv->auth_cfg, "access_token_command");
+    mc__sasl_creds c = { .user = srv->auth_user };
+    char *token = NULL;
+    int rc;
+
+    if (cmd) {
+        /* tokens managed elsewhere: used as given, never refreshed */
+        if ((rc = mc__secret_command(cmd, TOKEN_COMMAND_TIMEOUT_MS, &token, err)) < 0) {
+            if (err && *err) {
+                (*err)->code = MC_EAUTH;
+                (*err)->outcome = MC_OUTCOME_AUTH;
+                (*err)->stage = MC_STAGE_OAUTH;
+            }
+            return MC_EAUTH;
+        }
+        mc__redact_add(token);
+        c.token = token;
+        rc = mc__smtp_auth(s->smtp, mech, &c, srv->allow_plaintext_auth, err);
+        if (rc < 0 && err)
+            add_hint(*err, NULL, mech);
+        mc__secret_free(token);
+        return rc;
+    }
+
+    mc__oauth_req r;
+    if ((rc = mc__oauth_request(s->ctx, srv, &r, err)) < 0)
+        goto out;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        mc_error *e = NULL;
+        if ((rc = r.engine->token(&r.req, &token, err)) < 0)
+            goto out;
+        mc__redact_add(token);
+        c.token = token;
+        rc = mc__smtp_auth(s->smtp, mech, &c, srv->allow_plaintext_auth, &e);
+        if (rc == 0)
+            break;
+        add_hint(e, &r.profile, mech);
+        /* a refused token: forget it, refresh once, retry once (no loop) */
+        bool retry = attempt == 0 && rc == MC_EAUTH && e && e->smtp_code >= 500
+                     && mc__smtp_alive(s->smtp) && !cmd;
+        if (retry) {
+            mc__log(MC_LOG_INFO, "%s: token refused (%d %s); refreshing once", srv->name,
+                    e->smtp_code, e->enhanced);
+            r.engine->invalidate(&r.req, token, NULL);
+            mc__secret_free(token);
+            token = NULL;
+            mc_error_free(e);
+            continue;
+        }
+        if (err && !*err)
+            *err = e;
+        else
+            mc_error_free(e);
+        break;
+    }
+out:
+    mc__secret_free(token);
+    mc__oauth_request_free(&r);
+    return rc;
+}
+
+static int authenticate(mc_session *s, mc_error **err)
+{
+    const mc__plugin *prov;
+    int rc;
+    if ((rc = mc__registry_get(s->ctx->reg, MC_PLUGIN_AUTH, s->srv->auth_provider, &prov, err)) < 0)
+        return rc;
+    const mc_auth_ops *ops = prov->desc->ops;
+    const mc__smtp_caps *caps = mc__smtp_get_caps(s->smtp);
+    const char *mech = caps->auth ? mc__sasl_choose(ops->mechanisms, caps->auth_mechs,
+                                                    s->srv->auth_mechanism) : NULL;
+    if (!mech) {
+        mc__buf mine = MC__BUF_INIT;
+        for (const char *const *m = ops->mechanisms; m && *m; m++)
+            mc__buf_printf(&mine, "%s%s", mine.len ? " " : "", *m);
+        rc = mc__error_set(err, MC_EREFUSED, MC_OUTCOME_PERMANENT, MC_STAGE_AUTH,
+                           "%s: no SASL mechanism in common: the server offers \"%s\", "
+                           "provider %s uses %s", s->srv->name,
+                           caps->auth ? caps->auth_mechs : "no AUTH",
+                           s->srv->auth_provider,
+                           s->srv->auth_mechanism ? s->srv->auth_mechanism : mine.data);
+        mc__buf_free(&mine);
+        return rc;
+    }
+    mc__log(MC_LOG_DEBUG, "%s: AUTH %s as %s", s->srv->name, mech,
+            s->srv->auth_user ? s->srv->auth_user : "?");
+    return ops->oauth ? auth_oauth(s, mech, err) : auth_basic(s, ops, mech, err);
+}
+
+/* ---------------------------------------------------------------- connections */
+
+static void stage(mc_session *s, mc_stage st, int code, const char *text)
+{
+    if (s->on_stage)
+        s->on_stage(s->stage_payload, st, code, text);
+}
+
+static void stage_tls(mc_session *s, const mc_stream *st)
+{
+    char line[160];
+    if (!st || !st->encrypted)
+        return;
+    snprintf(line, sizeof(line), "%s %s, certificate %s", st->tls_version, st->tls_cipher,
+             st->peer_verified ? "verified" : "NOT verified");
+    mc__log(MC_LOG_TRANSCRIPT, "TLS: %s", line);
+    stage(s, MC_STAGE_TLS, 0, line);
+}
+
+static int connect_session(mc_session *s, mc_error **err)
+{
+    mc_stream *stream = NULL;
+    int rc = s->tops->connect(&stream, &s->copts, err);
+    if (rc < 0)
+        return rc;
+    char where[300];
+    snprintf(where, sizeof(where), "%s port %u (%s)", s->srv->host, (unsigned)s->srv->port,
+             s->srv->transport);
+    mc__log(MC_LOG_TRANSCRIPT, "connected to %s", where);
+    stage(s, MC_STAGE_CONNECT, 0, where);
+    stage_tls(s, stream);
+
+    mc__smtp_opts o = {
+        .stream = stream,
+        .transport = s->tops,
+        .connect = &s->copts,
+        .helo = s->srv->helo,
+        .require_starttls = s->tops->starttls != NULL,
+        .max_recipients = s->srv->max_recipients,
+        .on_stage = s->on_stage,
+        .stage_payload = s->stage_payload,
+    };
+    if ((rc = mc__smtp_open(&s->smtp, &o, err)) < 0)
+        return rc;
+    if (o.require_starttls)
+        stage_tls(s, mc__smtp_stream(s->smtp));
+    if (s->srv->has_auth && (rc = authenticate(s, err)) < 0) {
+        mc__smtp_quit(s->smtp);
+        s->smtp = NULL;
+        return rc;
+    }
+    s->reused = false;
+    return 0;
+}
+
+static int session_new(mc_session **out, mc_context *ctx, mc_server *srv, mc_error **err)
+{
+    const mc__plugin *tp;
+    int rc = mc__registry_get(ctx->reg, MC_PLUGIN_TRANSPORT, srv->transport, &tp, err);
+    if (rc < 0)
+        return rc;
+    mc_session *s = calloc(1, sizeof(*s));
+    if (!s)
+        return mc__error_set(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, MC_STAGE_NONE, "out of memory");
+    s->ctx = ctx;
+    s->srv = srv;
+    s->tops = tp->desc->ops;
+    s->copts = (mc_connect_opts){
+        .size = sizeof(mc_connect_opts),
+        .host = srv->host,
+        .port = srv->port,
+        .timeout_ms = srv->timeout_s * 1000,
+        .ca_file = srv->ca_file,
+        .tls_min = srv->tls_min,
+    };
+    *out = s;
+    return 0;
+}
+
+static mc_server *find_server(mc_context *ctx, const char *name, mc_error **err)
+{
+    mc_server *srv = ctx && ctx->cfg ? mc__config_server(ctx->cfg, name) : NULL;
+    if (!srv) {
+        if (name)
+            mc__error_set(err, MC_ENOSERVER, MC_OUTCOME_USAGE, MC_STAGE_CONFIG,
+                          "no server named \"%s\"", name);
+        else
+            mc__error_set(err, MC_ENOSERVER, MC_OUTCOME_USAGE, MC_STAGE_CONFIG,
+                          "no default server: name one with --server, or mark one \"default\": true");
+    }
+    return srv;
+}
+
+int mc__session_open_ex(mc_session **out, mc_context *ctx, const char *server,
+                        mc__stage_fn *on_stage, void *stage_payload, mc_error **err)
+{
+    if (!out)
+        return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_NONE, "out is NULL");
+    *out = NULL;
+    mc_server *srv = find_server(ctx, server, err);
+    if (!srv)
+        return MC_ENOSERVER;
+    mc_session *s;
+    int rc = session_new(&s, ctx, srv, err);
+    if (rc < 0)
+        return rc;
+    s->on_stage = on_stage;
+    s->stage_payload = stage_payload;
+    if ((rc = connect_session(s, err)) < 0) {
+        mc_session_close(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+int mc_session_open(mc_session **out, mc_context *ctx, const char *server, mc_error **err)
+{
+    return mc__session_open_ex(out, ctx, server, NULL, NULL, err);
+}
+
+const mc_stream *mc__session_stream(const mc_session *s)
+{
+    return s && s->smtp ? mc__smtp_stream(s->smtp) : NULL;
+}
+
+const char *mc_session_last_reply(const mc_session *s)
+{
+    return s ? s->last_reply : NULL;
+}
+
+void mc_session_close(mc_session *s)
+{
+    if (!s)
+        return;
+    mc__smtp_quit(s->smtp);
+    free(s);
+}
+
+/* ---------------------------------------------------------------- sending */
+
+static const char *alias_lookup(void *payload, const char *name)
+{
+    return mc__config_alias(payload, name);
+}
+
+static void log_outcome(const mc_server *srv, mc_message *msg, const char *outcome,
+                        const char *reply)
+{
+    if (!srv->log_file)
+        return;
+    char when[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tm));
+    mc__buf line = MC__BUF_INIT;
+    mc__buf_printf(&line, "%s server=%s from=<%s> to=", when, srv->name,
+                   mc__message_envelope_from(msg) ? mc__message_envelope_from(msg) : "");
+    const char *const *r = mc__message_rcpts(msg);
+    for (size_t i = 0; i < mc__message_rcpt_count(msg); i++)
+        mc__buf_printf(&line, "%s<%s>", i ? "," : "", r[i]);
+    mc__buf_printf(&line, " outcome=%s reply=\"%s\" message-id=<%s>\n", outcome,
+                   reply ? reply : "", mc_message_id(msg) ? mc_message_id(msg) : "");
+    char *safe = line.data ? mc__redact_dup(line.data) : NULL;
+    int fd = open(srv->log_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0 || !safe || write(fd, safe, strlen(safe)) < 0)
+        mc__log(MC_LOG_WARN, "%s: cannot append to log_file %s: %s", srv->name, srv->log_file,
+                strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    free(safe);
+    mc__buf_free(&line);
+}
+
+static bool is_throttle(const mc_error *e)
+{
+    return e && e->code == MC_ETEMP
+           && (e->smtp_code == 421 || (e->smtp_code == 432 && strcmp(e->enhanced, "4.3.2") == 0));
+}
+
+/* Nothing of the message was accepted and the connection is gone: safe to
+ * reopen and send again. */
+static bool is_early_drop(const mc_error *e)
+{
+    return e && (e->code == MC_ENET || e->code == MC_ETIMEOUT || e->code == MC_EPROTO)
+           && (e->stage == MC_STAGE_MAIL || e->stage == MC_STAGE_RCPT);
+}
+
+static int send_one(mc_session *s, mc_message *msg, mc_error **err)
+{
+    mc_server *srv = s->srv;
+    mc__msg_defaults d = {
+        .sender_address = srv->sender_address,
+        .sender_name = srv->sender_name,
+        .sender_override = srv->sender_override,
+        .case_sensitive = srv->address_case == MC__CASE_SENSITIVE,
+        .alias = alias_lookup,
+        .alias_payload = s->ctx->cfg,
+    };
+    int rc = mc__message_prepare(msg, &d, err);
+    if (rc < 0)
+        return rc;
+    mc__envelope env = {
+        .from = mc__message_envelope_from(msg),
+        .rcpts = mc__message_rcpts(msg),
+        .n_rcpts = mc__message_rcpt_count(msg),
+        .size = mc__message_size(msg),
+        .eightbit = mc__message_8bit(msg),
+        .smtputf8 = mc__message_smtputf8(msg),
+    };
+
+    bool reopened = false;
+    for (int attempt = 0;; attempt++) {
+        mc_error *e = NULL;
+        mc_rcpt_result *rcpts = NULL;
+        if (s->smtp && !mc__smtp_alive(s->smtp)) {
+            mc__smtp_free(s->smtp);
+            s->smtp = NULL;
+        }
+        if (!s->smtp && (rc = connect_session(s, &e)) < 0)
+            goto failed;
+        rc = mc__smtp_send(s->smtp, &env, mc__message_write, msg, &rcpts, &e);
+        if (rc == 0 || rc == MC_ERCPT) {
+            snprintf(s->last_reply, sizeof(s->last_reply), "%s", mc__smtp_last_reply(s->smtp));
+            mc__message_set_reply(msg, s->last_reply);
+            if (rc == MC_ERCPT && e) {
+                mc__error_rcpts(e, rcpts, env.n_rcpts);
+                rcpts = NULL;
+            }
+            mc__rcpts_free(rcpts, env.n_rcpts);
+            s->reused = true;
+            log_outcome(srv, msg, rc == 0 ? "sent" : "partial", s->last_reply);
+            if (err && !*err)
+                *err = e;
+            else
+                mc_error_free(e);
+            return rc;
+        }
+        if (e && !e->rcpts) {
+            mc__error_rcpts(e, rcpts, env.n_rcpts);
+            rcpts = NULL;
+        }
+        mc__rcpts_free(rcpts, env.n_rcpts);
+        if (s->reused && !reopened && is_early_drop(e)) {
+            /* a pooled connection that died while idle: reopen once */
+            mc__log(MC_LOG_INFO, "%s: connection lost before the message was sent; reopening",
+                    srv->name);
+            reopened = true;
+            mc__smtp_free(s->smtp);
+            s->smtp = NULL;
+            mc_error_free(e);
+            continue;
+        }
+        if (is_throttle(e) && attempt < THROTTLE_RETRIES) {
+            unsigned pause = 1u << attempt;   /* 1, 2, 4 s */
+            mc__log(MC_LOG_INFO, "%s: throttled (%d %s); retrying in %u s", srv->name,
+                    e->smtp_code, e->enhanced, pause);
+            if (e->smtp_code == 421) {
+                mc__smtp_free(s->smtp);
+                s->smtp = NULL;
+            }
+            mc_error_free(e);
+            struct timespec ts = { .tv_sec = pause, .tv_nsec = 0 };
+            while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+                ;
+            continue;
+        }
+failed:
+        log_outcome(srv, msg, e && e->code == MC_EUNKNOWN ? "unknown" : "failed",
+                    e && e->server_text ? e->server_text : (e ? e->message : ""));
+        if (s->smtp && !mc__smtp_alive(s->smtp)) {
+            mc__smtp_free(s->smtp);
+            s->smtp = NULL;
+        }
+        rc = e ? e->code : rc;
+        if (err && !*err)
+            *err = e;
+        else
+            mc_error_free(e);
+        return rc;
+    }
+}
+
+int mc_session_send(mc_session *s, mc_message *msg, mc_error **err)
+{
+    if (!s || !msg)
+        return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_NONE, "session or message is NULL");
+    return send_one(s, msg, err);
+}
+
+/* ---------------------------------------------------------------- pool */
+
+static int pool_acquire(mc_context *ctx, mc_server *srv, mc_session **out, mc_error **err)
+{
+    mc__pool *p = &ctx->pools[srv->index];
+    mc__smtp *stale[16];
+    size_t n_stale = 0;
+    mc__smtp *smtp = NULL;
+    int rc = 0;
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += srv->timeout_s;
+
+    pthread_mutex_lock(&ctx->lock);
+    for (;;) {
+        time_t now = time(NULL);
+        /* drop idle connections past idle_timeout_s, oldest first */
+        while (p->n_idle && n_stale < 16
+               && now - p->idle[0].idle_since >= srv->idle_timeout_s) {
+            stale[n_stale++] = p->idle[0].smtp;
+            memmove(p->idle, p->idle + 1, --p->n_idle * sizeof(*p->idle));
+            p->open--;
+        }
+        if (p->n_idle) {
+            smtp = p->idle[--p->n_idle].smtp;   /* the most recently used */
+            break;
+        }
+        if (p->open < srv->max_connections) {
+            p->open++;
+            break;
+        }
+        if (pthread_cond_timedwait(&ctx->freed, &ctx->lock, &deadline) != 0) {
+            rc = mc__error_set(err, MC_ETEMP, MC_OUTCOME_TRANSIENT, MC_STAGE_CONNECT,
+                               "%s: all %d connections stayed busy for %d s", srv->name,
+                               srv->max_connections, srv->timeout_s);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&ctx->lock);
+    for (size_t i = 0; i < n_stale; i++)
+        mc__smtp_quit(stale[i]);
+    if (rc < 0)
+        return rc;
+
+    mc_session *s;
+    if ((rc = session_new(&s, ctx, srv, err)) < 0) {
+        pthread_mutex_lock(&ctx->lock);
+        p->open--;
+        pthread_cond_signal(&ctx->freed);
+        pthread_mutex_unlock(&ctx->lock);
+        mc__smtp_quit(smtp);
+        return rc;
+    }
+    s->smtp = smtp;
+    s->reused = smtp != NULL;
+    s->pooled = true;
+    *out = s;
+    return 0;
+}
+
+static void pool_release(mc_context *ctx, mc_session *s)
+{
+    mc__pool *p = &ctx->pools[s->srv->index];
+    mc__smtp *drop = NULL;
+    pthread_mutex_lock(&ctx->lock);
+    if (s->smtp && mc__smtp_alive(s->smtp)) {
+        if (p->n_idle == p->cap_idle) {
+            size_t cap = p->cap_idle ? p->cap_idle * 2 : 4;
+            mc__pooled *n = realloc(p->idle, cap * sizeof(*n));
+            if (n) {
+                p->idle = n;
+                p->cap_idle = cap;
+            }
+        }
+        if (p->n_idle < p->cap_idle) {
+            p->idle[p->n_idle++] = (mc__pooled){ s->smtp, time(NULL) };
+        } else {
+            drop = s->smtp;
+            p->open--;
+        }
+    } else {
+        drop = s->smtp;
+        p->open--;
+    }
+    pthread_cond_signal(&ctx->freed);
+    pthread_mutex_unlock(&ctx->lock);
+    mc__smtp_free(drop);
+    free(s);
+}
+
+int mc_send(mc_context *ctx, const char *server, mc_message *msg, mc_error **err)
+{
+    if (!ctx || !msg)
+        return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_NONE, "context or message is NULL");
+    mc_server *srv = find_server(ctx, server, err);
+    if (!srv)
+        return MC_ENOSERVER;
+    mc_session *s;
+    int rc = pool_acquire(ctx, srv, &s, err);
+    if (rc < 0)
+        return rc;
+    rc = send_one(s, msg, err);
+    pool_release(ctx, s);
+    return rc;
+}

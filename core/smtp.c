@@ -1,2 +1,1323 @@
-/* smtp: being written. */
-#include "error.h"
+/* smtp: the SMTP client state machine over an mc_stream (RFC 5321, 3207
+ * STARTTLS, 4954 AUTH, 2920 PIPELINING, 1870 SIZE, 6152 8BITMIME, 6531
+ * SMTPUTF8, 2034/3463 enhanced status codes). */
+#include <ctype.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "sasl.h"
+#include "smtp.h"
+
+#define READ_CHUNK    16384
+#define DATA_BUF      (64 * 1024)   /* DATA leaves in writes of about this size */
+#define DATA_FLUSH_AT 4096          /* flush when less room than this is left */
+#define DEFAULT_MAX_RCPTS 100
+
+struct mc__smtp {
+    mc_stream              *stream;
+    const mc_transport_ops *transport;
+    mc_connect_opts         connect;     /* copy; host and ca_file owned */
+    char                   *helo;
+    bool                    require_starttls;
+    int                     max_recipients;
+    mc__stage_fn           *on_stage;
+    void                   *stage_payload;
+
+    mc__smtp_caps           caps;
+    bool                    size_ext;    /* SIZE announced (with or without a limit) */
+
+    mc__buf                 in;          /* bytes read and not yet parsed */
+    mc__reply_parser        parser;
+    mc__reply               reply;       /* the last complete reply */
+    char                   *last;        /* "250 2.0.0 Ok", first line */
+    bool                    alive;
+    bool                    used;        /* a transaction ran: RSET before the next */
+};
+
+/* ------------------------------------------------------------ reply parser */
+
+/* An RFC 3463 triplet at the start of t ("5.7.8 ..."), copied into out. */
+static void parse_enhanced(const char *t, char out[12])
+{
+    out[0] = '\0';
+    if (!t || (t[0] != '2' && t[0] != '4' && t[0] != '5') || t[1] != '.')
+        return;
+    size_t i = 2, d1 = 0;
+    while (isdigit((unsigned char)t[i]) && d1 < 3) { i++; d1++; }
+    if (!d1 || t[i] != '.')
+        return;
+    size_t j = i + 1, d2 = 0;
+    while (isdigit((unsigned char)t[j]) && d2 < 3) { j++; d2++; }
+    if (!d2 || (t[j] != ' ' && t[j] != '\0' && t[j] != '\n') || j >= 12)
+        return;
+    memcpy(out, t, j);
+    out[j] = '\0';
+}
+
+static void parser_reset(mc__reply_parser *p)
+{
+    mc__buf_clear(&p->line);
+    p->code = 0;
+}
+
+/* One complete line (CR LF stripped) in p->line. 1: the reply is complete,
+ * 0: more lines follow, MC_EPROTO. */
+static int take_line(mc__reply_parser *p, mc__reply *r)
+{
+    const char *l = p->line.data;
+    size_t n = p->line.len;
+    if (!l || n < 3 || memchr(l, '\0', n))
+        return MC_EPROTO;
+    if (l[0] < '2' || l[0] > '5' || !isdigit((unsigned char)l[1])
+        || !isdigit((unsigned char)l[2]))
+        return MC_EPROTO;
+    char sep = n > 3 ? l[3] : ' ';   /* a bare "250" is a final line */
+    if (sep != ' ' && sep != '-')
+        return MC_EPROTO;
+    int code = (l[0] - '0') * 100 + (l[1] - '0') * 10 + (l[2] - '0');
+    bool first = p->code == 0;
+    if (first) {
+        p->code = code;
+        r->code = code;
+        r->enhanced[0] = '\0';
+        mc__buf_clear(&r->text);
+    } else if (code != p->code) {
+        return MC_EPROTO;
+    } else if (mc__buf_put(&r->text, "\n", 1) < 0) {
+        return MC_ENOMEM;
+    }
+    if (mc__buf_put(&r->text, n > 4 ? l + 4 : "", n > 4 ? n - 4 : 0) < 0)
+        return MC_ENOMEM;
+    if (first)
+        parse_enhanced(r->text.data, r->enhanced);
+    if (sep == ' ') {
+        p->code = 0;
+        return 1;
+    }
+    return 0;
+}
+
+int mc__reply_feed(mc__reply_parser *p, const char *data, size_t len, size_t *used,
+                   mc__reply *r)
+{
+    size_t i = 0;
+    *used = 0;
+    while (i < len) {
+        const char *nl = memchr(data + i, '\n', len - i);
+        size_t seg = nl ? (size_t)(nl - (data + i)) : len - i;
+        /* +1: the CR before the LF is not part of the line */
+        if (p->line.len + seg > MC__REPLY_LINE_MAX + 1) {
+            parser_reset(p);
+            *used = len;
+            return MC_EPROTO;
+        }
+        if (mc__buf_put(&p->line, data + i, seg) < 0) {
+            parser_reset(p);
+            return MC_ENOMEM;
+        }
+        i += seg;
+        if (!nl)
+            break;
+        i++;
+        if (p->line.len && p->line.data[p->line.len - 1] == '\r')
+            p->line.data[--p->line.len] = '\0';
+        int rc = p->line.len > MC__REPLY_LINE_MAX ? MC_EPROTO : take_line(p, r);
+        mc__buf_clear(&p->line);
+        if (rc < 0) {
+            parser_reset(p);
+            *used = i;
+            return rc;
+        }
+        if (rc == 1) {
+            *used = i;
+            return 1;
+        }
+    }
+    *used = len;
+    return 0;
+}
+
+void mc__reply_parser_free(mc__reply_parser *p)
+{
+    if (!p)
+        return;
+    mc__buf_free(&p->line);
+    p->code = 0;
+}
+
+void mc__reply_free(mc__reply *r)
+{
+    if (!r)
+        return;
+    mc__buf_free(&r->text);
+    r->code = 0;
+    r->enhanced[0] = '\0';
+}
+
+/* ------------------------------------------------------------ capabilities */
+
+static bool is_mech_char(char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')
+           || c == '-' || c == '_';
+}
+
+static void add_mech(mc__smtp_caps *caps, const char *w, size_t n)
+{
+    if (n == 0 || n > 40)
+        return;
+    for (size_t i = 0; i < n; i++)
+        if (!is_mech_char(w[i]))
+            return;
+    char up[41];
+    for (size_t i = 0; i < n; i++)
+        up[i] = (char)toupper((unsigned char)w[i]);
+    up[n] = '\0';
+    /* already listed? */
+    const char *p = caps->auth_mechs;
+    while (*p) {
+        size_t m = strcspn(p, " ");
+        if (m == n && memcmp(p, up, n) == 0)
+            return;
+        p += m;
+        while (*p == ' ')
+            p++;
+    }
+    size_t have = strlen(caps->auth_mechs);
+    size_t need = have + (have ? 1 : 0) + n;
+    if (need >= sizeof(caps->auth_mechs))
+        return;
+    if (have)
+        caps->auth_mechs[have++] = ' ';
+    memcpy(caps->auth_mechs + have, up, n + 1);
+}
+
+static uint64_t parse_u64(const char *p, size_t n)
+{
+    uint64_t v = 0;
+    if (n == 0)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isdigit((unsigned char)p[i]))
+            return 0;
+        unsigned d = (unsigned)(p[i] - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return UINT64_MAX;
+        v = v * 10 + d;
+    }
+    return v;
+}
+
+static bool keyword_is(const char *w, size_t n, const char *kw)
+{
+    return strlen(kw) == n && strncasecmp(w, kw, n) == 0;
+}
+
+/* One EHLO line after the first: "KEYWORD [params]". */
+static void parse_cap_line(mc__smtp_caps *caps, bool *size_ext, const char *l, size_t n)
+{
+    while (n && (l[n - 1] == ' ' || l[n - 1] == '\t' || l[n - 1] == '\r'))
+        n--;
+    size_t k = 0;
+    while (k < n && l[k] != ' ' && l[k] != '\t' && l[k] != '=')
+        k++;
+    const char *params = l + k;
+    size_t pn = n - k;
+    if (keyword_is(l, k, "STARTTLS")) {
+        caps->starttls = true;
+    } else if (keyword_is(l, k, "PIPELINING")) {
+        caps->pipelining = true;
+    } else if (keyword_is(l, k, "8BITMIME")) {
+        caps->eightbitmime = true;
+    } else if (keyword_is(l, k, "SMTPUTF8")) {
+        caps->smtputf8 = true;
+    } else if (keyword_is(l, k, "ENHANCEDSTATUSCODES")) {
+        caps->enhanced = true;
+    } else if (keyword_is(l, k, "SIZE")) {
+        if (k < n && l[k] == '=')
+            return;
+        *size_ext = true;
+        while (pn && (*params == ' ' || *params == '\t')) {
+            params++;
+            pn--;
+        }
+        size_t dn = 0;
+        while (dn < pn && params[dn] != ' ' && params[dn] != '\t')
+            dn++;
+        caps->size = parse_u64(params, dn);
+    } else if (keyword_is(l, k, "AUTH")) {
+        /* "AUTH PLAIN LOGIN" and the old "AUTH=PLAIN LOGIN" */
+        caps->auth = true;
+        size_t i = 0;
+        while (i < pn) {
+            while (i < pn && (params[i] == ' ' || params[i] == '\t' || params[i] == '='))
+                i++;
+            size_t w = i;
+            while (i < pn && params[i] != ' ' && params[i] != '\t')
+                i++;
+            add_mech(caps, params + w, i - w);
+        }
+    }
+}
+
+static void parse_caps(const char *text, mc__smtp_caps *caps, bool *size_ext)
+{
+    memset(caps, 0, sizeof(*caps));
+    *size_ext = false;
+    if (!text)
+        return;
+    caps->esmtp = true;
+    /* the first line is the server's name and greeting, not a keyword */
+    const char *p = strchr(text, '\n');
+    while (p) {
+        p++;
+        const char *end = strchr(p, '\n');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        parse_cap_line(caps, size_ext, p, n);
+        p = end;
+    }
+}
+
+void mc__smtp_parse_caps(const char *ehlo_text, mc__smtp_caps *caps)
+{
+    bool size_ext;
+    if (caps)
+        parse_caps(ehlo_text, caps, &size_ext);
+}
+
+/* ------------------------------------------------------------ dot-stuffing */
+
+enum { DS_LINE_START = 0, DS_MID = 1, DS_AFTER_CR = 2 };
+
+size_t mc__dotstuff_run(mc__dotstuff *st, const char *in, size_t len, char *out)
+{
+    size_t o = 0;
+    int state = st->state;
+    for (size_t i = 0; i < len; i++) {
+        char c = in[i];
+        if (state == DS_AFTER_CR) {
+            state = DS_LINE_START;
+            if (c == '\n')
+                continue;   /* the LF of a CRLF whose CR is already out */
+        }
+        if (c == '\r') {
+            out[o++] = '\r';
+            out[o++] = '\n';
+            state = DS_AFTER_CR;
+        } else if (c == '\n') {
+            out[o++] = '\r';
+            out[o++] = '\n';
+            state = DS_LINE_START;
+        } else {
+            if (c == '.' && state == DS_LINE_START)
+                out[o++] = '.';
+            out[o++] = c;
+            state = DS_MID;
+        }
+    }
+    st->state = state;
+    return o;
+}
+
+size_t mc__dotstuff_end(mc__dotstuff *st, char *out)
+{
+    size_t o = 0;
+    if (st->state == DS_MID) {
+        out[o++] = '\r';
+        out[o++] = '\n';
+    }
+    memcpy(out + o, ".\r\n", 3);
+    st->state = DS_LINE_START;
+    return o + 3;
+}
+
+/* ------------------------------------------------------------ engine I/O */
+
+static char *first_line(const mc__smtp *s)
+{
+    const char *t = s->reply.text.data ? s->reply.text.data : "";
+    char *line = strndup(t, strcspn(t, "\n"));
+    if (!line)
+        return NULL;
+    char *r = mc__redact_dup(line);
+    free(line);
+    return r;
+}
+
+static void notify(mc__smtp *s, mc_stage stage)
+{
+    if (!s->on_stage)
+        return;
+    char *line = first_line(s);
+    s->on_stage(s->stage_payload, stage, s->reply.code, line ? line : "");
+    free(line);
+}
+
+/* Fill *err from the current reply: code, enhanced code, server text. */
+static int fail_reply(mc__smtp *s, mc_error **err, int rc, mc_outcome oc, mc_stage stage,
+                      const char *fmt, ...) MC__FMT(6, 7);
+static int fail_reply(mc__smtp *s, mc_error **err, int rc, mc_outcome oc, mc_stage stage,
+                      const char *fmt, ...)
+{
+    bool fresh = err && !*err;
+    va_list ap;
+    va_start(ap, fmt);
+    mc__error_setv(err, rc, oc, stage, fmt, ap);
+    va_end(ap);
+    if (fresh && *err) {
+        const char *text = s->reply.text.data ? s->reply.text.data : "";
+        char *red = mc__redact_dup(text);
+        mc__error_reply(*err, s->reply.code, red ? red : "");
+        free(red);
+    }
+    return rc;
+}
+
+/* The current reply is a refusal (or unexpected): the matching error. */
+static int reply_error(mc__smtp *s, mc_stage stage, const char *what, mc_error **err)
+{
+    int code = s->reply.code;
+    int rc;
+    mc_outcome oc;
+    if (code >= 400 && code < 500) {
+        rc = MC_ETEMP;
+        oc = MC_OUTCOME_TRANSIENT;
+    } else if (code >= 500 && stage == MC_STAGE_AUTH) {
+        rc = MC_EAUTH;
+        oc = MC_OUTCOME_AUTH;
+    } else if (code >= 500) {
+        rc = MC_EREFUSED;
+        oc = MC_OUTCOME_PERMANENT;
+    } else {
+        rc = MC_EPROTO;
+        oc = MC_OUTCOME_PROTOCOL;
+    }
+    char *line = first_line(s);
+    fail_reply(s, err, rc, oc, stage, "%s%s: %d %s", code < 400 ? "unexpected reply to " : "",
+               what, code, line ? line : "");
+    free(line);
+    return rc;
+}
+
+/* Hand a lower layer's error up unchanged (its stage filled in when it
+ * has none). */
+static int pass_lower(mc_error **err, mc_error *lower, int rc, mc_stage stage)
+{
+    if (lower && lower->stage == MC_STAGE_NONE)
+        lower->stage = stage;
+    if (err && !*err && lower) {
+        *err = lower;
+        return rc;
+    }
+    if (err && !*err)
+        mc__error_set(err, rc, mc__outcome_of(rc), stage, "%s", mc_strerror(rc));
+    mc_error_free(lower);
+    return rc;
+}
+
+static void log_reply(const mc__smtp *s)
+{
+    if (mc__log_level() < MC_LOG_TRANSCRIPT)
+        return;
+    const char *t = s->reply.text.data ? s->reply.text.data : "";
+    for (;;) {
+        size_t n = strcspn(t, "\n");
+        bool last = t[n] == '\0';
+        mc__log(MC_LOG_TRANSCRIPT, "S: %03d%c%.*s", s->reply.code, last ? ' ' : '-',
+                (int)n, t);
+        if (last)
+            break;
+        t += n + 1;
+    }
+}
+
+/* Read one complete reply into s->reply. after_dot: the final dot is out,
+ * so a lost connection means the outcome is unknown. */
+static int read_reply(mc__smtp *s, mc_stage stage, bool after_dot, mc_error **err)
+{
+    for (;;) {
+        if (s->in.len) {
+            size_t used = 0;
+            int rc = mc__reply_feed(&s->parser, s->in.data, s->in.len, &used, &s->reply);
+            mc__buf_consume(&s->in, used);
+            if (rc == 1) {
+                log_reply(s);
+                free(s->last);
+                char *line = first_line(s);
+                if (!line || asprintf(&s->last, "%03d %s", s->reply.code, line) < 0)
+                    s->last = NULL;
+                free(line);
+                if (s->reply.code == 421)
+                    s->alive = false;   /* the server is closing the connection */
+                return 0;
+            }
+            if (rc < 0) {
+                s->alive = false;
+                if (rc == MC_ENOMEM)
+                    return mc__error_set(err, rc, MC_OUTCOME_TRANSIENT, stage, "out of memory");
+                return mc__error_set(err, MC_EPROTO, MC_OUTCOME_PROTOCOL, stage,
+                                     "the server broke the protocol at %s: malformed reply "
+                                     "(bad code, mismatched multi-line codes, or a line over "
+                                     "%d bytes)", mc_stage_name(stage), MC__REPLY_LINE_MAX);
+            }
+        }
+        char chunk[READ_CHUNK];
+        mc_error *lower = NULL;
+        ssize_t n = s->stream->ops->read(s->stream, chunk, sizeof(chunk), &lower);
+        if (n > 0) {
+            if (mc__buf_put(&s->in, chunk, (size_t)n) < 0) {
+                s->alive = false;
+                return mc__error_set(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, stage,
+                                     "out of memory");
+            }
+            continue;
+        }
+        s->alive = false;
+        if (after_dot) {
+            mc__error_set(err, MC_EUNKNOWN, MC_OUTCOME_UNKNOWN, MC_STAGE_DATA,
+                          "connection lost after the final dot (%s): the message may have "
+                          "been accepted and is not resent",
+                          lower && lower->message ? lower->message : "closed by the server");
+            mc_error_free(lower);
+            return MC_EUNKNOWN;
+        }
+        if (n == 0) {
+            mc_error_free(lower);
+            return mc__error_set(err, MC_ENET, MC_OUTCOME_TRANSIENT, stage,
+                                 "connection closed by the server at %s", mc_stage_name(stage));
+        }
+        return pass_lower(err, lower, (int)n, stage);
+    }
+}
+
+static int send_raw(mc__smtp *s, mc_stage stage, const void *data, size_t len, mc_error **err)
+{
+    if (!s->alive)
+        return mc__error_set(err, MC_ENET, MC_OUTCOME_TRANSIENT, stage,
+                             "connection to the server is closed");
+    mc_error *lower = NULL;
+    int rc = s->stream->ops->write(s->stream, data, len, &lower);
+    if (rc < 0) {
+        s->alive = false;
+        return pass_lower(err, lower, rc, stage);
+    }
+    mc_error_free(lower);
+    return 0;
+}
+
+/* Append "line\r\n" to b and log it (as `shown` when it carries a secret). */
+static int add_line(mc__buf *b, const char *line, const char *shown)
+{
+    mc__log(MC_LOG_TRANSCRIPT, "C: %s", shown ? shown : line);
+    if (mc__buf_puts(b, line) < 0 || mc__buf_put(b, "\r\n", 2) < 0)
+        return MC_ENOMEM;
+    return 0;
+}
+
+/* Send one command line and read its reply. */
+static int command(mc__smtp *s, mc_stage stage, const char *line, const char *shown,
+                   mc_error **err)
+{
+    mc__buf b = MC__BUF_INIT;
+    b.secret = shown != NULL;
+    int rc = add_line(&b, line, shown);
+    if (rc < 0)
+        rc = mc__error_set(err, rc, MC_OUTCOME_TRANSIENT, stage, "out of memory");
+    else
+        rc = send_raw(s, stage, b.data, b.len, err);
+    mc__buf_free(&b);
+    if (rc == 0)
+        rc = read_reply(s, stage, false, err);
+    return rc;
+}
+
+/* ------------------------------------------------------------ open */
+
+static char *local_name(void)
+{
+    char name[256];
+    if (gethostname(name, sizeof(name) - 1) < 0)
+        return strdup("localhost");
+    name[sizeof(name) - 1] = '\0';
+    bool ok = name[0] != '\0';
+    for (const char *p = name; ok && *p; p++)
+        ok = isalnum((unsigned char)*p) || *p == '-' || *p == '.';
+    return strdup(ok ? name : "localhost");
+}
+
+static int greeting(mc__smtp *s, mc_error **err)
+{
+    int rc = read_reply(s, MC_STAGE_GREETING, false, err);
+    if (rc < 0)
+        return rc;
+    notify(s, MC_STAGE_GREETING);
+    if (s->reply.code == 220)
+        return 0;
+    return reply_error(s, MC_STAGE_GREETING, "greeting", err);
+}
+
+static int ehlo(mc__smtp *s, mc_error **err)
+{
+    memset(&s->caps, 0, sizeof(s->caps));
+    s->size_ext = false;
+    s->parser.enhanced_ok = false;
+    char *line = NULL;
+    if (asprintf(&line, "EHLO %s", s->helo) < 0)
+        return mc__error_set(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, MC_STAGE_EHLO, "out of memory");
+    int rc = command(s, MC_STAGE_EHLO, line, NULL, err);
+    free(line);
+    if (rc < 0)
+        return rc;
+    if (s->reply.code == 250) {
+        parse_caps(s->reply.text.data, &s->caps, &s->size_ext);
+        s->parser.enhanced_ok = s->caps.enhanced;
+        notify(s, MC_STAGE_EHLO);
+        return 0;
+    }
+    if (s->reply.code < 500) {
+        notify(s, MC_STAGE_EHLO);
+        return reply_error(s, MC_STAGE_EHLO, "EHLO", err);
+    }
+    /* EHLO refused (500, 502): an old server, HELO */
+    if (asprintf(&line, "HELO %s", s->helo) < 0)
+        return mc__error_set(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, MC_STAGE_EHLO, "out of memory");
+    rc = command(s, MC_STAGE_EHLO, line, NULL, err);
+    free(line);
+    if (rc < 0)
+        return rc;
+    notify(s, MC_STAGE_EHLO);
+    if (s->reply.code == 250)
+        return 0;
+    return reply_error(s, MC_STAGE_EHLO, "HELO", err);
+}
+
+static int starttls(mc__smtp *s, mc_error **err)
+{
+    if (!s->caps.starttls)
+        return mc__error_set(err, MC_EREFUSED, MC_OUTCOME_PERMANENT, MC_STAGE_STARTTLS,
+                             "server does not offer STARTTLS; refusing to continue in plaintext");
+    if (!s->transport || !s->transport->starttls)
+        return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_STARTTLS,
+                             "the transport cannot upgrade a connection to TLS");
+    int rc = command(s, MC_STAGE_STARTTLS, "STARTTLS", NULL, err);
+    if (rc < 0)
+        return rc;
+    notify(s, MC_STAGE_STARTTLS);
+    if (s->reply.code != 220) {
+        if (s->reply.code >= 400 && s->reply.code < 500)
+            return reply_error(s, MC_STAGE_STARTTLS, "STARTTLS", err);
+        char *line = first_line(s);
+        fail_reply(s, err, MC_EREFUSED, MC_OUTCOME_PERMANENT, MC_STAGE_STARTTLS,
+                   "STARTTLS refused: %d %s", s->reply.code, line ? line : "");
+        free(line);
+        return MC_EREFUSED;
+    }
+    if (s->in.len || s->parser.line.len) {
+        s->alive = false;
+        return mc__error_set(err, MC_EREFUSED, MC_OUTCOME_PERMANENT, MC_STAGE_STARTTLS,
+                             "server sent data after its STARTTLS reply (response injection)");
+    }
+    mc_error *lower = NULL;
+    rc = s->transport->starttls(s->stream, &s->connect, &lower);
+    if (rc < 0) {
+        s->alive = false;
+        return pass_lower(err, lower, rc, MC_STAGE_TLS);
+    }
+    mc_error_free(lower);
+    /* forget everything learnt in plaintext */
+    memset(&s->caps, 0, sizeof(s->caps));
+    s->size_ext = false;
+    return ehlo(s, err);
+}
+
+int mc__smtp_open(mc__smtp **out, const mc__smtp_opts *o, mc_error **err)
+{
+    if (!out) {
+        if (o && o->stream)
+            o->stream->ops->close(o->stream);
+        return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_NONE, "no output");
+    }
+    *out = NULL;
+    if (!o || !o->stream || !o->stream->ops) {
+        if (o && o->stream && o->stream->ops)
+            o->stream->ops->close(o->stream);
+        return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_NONE, "no stream");
+    }
+    mc__smtp *s = calloc(1, sizeof(*s));
+    if (!s) {
+        o->stream->ops->close(o->stream);
+        return mc__error_set(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, MC_STAGE_GREETING,
+                             "out of memory");
+    }
+    s->stream = o->stream;
+    s->transport = o->transport;
+    if (o->connect) {
+        s->connect = *o->connect;
+        s->connect.host = o->connect->host ? strdup(o->connect->host) : NULL;
+        s->connect.ca_file = o->connect->ca_file ? strdup(o->connect->ca_file) : NULL;
+    }
+    s->connect.size = sizeof(s->connect);
+    s->helo = o->helo ? strdup(o->helo) : local_name();
+    s->require_starttls = o->require_starttls;
+    s->max_recipients = o->max_recipients >= 1 ? o->max_recipients : DEFAULT_MAX_RCPTS;
+    s->on_stage = o->on_stage;
+    s->stage_payload = o->stage_payload;
+    s->alive = true;
+    if (!s->helo || (o->connect && o->connect->host && !s->connect.host)
+        || (o->connect && o->connect->ca_file && !s->connect.ca_file)) {
+        mc__smtp_free(s);
+        return mc__error_set(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, MC_STAGE_GREETING,
+                             "out of memory");
+    }
+    int rc = greeting(s, err);
+    if (rc == 0)
+        rc = ehlo(s, err);
+    if (rc == 0 && s->require_starttls)
+        rc = starttls(s, err);
+    if (rc < 0) {
+        mc__smtp_free(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+const mc__smtp_caps *mc__smtp_get_caps(const mc__smtp *s)
+{
+    return s ? &s->caps : NULL;
+}
+
+bool mc__smtp_encrypted(const mc__smtp *s)
+{
+    return s && s->stream && s->stream->encrypted;
+}
+
+const mc_stream *mc__smtp_stream(const mc__smtp *s)
+{
+    return s ? s->stream : NULL;
+}
+
+const char *mc__smtp_last_reply(const mc__smtp *s)
+{
+    return s && s->last ? s->last : "";
+}
+
+bool mc__smtp_alive(const mc__smtp *s)
+{
+    return s && s->alive;
+}
+
+/* ------------------------------------------------------------ AUTH */
+
+/* Send a line that carries a secret (logged as `shown`), read the reply. */
+static int secret_command(mc__smtp *s, const char *prefix, const mc__buf *payload,
+                          const char *shown, mc_error **err)
+{
+    mc__buf line = MC__BUF_INIT;
+    line.secret = true;
+    int rc = 0;
+    if (mc__buf_puts(&line, prefix) < 0
+        || (payload->data && mc__buf_put(&line, payload->data, payload->len) < 0))
+        rc = mc__error_set(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, MC_STAGE_AUTH, "out of memory");
+    if (rc == 0)
+        rc = command(s, MC_STAGE_AUTH, line.data, shown, err);
+    mc__buf_free(&line);
+    return rc;
+}
+
+/* XOAUTH2 / OAUTHBEARER after a 334 carrying the JSON failure: answer
+ * (empty line / "AQ=="), read the final reply, report status and scope. */
+static int oauth_failure(mc__smtp *s, const char *mech, const char *answer, mc_error **err)
+{
+    mc__sasl_failure f;
+    bool parsed = mc__sasl_parse_failure(s->reply.text.data, &f) == 0;
+    int rc = command(s, MC_STAGE_AUTH, answer, NULL, err);
+    if (rc < 0) {
+        if (parsed)
+            mc__sasl_failure_free(&f);
+        return rc;
+    }
+    notify(s, MC_STAGE_AUTH);
+    if (s->reply.code == 235) {
+        if (parsed)
+            mc__sasl_failure_free(&f);
+        return 0;
+    }
+    int code = s->reply.code;
+    if (code >= 400 && code < 500) {
+        rc = MC_ETEMP;
+    } else {
+        rc = MC_EAUTH;
+    }
+    char *line = first_line(s);
+    if (parsed)
+        fail_reply(s, err, rc, rc == MC_ETEMP ? MC_OUTCOME_TRANSIENT : MC_OUTCOME_AUTH,
+                   MC_STAGE_AUTH, "%s refused: status %s, scope %s (%d %s)", mech,
+                   f.status ? f.status : "?", f.scope ? f.scope : "?", code, line ? line : "");
+    else
+        fail_reply(s, err, rc, rc == MC_ETEMP ? MC_OUTCOME_TRANSIENT : MC_OUTCOME_AUTH,
+                   MC_STAGE_AUTH, "%s refused: %d %s", mech, code, line ? line : "");
+    free(line);
+    if (parsed)
+        mc__sasl_failure_free(&f);
+    return rc;
+}
+
+int mc__smtp_auth(mc__smtp *s, const char *mechanism, const mc__sasl_creds *c,
+                  bool allow_plaintext, mc_error **err)
+{
+    if (!s || !mechanism || !c || !c->user)
+        return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_AUTH,
+                             "AUTH needs a mechanism and a user");
+    if (!s->stream->encrypted && !allow_plaintext)
+        return mc__error_set(err, MC_EAUTH, MC_OUTCOME_CONFIG, MC_STAGE_AUTH,
+                             "refusing to send credentials over an unencrypted connection");
+    if (!s->alive)
+        return mc__error_set(err, MC_ENET, MC_OUTCOME_TRANSIENT, MC_STAGE_AUTH,
+                             "connection to the server is closed");
+    bool plain = strcasecmp(mechanism, "PLAIN") == 0;
+    bool login = strcasecmp(mechanism, "LOGIN") == 0;
+    bool xoauth2 = strcasecmp(mechanism, "XOAUTH2") == 0;
+    bool bearer = strcasecmp(mechanism, "OAUTHBEARER") == 0;
+    if (!plain && !login && !xoauth2 && !bearer)
+        return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_AUTH,
+                             "unsupported SASL mechanism %s", mechanism);
+    if (((plain || login) && !c->password) || ((xoauth2 || bearer) && !c->token))
+        return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_AUTH,
+                             "%s needs a %s", mechanism, plain || login ? "password" : "token");
+
+    mc__buf payload = MC__BUF_INIT;
+    payload.secret = true;
+    int rc = 0;
+    const char *mech = plain ? "PLAIN" : login ? "LOGIN" : xoauth2 ? "XOAUTH2" : "OAUTHBEARER";
+
+    if (plain || xoauth2 || bearer) {
+        if (plain)
+            rc = mc__sasl_plain(&payload, c->user, c->password);
+        else if (xoauth2)
+            rc = mc__sasl_xoauth2(&payload, c->user, c->token);
+        else
+            rc = mc__sasl_oauthbearer(&payload, c->user,
+                                      s->connect.host ? s->connect.host : "", s->connect.port,
+                                      c->token);
+        if (rc < 0) {
+            mc__buf_free(&payload);
+            return mc__error_set(err, rc, mc__outcome_of(rc), MC_STAGE_AUTH,
+                                 "cannot encode the %s response", mech);
+        }
+        char prefix[32], shown[48];
+        snprintf(prefix, sizeof(prefix), "AUTH %s ", mech);
+        snprintf(shown, sizeof(shown), "AUTH %s <redacted>", mech);
+        rc = secret_command(s, prefix, &payload, shown, err);
+        mc__buf_free(&payload);
+        if (rc < 0)
+            return rc;
+        if (s->reply.code == 334 && (xoauth2 || bearer))
+            return oauth_failure(s, mech, xoauth2 ? "" : "AQ==", err);
+    } else {
+        rc = command(s, MC_STAGE_AUTH, "AUTH LOGIN", NULL, err);
+        /* answer the prompts in order: user, then password */
+        for (int step = 0; rc == 0 && step < 2 && s->reply.code == 334; step++) {
+            const char *v = step == 0 ? c->user : c->password;
+            mc__buf_clear(&payload);
+            rc = mc__base64_encode(&payload, v, strlen(v));
+            if (rc < 0)
+                rc = mc__error_set(err, rc, MC_OUTCOME_TRANSIENT, MC_STAGE_AUTH,
+                                   "out of memory");
+            else
+                rc = secret_command(s, "", &payload, "<redacted>", err);
+        }
+        mc__buf_free(&payload);
+        if (rc < 0)
+            return rc;
+    }
+    if (s->reply.code == 334) {
+        /* a challenge we have no answer for: cancel (RFC 4954) */
+        rc = command(s, MC_STAGE_AUTH, "*", NULL, err);
+        if (rc < 0)
+            return rc;
+        notify(s, MC_STAGE_AUTH);
+        if (s->reply.code < 400)
+            return fail_reply(s, err, MC_EPROTO, MC_OUTCOME_PROTOCOL, MC_STAGE_AUTH,
+                              "AUTH %s: unexpected challenge, exchange cancelled", mech);
+        char what[32];
+        snprintf(what, sizeof(what), "AUTH %s", mech);
+        return reply_error(s, MC_STAGE_AUTH, what, err);
+    }
+    notify(s, MC_STAGE_AUTH);
+    if (s->reply.code == 235)
+        return 0;
+    char what[32];
+    snprintf(what, sizeof(what), "AUTH %s", mech);
+    return reply_error(s, MC_STAGE_AUTH, what, err);
+}
+
+/* ------------------------------------------------------------ sending */
+
+typedef struct data_sink {
+    mc__smtp    *s;
+    mc__dotstuff ds;
+    char        *buf;    /* DATA_BUF + room for the terminator */
+    size_t       len;
+    uint64_t     total;
+} data_sink;
+
+static int sink_flush(data_sink *d, mc_error **err)
+{
+    if (!d->len)
+        return 0;
+    int rc = send_raw(d->s, MC_STAGE_DATA, d->buf, d->len, err);
+    d->len = 0;
+    return rc;
+}
+
+static int sink_write(void *payload, const void *data, size_t len, mc_error **err)
+{
+    data_sink *d = payload;
+    const char *p = data;
+    while (len) {
+        size_t room = DATA_BUF - d->len;
+        if (room < DATA_FLUSH_AT) {
+            int rc = sink_flush(d, err);
+            if (rc < 0)
+                return rc;
+            room = DATA_BUF;
+        }
+        size_t n = (room - 2) / 2;
+        if (n > len)
+            n = len;
+        d->len += mc__dotstuff_run(&d->ds, p, n, d->buf + d->len);
+        d->total += n;
+        p += n;
+        len -= n;
+    }
+    return 0;
+}
+
+static mc_rcpt_result *copy_rcpts(const mc_rcpt_result *r, size_t n)
+{
+    mc_rcpt_result *c = calloc(n ? n : 1, sizeof(*c));
+    if (!c)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        c[i] = r[i];
+        c[i].address = r[i].address ? strdup(r[i].address) : NULL;
+        c[i].text = r[i].text ? strdup(r[i].text) : NULL;
+    }
+    return c;
+}
+
+static void record(mc__smtp *s, mc_rcpt_result *r)
+{
+    r->smtp_code = s->reply.code;
+    r->accepted = s->reply.code >= 200 && s->reply.code < 300;
+    memcpy(r->enhanced, s->reply.enhanced, sizeof(r->enhanced));
+    free(r->text);
+    r->text = s->reply.text.data ? mc__redact_dup(s->reply.text.data) : NULL;
+}
+
+static bool has_crlf(const char *a)
+{
+    return strpbrk(a, "\r\n") != NULL;
+}
+
+/* Move a locally built error into *err (the first error wins). */
+static int hand_over(mc_error **err, mc_error *local, int rc)
+{
+    if (err && !*err)
+        *err = local;
+    else
+        mc_error_free(local);
+    return rc;
+}
+
+/* What one transaction did. */
+typedef struct txn {
+    size_t accepted;     /* recipients accepted in this transaction */
+    bool   full;         /* a 452: the server takes no more recipients now */
+    size_t n_deferred;   /* recipients to send in a further transaction */
+} txn;
+
+/* DATA after a 354: the body through dot-stuffing, the terminator in the
+ * same final write, then the final reply. */
+static int send_body(mc__smtp *s, mc__writer_fn *writer, void *writer_payload, mc_error **err)
+{
+    data_sink d = { .s = s };
+    d.buf = malloc(DATA_BUF + 16);
+    if (!d.buf) {
+        s->alive = false;   /* DATA is open and cannot be finished */
+        return mc__error_set(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, MC_STAGE_DATA,
+                             "out of memory");
+    }
+    int rc = writer(writer_payload, sink_write, &d, err);
+    if (rc == 0) {
+        d.len += mc__dotstuff_end(&d.ds, d.buf + d.len);
+        mc__log(MC_LOG_TRANSCRIPT, "C: <message data, %" PRIu64 " bytes>", d.total);
+        mc__log(MC_LOG_TRANSCRIPT, "C: .");
+        rc = sink_flush(&d, err);
+    } else {
+        /* never finish a message whose data is incomplete: drop the
+         * connection without the final dot, so the server discards it */
+        if (err && !*err)
+            mc__error_set(err, rc, mc__outcome_of(rc), MC_STAGE_DATA,
+                          "message data could not be produced");
+        s->alive = false;
+    }
+    free(d.buf);
+    if (rc < 0)
+        return rc;
+    return read_reply(s, MC_STAGE_DATA, true, err);
+}
+
+/* The DATA reply when no recipient was accepted: a 354 still needs an
+ * (empty) end of data. Then RSET. */
+static int abandon(mc__smtp *s, bool data_answered, mc_error **err)
+{
+    if (data_answered && s->reply.code == 354) {
+        mc__log(MC_LOG_TRANSCRIPT, "C: .");
+        int rc = send_raw(s, MC_STAGE_DATA, ".\r\n", 3, err);
+        if (rc == 0)
+            rc = read_reply(s, MC_STAGE_DATA, false, err);
+        if (rc < 0)
+            return rc;
+    }
+    if (!s->alive)
+        return 0;
+    int rc = command(s, MC_STAGE_RCPT, "RSET", NULL, err);
+    if (rc < 0)
+        return rc;
+    if (s->reply.code != 250)
+        return reply_error(s, MC_STAGE_RCPT, "RSET", err);
+    s->used = false;
+    return 0;
+}
+
+/* Results of this transaction's accepted recipients after a refused DATA
+ * or end of data: they did not get the message. */
+static void unaccept(mc__smtp *s, mc_rcpt_result *res, const size_t *batch, size_t k)
+{
+    for (size_t j = 0; j < k; j++)
+        if (res[batch[j]].accepted)
+            record(s, &res[batch[j]]);
+}
+
+static int transaction(mc__smtp *s, const mc__envelope *env, const size_t *batch, size_t k,
+                       mc__writer_fn *writer, void *writer_payload, mc_rcpt_result *res,
+                       size_t *deferred, txn *t, mc_error **err)
+{
+    memset(t, 0, sizeof(*t));
+    bool pipe = s->caps.pipelining;
+    mc__buf mail = MC__BUF_INIT;
+    int rc = mc__buf_printf(&mail, "MAIL FROM:<%s>", env->from);
+    if (rc == 0 && s->size_ext && env->size)
+        rc = mc__buf_printf(&mail, " SIZE=%" PRIu64, env->size);
+    if (rc == 0 && env->eightbit && s->caps.eightbitmime)
+        rc = mc__buf_puts(&mail, " BODY=8BITMIME");
+    if (rc == 0 && env->smtputf8 && s->caps.smtputf8)
+        rc = mc__buf_puts(&mail, " SMTPUTF8");
+    if (rc < 0) {
+        mc__buf_free(&mail);
+        return mc__error_set(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, MC_STAGE_MAIL, "out of memory");
+    }
+
+    s->used = true;
+    if (pipe) {
+        /* MAIL, every RCPT and DATA in one write (RFC 2920) */
+        mc__buf cmds = MC__BUF_INIT;
+        rc = add_line(&cmds, mail.data, NULL);
+        for (size_t j = 0; rc == 0 && j < k; j++) {
+            char *line = NULL;
+            if (asprintf(&line, "RCPT TO:<%s>", env->rcpts[batch[j]]) < 0)
+                rc = MC_ENOMEM;
+            else
+                rc = add_line(&cmds, line, NULL);
+            free(line);
+        }
+        if (rc == 0)
+            rc = add_line(&cmds, "DATA", NULL);
+        if (rc < 0)
+            rc = mc__error_set(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, MC_STAGE_MAIL,
+                               "out of memory");
+        else
+            rc = send_raw(s, MC_STAGE_MAIL, cmds.data, cmds.len, err);
+        mc__buf_free(&cmds);
+    } else {
+        rc = command(s, MC_STAGE_MAIL, mail.data, NULL, err);
+    }
+    mc__buf_free(&mail);
+    if (rc < 0)
+        return rc;
+    if (pipe && (rc = read_reply(s, MC_STAGE_MAIL, false, err)) < 0)
+        return rc;
+    notify(s, MC_STAGE_MAIL);
+
+    if (s->reply.code < 200 || s->reply.code >= 300) {
+        /* MAIL refused: the error is this reply; the pipelined RCPT and
+         * DATA replies are still to be read */
+        mc_error *local = NULL;
+        rc = reply_error(s, MC_STAGE_MAIL, "MAIL FROM", &local);
+        if (pipe && s->alive) {
+            int r2 = 0;
+            for (size_t j = 0; r2 == 0 && j < k && s->alive; j++)
+                r2 = read_reply(s, MC_STAGE_RCPT, false, NULL);
+            if (r2 == 0 && s->alive)
+                r2 = read_reply(s, MC_STAGE_DATA, false, NULL);
+            if (r2 == 0 && s->alive)
+                abandon(s, true, NULL);
+        } else if (s->alive) {
+            abandon(s, false, NULL);
+        }
+        return hand_over(err, local, rc);
+    }
+
+    for (size_t j = 0; j < k; j++) {
+        if (!pipe) {
+            char *line = NULL;
+            if (asprintf(&line, "RCPT TO:<%s>", env->rcpts[batch[j]]) < 0)
+                return mc__error_set(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, MC_STAGE_RCPT,
+                                     "out of memory");
+            rc = command(s, MC_STAGE_RCPT, line, NULL, err);
+            free(line);
+        } else {
+            rc = read_reply(s, MC_STAGE_RCPT, false, err);
+        }
+        if (rc < 0)
+            return rc;
+        notify(s, MC_STAGE_RCPT);
+        mc_rcpt_result *r = &res[batch[j]];
+        record(s, r);
+        if (r->accepted) {
+            t->accepted++;
+        } else if (s->reply.code == 421) {
+            return reply_error(s, MC_STAGE_RCPT, "RCPT TO", err);
+        } else if (s->reply.code == 452) {
+            /* too many recipients for now (RFC 5321 4.5.3.1.10) */
+            t->full = true;
+            if (pipe) {
+                deferred[t->n_deferred++] = batch[j];
+            } else {
+                for (size_t m = j; m < k; m++)
+                    deferred[t->n_deferred++] = batch[m];
+                break;
+            }
+        }
+    }
+
+    if (t->accepted == 0) {
+        if (pipe && (rc = read_reply(s, MC_STAGE_DATA, false, err)) < 0)
+            return rc;
+        return abandon(s, pipe, err);
+    }
+
+    if (pipe)
+        rc = read_reply(s, MC_STAGE_DATA, false, err);
+    else
+        rc = command(s, MC_STAGE_DATA, "DATA", NULL, err);
+    if (rc < 0)
+        return rc;
+    if (s->reply.code != 354) {
+        notify(s, MC_STAGE_DATA);
+        unaccept(s, res, batch, k);
+        rc = reply_error(s, MC_STAGE_DATA, "DATA", err);
+        if (s->alive && s->reply.code >= 400)
+            abandon(s, false, NULL);
+        return rc;
+    }
+    rc = send_body(s, writer, writer_payload, err);
+    if (rc < 0)
+        return rc;
+    notify(s, MC_STAGE_DATA);
+    if (s->reply.code < 200 || s->reply.code >= 300) {
+        unaccept(s, res, batch, k);
+        return reply_error(s, MC_STAGE_DATA, "end of data", err);
+    }
+    return 0;
+}
+
+/* The error for a send where not every recipient got the message. */
+static int rcpt_outcome(mc_rcpt_result *res, size_t n, mc_error **err)
+{
+    size_t acc = 0;
+    const mc_rcpt_result *perm = NULL, *temp = NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (res[i].accepted)
+            acc++;
+        else if (res[i].smtp_code >= 500 && !perm)
+            perm = &res[i];
+        else if (res[i].smtp_code >= 400 && res[i].smtp_code < 500 && !temp)
+            temp = &res[i];
+    }
+    if (acc == n)
+        return 0;
+    bool fresh = err && !*err;
+    int rc;
+    const mc_rcpt_result *first;
+    if (acc > 0) {
+        first = perm ? perm : temp;
+        rc = mc__error_set(err, MC_ERCPT, perm ? MC_OUTCOME_PERMANENT : MC_OUTCOME_TRANSIENT,
+                           MC_STAGE_RCPT, "%zu of %zu recipients refused; the others got the message",
+                           n - acc, n);
+    } else if (temp || !perm) {
+        /* none accepted and a retry may help (4xx, or never asked) */
+        first = temp ? temp : perm;
+        rc = mc__error_set(err, MC_ETEMP, MC_OUTCOME_TRANSIENT, MC_STAGE_RCPT,
+                           "no recipient accepted: %d %s", first ? first->smtp_code : 0,
+                           first && first->text ? first->text : "");
+    } else {
+        first = perm;
+        rc = mc__error_set(err, MC_EREFUSED, MC_OUTCOME_PERMANENT, MC_STAGE_RCPT,
+                           "no recipient accepted: %d %s", first->smtp_code,
+                           first->text ? first->text : "");
+    }
+    if (fresh && *err) {
+        if (first)
+            mc__error_reply(*err, first->smtp_code, first->text);
+        (*err)->transient = (*err)->outcome == MC_OUTCOME_TRANSIENT;
+    }
+    return rc;
+}
+
+int mc__smtp_send(mc__smtp *s, const mc__envelope *env, mc__writer_fn *writer,
+                  void *writer_payload, mc_rcpt_result **rcpts_out, mc_error **err)
+{
+    if (rcpts_out)
+        *rcpts_out = NULL;
+    if (!s || !env || !env->from || !writer || !rcpts_out || (env->n_rcpts && !env->rcpts))
+        return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_MAIL,
+                             "send needs a connection, an envelope and a writer");
+    size_t n = env->n_rcpts;
+    if (n == 0)
+        return mc__error_set(err, MC_EMESSAGE, MC_OUTCOME_DATA, MC_STAGE_MESSAGE,
+                             "the message has no recipients");
+    mc_rcpt_result *res = calloc(n, sizeof(*res));
+    size_t *queue = calloc(n, sizeof(*queue));
+    size_t *deferred = calloc(n, sizeof(*deferred));
+    if (!res || !queue || !deferred) {
+        free(res);
+        free(queue);
+        free(deferred);
+        return mc__error_set(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, MC_STAGE_MAIL, "out of memory");
+    }
+    *rcpts_out = res;
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        queue[i] = i;
+        if (!env->rcpts[i] || !(res[i].address = strdup(env->rcpts[i]))) {
+            rc = env->rcpts[i] ? mc__error_set(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT,
+                                               MC_STAGE_MAIL, "out of memory")
+                               : mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_RCPT,
+                                               "recipient %zu is NULL", i);
+            goto out;
+        }
+        if (has_crlf(env->rcpts[i])) {
+            rc = mc__error_set(err, MC_EMESSAGE, MC_OUTCOME_DATA, MC_STAGE_RCPT,
+                               "recipient %zu contains CR or LF", i);
+            goto out;
+        }
+    }
+    if (has_crlf(env->from)) {
+        rc = mc__error_set(err, MC_EMESSAGE, MC_OUTCOME_DATA, MC_STAGE_MAIL,
+                           "envelope sender contains CR or LF");
+        goto out;
+    }
+    if (env->size && s->caps.size && env->size > s->caps.size) {
+        rc = mc__error_set(err, MC_EMESSAGE, MC_OUTCOME_DATA, MC_STAGE_MAIL,
+                           "message is %" PRIu64 " bytes, server accepts at most %" PRIu64,
+                           env->size, s->caps.size);
+        goto out;
+    }
+    if (env->smtputf8 && !s->caps.smtputf8) {
+        rc = mc__error_set(err, MC_EMESSAGE, MC_OUTCOME_DATA, MC_STAGE_MAIL,
+                           "message needs SMTPUTF8 (non-ASCII addresses) and the server does "
+                           "not offer it");
+        goto out;
+    }
+    if (!s->alive) {
+        rc = mc__error_set(err, MC_ENET, MC_OUTCOME_TRANSIENT, MC_STAGE_MAIL,
+                           "connection to the server is closed");
+        goto out;
+    }
+    if (s->used) {
+        rc = command(s, MC_STAGE_MAIL, "RSET", NULL, err);
+        if (rc == 0 && s->reply.code != 250)
+            rc = reply_error(s, MC_STAGE_MAIL, "RSET", err);
+        if (rc < 0)
+            goto out;
+        s->used = false;
+    }
+
+    size_t qlen = n;
+    bool asked = false;
+    while (qlen) {
+        size_t k = qlen < (size_t)s->max_recipients ? qlen : (size_t)s->max_recipients;
+        txn t;
+        asked = true;
+        rc = transaction(s, env, queue, k, writer, writer_payload, res, deferred, &t, err);
+        if (rc < 0)
+            goto out;
+        if (t.accepted == 0 && t.full)
+            break;   /* the server takes none now: transient failure */
+        /* next queue: the deferred recipients first, then the unsent */
+        memmove(queue + t.n_deferred, queue + k, (qlen - k) * sizeof(*queue));
+        memcpy(queue, deferred, t.n_deferred * sizeof(*queue));
+        qlen = qlen - k + t.n_deferred;
+    }
+
+    rc = rcpt_outcome(res, n, err);
+
+out:
+    if (rc < 0 && asked && err && *err && !(*err)->rcpts) {
+        mc_rcpt_result *c = copy_rcpts(res, n);
+        if (c)
+            mc__error_rcpts(*err, c, n);
+    }
+    free(queue);
+    free(deferred);
+    return rc;
+}
+
+int mc__smtp_noop(mc__smtp *s, mc_error **err)
+{
+    if (!s)
+        return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_NONE, "no connection");
+    int rc = command(s, MC_STAGE_NONE, "NOOP", NULL, err);
+    if (rc < 0)
+        return rc;
+    if (s->reply.code == 250)
+        return 0;
+    return reply_error(s, MC_STAGE_NONE, "NOOP", err);
+}
+
+void mc__smtp_quit(mc__smtp *s)
+{
+    if (!s)
+        return;
+    if (s->alive) {
+        mc_error *e = NULL;
+        /* best effort: the stream bounds the wait */
+        command(s, MC_STAGE_QUIT, "QUIT", NULL, &e);
+        mc_error_free(e);
+    }
+    mc__smtp_free(s);
+}
+
+void mc__smtp_free(mc__smtp *s)
+{
+    if (!s)
+        return;
+    if (s->stream)
+        s->stream->ops->close(s->stream);
+    free((char *)s->connect.host);
+    free((char *)s->connect.ca_file);
+    free(s->helo);
+    mc__buf_free(&s->in);
+    mc__reply_parser_free(&s->parser);
+    mc__reply_free(&s->reply);
+    free(s->last);
+    free(s);
+}

@@ -79,7 +79,8 @@ typedef struct mc__smtp mc__smtp;
  */
 int mc__smtp_open(mc__smtp **out, const mc__smtp_opts *o, mc_error **err);
 
-const mc__smtp_caps *mc__smtp_caps(const mc__smtp *s);
+/** (Named _get_: mc__smtp_caps is the type.) */
+const mc__smtp_caps *mc__smtp_get_caps(const mc__smtp *s);
 bool mc__smtp_encrypted(const mc__smtp *s);
 /** The stream, for TLS facts. Borrowed. */
 const mc_stream *mc__smtp_stream(const mc__smtp *s);

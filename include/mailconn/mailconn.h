@@ -166,6 +166,8 @@ typedef struct mc_context_options {
 /** Prepare only opts->server (what `send` does): shape of the whole config
  *  is validated, provider validation only for that server. */
 #define MC_CONTEXT_ONE_SERVER    (1u << 2)
+/** No config at all: only the plugins (what `plugins` does). */
+#define MC_CONTEXT_NO_CONFIG     (1u << 3)
 
 /**
  * Create a context: read and validate the config, find the plugins.
@@ -242,6 +244,14 @@ int  mc_message_add_attachment(mc_message *msg, const char *path, mc_error **err
 int  mc_message_add_header(mc_message *msg, const char *name, const char *value, mc_error **err);
 /** The Message-ID (without angle brackets) once known, else NULL. Borrowed. */
 const char *mc_message_id(const mc_message *msg);
+/** Display name for the From: header written from the server's
+ *  sender.address when the message has none (sendmail -F). */
+int  mc_message_set_from_name(mc_message *msg, const char *display_name, mc_error **err);
+/** Envelope recipients, once the message was prepared for a server. */
+size_t mc_message_recipient_count(const mc_message *msg);
+/** The server's reply after the final dot of the last send
+ *  ("250 2.0.0 Ok: queued"), or NULL. Borrowed. */
+const char *mc_message_last_reply(const mc_message *msg);
 
 /* ------------------------------------------------------------- sending */
 

@@ -1,2 +1,535 @@
-/* being written */
-#include "mailconn/plugin.h"
+/* Shared TLS stream of the tls and starttls transports (OpenSSL 3).
+ *
+ * Trust: the server's ca_file replaces the system store; otherwise the
+ * system store is looked up by hashed directory (never the whole bundle).
+ * Verification: chain, then host name (SSL_set1_host) or IP address (IP
+ * SANs); no callback can override it. SNI for names only. The socket is
+ * driven through a BIO of our own whose writes use MSG_NOSIGNAL, so a peer
+ * that closes never raises SIGPIPE. */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "tls.h"
+
+static const mc_host_api *host;
+
+void mc__tls_set_host(const mc_host_api *h)
+{
+    host = h;
+}
+
+/* What the BIO sees of the socket. */
+typedef struct sock_io {
+    int  fd;
+    int  last_errno;     /* of the last failed send/recv, 0 otherwise */
+    bool eof;            /* recv returned 0 */
+    bool closing;        /* close_notify: never wait for room to send */
+} sock_io;
+
+typedef struct tls_stream {
+    mc_stream   base;    /* first */
+    sock_io     io;
+    SSL_CTX    *ctx;
+    SSL        *ssl;     /* NULL while in the clear */
+    BIO_METHOD *meth;
+    bool        broken;  /* a fatal TLS error: no close_notify */
+    int         timeout_ms;
+    char        peer[300];
+} tls_stream;
+
+static ssize_t stream_read(mc_stream *s, void *buf, size_t len, mc_error **err);
+static int stream_write(mc_stream *s, const void *buf, size_t len, mc_error **err);
+static void stream_close(mc_stream *s);
+
+static const mc_stream_ops stream_ops = {
+    .size = sizeof(mc_stream_ops),
+    .read = stream_read,
+    .write = stream_write,
+    .close = stream_close,
+};
+
+/* ------------------------------------------------------------ helpers */
+
+static void peer_name(char *out, size_t len, const char *h, uint16_t port)
+{
+    if (strchr(h, ':'))
+        snprintf(out, len, "[%s]:%u", h, (unsigned)port);
+    else
+        snprintf(out, len, "%s:%u", h, (unsigned)port);
+}
+
+static void errno_text(char *out, size_t len, int e)
+{
+    char tmp[128];
+    snprintf(out, len, "%s", strerror_r(e, tmp, sizeof(tmp)));
+    if (out[0] && isupper((unsigned char)out[0]) && !isupper((unsigned char)out[1]))
+        out[0] = (char)tolower((unsigned char)out[0]);
+}
+
+static int timeout_s(const tls_stream *ts)
+{
+    return (ts->timeout_ms + 999) / 1000;
+}
+
+static bool is_ip_literal(const char *h)
+{
+    unsigned char a[sizeof(struct in6_addr)];
+    return inet_pton(AF_INET, h, a) == 1 || inet_pton(AF_INET6, h, a) == 1;
+}
+
+/* The most telling OpenSSL error reason on this thread's queue, or NULL. */
+static const char *ssl_reason(void)
+{
+    unsigned long e = ERR_peek_last_error();
+    const char *r = e ? ERR_reason_error_string(e) : NULL;
+    return r;
+}
+
+/* ------------------------------------------------------------ the BIO */
+
+static int bio_write(BIO *b, const char *buf, int len)
+{
+    sock_io *io = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    ssize_t n = send(io->fd, buf, (size_t)len, MSG_NOSIGNAL | (io->closing ? MSG_DONTWAIT : 0));
+    if (n < 0) {
+        io->last_errno = errno;
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+            BIO_set_retry_write(b);
+        return -1;
+    }
+    io->last_errno = 0;
+    return (int)n;
+}
+
+static int bio_read(BIO *b, char *buf, int len)
+{
+    sock_io *io = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    ssize_t n = recv(io->fd, buf, (size_t)len, 0);
+    if (n < 0) {
+        io->last_errno = errno;
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+            BIO_set_retry_read(b);
+        return -1;
+    }
+    io->last_errno = 0;
+    if (n == 0)
+        io->eof = true;
+    return (int)n;
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    (void)num;
+    (void)ptr;
+    sock_io *io = BIO_get_data(b);
+    switch (cmd) {
+    case BIO_CTRL_FLUSH:
+        return 1;
+    case BIO_CTRL_EOF:
+        return io && io->eof;
+    default:
+        return 0;
+    }
+}
+
+/* One BIO type index for the module: OpenSSL hands out only a few
+ * (BIO_get_new_index), so never one per connection. */
+static pthread_once_t bio_index_once = PTHREAD_ONCE_INIT;
+static int bio_index = -1;
+
+static void bio_index_init(void)
+{
+    bio_index = BIO_get_new_index();
+}
+
+static int bio_type(void)
+{
+    pthread_once(&bio_index_once, bio_index_init);
+    return (bio_index > 0 ? bio_index : 0) | BIO_TYPE_SOURCE_SINK;
+}
+
+static int bio_create(BIO *b)
+{
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+static int bio_destroy(BIO *b)
+{
+    BIO_set_data(b, NULL);
+    return 1;
+}
+
+/* ------------------------------------------------------------ set-up */
+
+static void tls_free(tls_stream *ts)
+{
+    if (ts->ssl)
+        SSL_free(ts->ssl);       /* frees the BIO too */
+    if (ts->ctx)
+        SSL_CTX_free(ts->ctx);
+    if (ts->meth)
+        BIO_meth_free(ts->meth);
+    ts->ssl = NULL;
+    ts->ctx = NULL;
+    ts->meth = NULL;
+}
+
+static int load_trust(tls_stream *ts, const mc_connect_opts *o, mc_error **err)
+{
+    if (o->ca_file && o->ca_file[0]) {
+        FILE *f = fopen(o->ca_file, "r");
+        if (!f) {
+            char why[128];
+            errno_text(why, sizeof(why), errno);
+            return host->error(err, MC_ECONFIG, MC_OUTCOME_CONFIG, MC_STAGE_TLS,
+                               "ca_file %s: cannot be read: %s", o->ca_file, why);
+        }
+        fclose(f);
+        if (SSL_CTX_load_verify_locations(ts->ctx, o->ca_file, NULL) != 1) {
+            const char *r = ssl_reason();
+            return host->error(err, MC_ECONFIG, MC_OUTCOME_CONFIG, MC_STAGE_TLS,
+                               "ca_file %s: no usable PEM certificate in it%s%s",
+                               o->ca_file, r ? ": " : "", r ? r : "");
+        }
+        return 0;
+    }
+    /* The system store by hashed directory: certificates are read on demand,
+     * not parsed all at once. $SSL_CERT_DIR may be a colon list. */
+    const char *dir = getenv(X509_get_default_cert_dir_env());
+    if (!dir || !dir[0])
+        dir = X509_get_default_cert_dir();
+    if (SSL_CTX_load_verify_locations(ts->ctx, NULL, dir) != 1)
+        host->log(MC_LOG_DEBUG, "TLS: cannot use the system certificate directory %s", dir);
+    ERR_clear_error();
+    return 0;
+}
+
+static int handshake_error(tls_stream *ts, int ssl_err, mc_error **err)
+{
+    long vr = SSL_get_verify_result(ts->ssl);
+    if (vr != X509_V_OK)
+        return host->error(err, MC_ETLS, MC_OUTCOME_PERMANENT, MC_STAGE_TLS,
+                           "%s: certificate verify failed: %s", ts->peer,
+                           X509_verify_cert_error_string(vr));
+    if ((ssl_err == SSL_ERROR_WANT_READ || ssl_err == SSL_ERROR_WANT_WRITE)
+        && (ts->io.last_errno == EAGAIN || ts->io.last_errno == EWOULDBLOCK))
+        return host->error(err, MC_ETIMEOUT, MC_OUTCOME_TRANSIENT, MC_STAGE_TLS,
+                           "%s: timed out after %d s in the TLS handshake", ts->peer,
+                           timeout_s(ts));
+    const char *r = ssl_reason();
+    if (r)
+        return host->error(err, MC_ETLS, MC_OUTCOME_PERMANENT, MC_STAGE_TLS,
+                           "%s: TLS handshake failed: %s", ts->peer, r);
+    if (ts->io.last_errno) {
+        char why[128];
+        errno_text(why, sizeof(why), ts->io.last_errno);
+        return host->error(err, MC_ENET, MC_OUTCOME_TRANSIENT, MC_STAGE_TLS,
+                           "%s: %s during the TLS handshake", ts->peer, why);
+    }
+    return host->error(err, MC_ETLS, MC_OUTCOME_PERMANENT, MC_STAGE_TLS,
+                       "%s: TLS handshake failed: the server closed the connection",
+                       ts->peer);
+}
+
+/* Set up SSL on ts->io.fd and handshake. On failure everything TLS is
+ * released and the stream is left in the clear. */
+static int handshake(tls_stream *ts, const mc_connect_opts *o, mc_error **err)
+{
+    int rc;
+    ERR_clear_error();
+    ts->ctx = SSL_CTX_new(TLS_client_method());
+    if (!ts->ctx) {
+        rc = host->error(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, MC_STAGE_TLS,
+                         "%s: cannot create a TLS context", ts->peer);
+        goto fail;
+    }
+    int min = o->tls_min == 13 ? TLS1_3_VERSION : TLS1_2_VERSION;
+    if (SSL_CTX_set_min_proto_version(ts->ctx, min) != 1) {
+        rc = host->error(err, MC_ETLS, MC_OUTCOME_PERMANENT, MC_STAGE_TLS,
+                         "%s: cannot set the minimum TLS version", ts->peer);
+        goto fail;
+    }
+    SSL_CTX_set_verify(ts->ctx, SSL_VERIFY_PEER, NULL);
+    SSL_CTX_set_options(ts->ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF);
+    if ((rc = load_trust(ts, o, err)) < 0)
+        goto fail;
+
+    ts->ssl = SSL_new(ts->ctx);
+    ts->meth = BIO_meth_new(bio_type(), "mailconn-socket");
+    if (!ts->ssl || !ts->meth) {
+        rc = host->error(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, MC_STAGE_TLS,
+                         "%s: cannot create a TLS connection", ts->peer);
+        goto fail;
+    }
+    BIO_meth_set_write(ts->meth, bio_write);
+    BIO_meth_set_read(ts->meth, bio_read);
+    BIO_meth_set_ctrl(ts->meth, bio_ctrl);
+    BIO_meth_set_create(ts->meth, bio_create);
+    BIO_meth_set_destroy(ts->meth, bio_destroy);
+    BIO *bio = BIO_new(ts->meth);
+    if (!bio) {
+        rc = host->error(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, MC_STAGE_TLS,
+                         "%s: cannot create a TLS connection", ts->peer);
+        goto fail;
+    }
+    BIO_set_data(bio, &ts->io);
+    SSL_set_bio(ts->ssl, bio, bio);   /* the SSL owns it now */
+
+    if (is_ip_literal(o->host)) {
+        if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ts->ssl), o->host) != 1) {
+            rc = host->error(err, MC_ETLS, MC_OUTCOME_PERMANENT, MC_STAGE_TLS,
+                             "%s: cannot check the certificate for this IP address", ts->peer);
+            goto fail;
+        }
+    } else {
+        SSL_set_hostflags(ts->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+        if (SSL_set1_host(ts->ssl, o->host) != 1
+            || SSL_set_tlsext_host_name(ts->ssl, o->host) != 1) {
+            rc = host->error(err, MC_ETLS, MC_OUTCOME_PERMANENT, MC_STAGE_TLS,
+                             "%s: cannot check the certificate for this host name", ts->peer);
+            goto fail;
+        }
+    }
+
+    for (int tries = 0;; tries++) {
+        ts->io.last_errno = 0;
+        int r = SSL_connect(ts->ssl);
+        if (r == 1)
+            break;
+        int e = SSL_get_error(ts->ssl, r);
+        if ((e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+            && ts->io.last_errno == EINTR && tries < 100)
+            continue;
+        rc = handshake_error(ts, e, err);
+        goto fail;
+    }
+
+    /* SSL_VERIFY_PEER fails the handshake on any verification error; check
+     * again that a verified certificate is there. */
+    if (SSL_get_verify_result(ts->ssl) != X509_V_OK || !SSL_get0_peer_certificate(ts->ssl)) {
+        rc = host->error(err, MC_ETLS, MC_OUTCOME_PERMANENT, MC_STAGE_TLS,
+                         "%s: certificate verify failed: no verified certificate", ts->peer);
+        goto fail;
+    }
+    ts->base.encrypted = true;
+    ts->base.peer_verified = true;
+    snprintf(ts->base.tls_version, sizeof(ts->base.tls_version), "%s", SSL_get_version(ts->ssl));
+    const char *cipher = SSL_get_cipher_name(ts->ssl);
+    snprintf(ts->base.tls_cipher, sizeof(ts->base.tls_cipher), "%s", cipher ? cipher : "");
+    host->log(MC_LOG_DEBUG, "TLS: %s: %s %s, certificate verified", ts->peer,
+              ts->base.tls_version, ts->base.tls_cipher);
+    return 0;
+
+fail:
+    ERR_clear_error();
+    tls_free(ts);
+    return rc;
+}
+
+/* ------------------------------------------------------------ ops */
+
+int mc__tls_stream_open(mc_stream **out, const mc_connect_opts *o, bool implicit,
+                        mc_error **err)
+{
+    if (!out || !o || !o->host)
+        return host->error(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_CONNECT,
+                           "transport: no host given");
+    *out = NULL;
+    int fd = -1;
+    int rc = host->tcp_connect(o, &fd, err);
+    if (rc < 0)
+        return rc;
+    tls_stream *ts = host->alloc(sizeof(*ts));
+    if (!ts) {
+        close(fd);
+        return host->error(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, MC_STAGE_CONNECT,
+                           "out of memory");
+    }
+    ts->base.ops = &stream_ops;
+    ts->io.fd = fd;
+    ts->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 60000;
+    peer_name(ts->peer, sizeof(ts->peer), o->host, o->port);
+    if (implicit && (rc = handshake(ts, o, err)) < 0) {
+        stream_close(&ts->base);
+        return rc;
+    }
+    *out = &ts->base;
+    return 0;
+}
+
+int mc__tls_stream_upgrade(mc_stream *s, const mc_connect_opts *o, mc_error **err)
+{
+    if (!s || s->ops != &stream_ops || !o || !o->host)
+        return host->error(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_STARTTLS,
+                           "starttls: not a stream of this transport");
+    tls_stream *ts = (tls_stream *)s;
+    if (ts->ssl)
+        return host->error(err, MC_ETLS, MC_OUTCOME_PERMANENT, MC_STAGE_STARTTLS,
+                           "%s: STARTTLS on a stream that is already encrypted", ts->peer);
+    /* Anything the server sent after its 220 would be read as if it came
+     * through TLS: refuse (CVE-2011-0411 style response injection). */
+    char c;
+    ssize_t n = recv(ts->io.fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n > 0)
+        return host->error(err, MC_EREFUSED, MC_OUTCOME_PERMANENT, MC_STAGE_STARTTLS,
+                           "%s: server sent data after its STARTTLS reply (response injection)",
+                           ts->peer);
+    return handshake(ts, o, err);
+}
+
+static ssize_t clear_read(tls_stream *ts, void *buf, size_t len, mc_error **err)
+{
+    for (;;) {
+        ssize_t n = recv(ts->io.fd, buf, len, 0);
+        if (n >= 0)
+            return n;
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return host->error(err, MC_ETIMEOUT, MC_OUTCOME_TRANSIENT, MC_STAGE_NONE,
+                               "%s: timed out after %d s waiting for the server",
+                               ts->peer, timeout_s(ts));
+        char why[128];
+        errno_text(why, sizeof(why), errno);
+        return host->error(err, MC_ENET, MC_OUTCOME_TRANSIENT, MC_STAGE_NONE,
+                           "%s: %s", ts->peer, why);
+    }
+}
+
+static int clear_write(tls_stream *ts, const char *p, size_t len, mc_error **err)
+{
+    while (len > 0) {
+        ssize_t n = send(ts->io.fd, p, len, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return host->error(err, MC_ETIMEOUT, MC_OUTCOME_TRANSIENT, MC_STAGE_NONE,
+                                   "%s: timed out after %d s sending to the server",
+                                   ts->peer, timeout_s(ts));
+            char why[128];
+            errno_text(why, sizeof(why), errno);
+            return host->error(err, MC_ENET, MC_OUTCOME_TRANSIENT, MC_STAGE_NONE,
+                               "%s: %s", ts->peer, why);
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* A failed SSL_read/SSL_write: the error to report. */
+static int io_error(tls_stream *ts, int e, bool reading, mc_error **err)
+{
+    if ((e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+        && (ts->io.last_errno == EAGAIN || ts->io.last_errno == EWOULDBLOCK)) {
+        if (!reading)
+            ts->broken = true;   /* a record half sent */
+        return host->error(err, MC_ETIMEOUT, MC_OUTCOME_TRANSIENT, MC_STAGE_NONE,
+                           reading ? "%s: timed out after %d s waiting for the server"
+                                   : "%s: timed out after %d s sending to the server",
+                           ts->peer, timeout_s(ts));
+    }
+    ts->broken = true;
+    if (ts->io.last_errno) {
+        char why[128];
+        errno_text(why, sizeof(why), ts->io.last_errno);
+        return host->error(err, MC_ENET, MC_OUTCOME_TRANSIENT, MC_STAGE_NONE,
+                           "%s: %s", ts->peer, why);
+    }
+    const char *r = ssl_reason();
+    return host->error(err, MC_ETLS, MC_OUTCOME_TRANSIENT, MC_STAGE_NONE,
+                       "%s: TLS error: %s", ts->peer,
+                       r ? r : (ts->io.eof ? "the server closed the connection" : "unknown"));
+}
+
+static ssize_t stream_read(mc_stream *s, void *buf, size_t len, mc_error **err)
+{
+    tls_stream *ts = (tls_stream *)s;
+    if (!ts->ssl)
+        return clear_read(ts, buf, len, err);
+    if (ts->broken)
+        return host->error(err, MC_ENET, MC_OUTCOME_TRANSIENT, MC_STAGE_NONE,
+                           "%s: the TLS connection is broken", ts->peer);
+    for (int tries = 0;; tries++) {
+        size_t n = 0;
+        ERR_clear_error();
+        ts->io.last_errno = 0;
+        if (SSL_read_ex(ts->ssl, buf, len, &n) == 1)
+            return (ssize_t)n;
+        int e = SSL_get_error(ts->ssl, 0);
+        if (e == SSL_ERROR_ZERO_RETURN)
+            return 0;
+        if (e == SSL_ERROR_SYSCALL && ts->io.last_errno == 0 && ERR_peek_error() == 0)
+            return 0;   /* EOF without close_notify: the server closed */
+        if ((e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+            && (ts->io.last_errno == EINTR || ts->io.last_errno == 0) && tries < 100)
+            continue;
+        int rc = io_error(ts, e, true, err);
+        ERR_clear_error();
+        return rc;
+    }
+}
+
+static int stream_write(mc_stream *s, const void *buf, size_t len, mc_error **err)
+{
+    tls_stream *ts = (tls_stream *)s;
+    if (!ts->ssl)
+        return clear_write(ts, buf, len, err);
+    if (ts->broken)
+        return host->error(err, MC_ENET, MC_OUTCOME_TRANSIENT, MC_STAGE_NONE,
+                           "%s: the TLS connection is broken", ts->peer);
+    const char *p = buf;
+    int tries = 0;
+    while (len > 0) {
+        size_t n = 0;
+        ERR_clear_error();
+        ts->io.last_errno = 0;
+        if (SSL_write_ex(ts->ssl, p, len, &n) == 1) {
+            p += n;
+            len -= n;
+            continue;
+        }
+        int e = SSL_get_error(ts->ssl, 0);
+        if ((e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+            && ts->io.last_errno == EINTR && tries++ < 100)
+            continue;   /* retried with the same buffer, as OpenSSL requires */
+        int rc = io_error(ts, e, false, err);
+        ERR_clear_error();
+        return rc;
+    }
+    return 0;
+}
+
+static void stream_close(mc_stream *s)
+{
+    if (!s)
+        return;
+    tls_stream *ts = (tls_stream *)s;
+    if (ts->ssl && !ts->broken) {
+        /* close_notify, best effort: never wait for room or for the reply */
+        ts->io.closing = true;
+        SSL_shutdown(ts->ssl);
+    }
+    ERR_clear_error();
+    tls_free(ts);
+    if (ts->io.fd >= 0)
+        close(ts->io.fd);
+    host->free(ts);
+}

@@ -1,2 +1,137 @@
-/* being written */
+/* transport-plain: SMTP over TCP in the clear (port 25 by default). */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <ctype.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include "mailconn/plugin.h"
+
+static const mc_host_api *host;
+
+typedef struct plain_stream {
+    mc_stream base;      /* first */
+    int       fd;
+    int       timeout_ms;
+    char      peer[300];
+} plain_stream;
+
+static void errno_text(char *out, size_t len, int e)
+{
+    char tmp[128];
+    snprintf(out, len, "%s", strerror_r(e, tmp, sizeof(tmp)));
+    if (out[0] && isupper((unsigned char)out[0]) && !isupper((unsigned char)out[1]))
+        out[0] = (char)tolower((unsigned char)out[0]);
+}
+
+static ssize_t plain_read(mc_stream *s, void *buf, size_t len, mc_error **err)
+{
+    plain_stream *ps = (plain_stream *)s;
+    for (;;) {
+        ssize_t n = recv(ps->fd, buf, len, 0);
+        if (n >= 0)
+            return n;
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return host->error(err, MC_ETIMEOUT, MC_OUTCOME_TRANSIENT, MC_STAGE_NONE,
+                               "%s: timed out after %d s waiting for the server",
+                               ps->peer, (ps->timeout_ms + 999) / 1000);
+        char why[128];
+        errno_text(why, sizeof(why), errno);
+        return host->error(err, MC_ENET, MC_OUTCOME_TRANSIENT, MC_STAGE_NONE,
+                           "%s: %s", ps->peer, why);
+    }
+}
+
+static int plain_write(mc_stream *s, const void *buf, size_t len, mc_error **err)
+{
+    plain_stream *ps = (plain_stream *)s;
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t n = send(ps->fd, p, len, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return host->error(err, MC_ETIMEOUT, MC_OUTCOME_TRANSIENT, MC_STAGE_NONE,
+                                   "%s: timed out after %d s sending to the server",
+                                   ps->peer, (ps->timeout_ms + 999) / 1000);
+            char why[128];
+            errno_text(why, sizeof(why), errno);
+            return host->error(err, MC_ENET, MC_OUTCOME_TRANSIENT, MC_STAGE_NONE,
+                               "%s: %s", ps->peer, why);
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static void plain_close(mc_stream *s)
+{
+    if (!s)
+        return;
+    plain_stream *ps = (plain_stream *)s;
+    if (ps->fd >= 0)
+        close(ps->fd);
+    host->free(ps);
+}
+
+static const mc_stream_ops plain_stream_ops = {
+    .size = sizeof(mc_stream_ops),
+    .read = plain_read,
+    .write = plain_write,
+    .close = plain_close,
+};
+
+static int plain_connect(mc_stream **out, const mc_connect_opts *o, mc_error **err)
+{
+    if (!out || !o || !o->host)
+        return host->error(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_CONNECT,
+                           "transport plain: no host given");
+    *out = NULL;
+    int fd = -1;
+    int rc = host->tcp_connect(o, &fd, err);
+    if (rc < 0)
+        return rc;
+    plain_stream *ps = host->alloc(sizeof(*ps));
+    if (!ps) {
+        close(fd);
+        return host->error(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, MC_STAGE_CONNECT,
+                           "out of memory");
+    }
+    ps->base.ops = &plain_stream_ops;
+    ps->fd = fd;
+    ps->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 60000;
+    if (strchr(o->host, ':'))
+        snprintf(ps->peer, sizeof(ps->peer), "[%s]:%u", o->host, (unsigned)o->port);
+    else
+        snprintf(ps->peer, sizeof(ps->peer), "%s:%u", o->host, (unsigned)o->port);
+    *out = &ps->base;
+    return 0;
+}
+
+static const mc_transport_ops plain_ops = {
+    .size = sizeof(mc_transport_ops),
+    .default_port = 25,
+    .connect = plain_connect,
+    .starttls = NULL,
+};
+
+static const mc_plugin_desc plain_desc = {
+    .abi_major = MC_PLUGIN_ABI_MAJOR,
+    .abi_minor = MC_PLUGIN_ABI_MINOR,
+    .kind = MC_PLUGIN_TRANSPORT,
+    .name = "plain",
+    .version = "1.0",
+    .summary = "SMTP over TCP without encryption",
+    .ops = &plain_ops,
+};
+
+const mc_plugin_desc *mc_plugin_entry(const mc_host_api *h)
+{
+    host = h;
+    return &plain_desc;
+}

@@ -1,2 +1,104 @@
-/* being written */
+/* auth-google: Gmail and Google Workspace over OAuth2 (XOAUTH2,
+ * OAUTHBEARER). Data plus validation; the OAuth engine runs the flows. */
+#include <string.h>
+
 #include "mailconn/plugin.h"
+#include "../common/oauth-common.h"
+
+#define GOOGLE_AUTHORIZATION_URL "https://accounts.google.com/o/oauth2/v2/auth"
+#define GOOGLE_TOKEN_URL         "https://oauth2.googleapis.com/token"
+#define GOOGLE_DEVICE_URL        "https://oauth2.googleapis.com/device/code"
+#define GOOGLE_REVOCATION_URL    "https://oauth2.googleapis.com/revoke"
+#define GOOGLE_SCOPE             "https://mail.google.com/"
+
+static const mc_host_api *host;
+
+static const char *const google_keys[] = { MC__OAUTH_COMMON_KEYS, NULL };
+
+/* access_type=offline and prompt=consent: without them no refresh token */
+static const char *const google_params[] = { "access_type=offline", "prompt=consent", NULL };
+
+static const mc_hint google_hints[] = {
+    { "invalid_scope",
+      "the device flow does not grant the Gmail scope (https://mail.google.com/): "
+      "run `mailconn auth --browser` or `mailconn auth --paste`" },
+    { "invalid_grant",
+      "refresh token expired or revoked: run `mailconn auth`; apps left in Testing "
+      "status lose refresh tokens after 7 days" },
+    { "5.7.8",
+      "Gmail refused the token: check auth.user matches the account that authorized" },
+    { NULL, NULL },
+};
+
+static void google_validate(const mc_plugin_cfg *cfg)
+{
+    mc__oauth_validate(cfg);
+    const char *grant = host->cfg_string(cfg, "grant");
+    if (grant && strcmp(grant, "device_code") == 0)
+        host->cfg_error(cfg, "grant",
+                        "\"device_code\" is not allowed for Gmail: Google's device flow does "
+                        "not grant the https://mail.google.com/ scope (invalid_scope); use "
+                        "\"authorization_code\" (browser or paste)");
+    else if (grant && strcmp(grant, "client_credentials") == 0)
+        host->cfg_error(cfg, "grant",
+                        "\"client_credentials\" is not offered by Google for Gmail; use "
+                        "\"authorization_code\" (browser or paste)");
+}
+
+static int google_profile(const mc_plugin_cfg *cfg, mc_oauth_profile *out, mc_error **err)
+{
+    memset(out, 0, sizeof(*out));
+    out->size = sizeof(*out);
+    const char *s;
+    int rc;
+#define FIELD(field, key, dflt)                                                   \
+    s = host->cfg_string(cfg, key);                                               \
+    if ((rc = mc__oauth_copy(out->field, sizeof(out->field), s ? s : (dflt), key, \
+                             err)) < 0)                                           \
+        return rc;
+    FIELD(authorization_url, "authorization_url", GOOGLE_AUTHORIZATION_URL)
+    FIELD(token_url, "token_url", GOOGLE_TOKEN_URL)
+    FIELD(device_authorization_url, "device_authorization_url", GOOGLE_DEVICE_URL)
+    FIELD(revocation_url, "revocation_url", GOOGLE_REVOCATION_URL)
+    FIELD(scope, "scope", GOOGLE_SCOPE)
+#undef FIELD
+    if (!(out->params = mc__oauth_params(cfg, google_params)))
+        return host->error(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, MC_STAGE_CONFIG, NULL);
+    out->flows = MC_FLOW_AUTH_CODE | MC_FLOW_PASTE;
+    out->default_headless = MC_FLOW_PASTE;
+    out->rotates_refresh = false;
+    out->refresh_lifetime_days = 0;
+    out->hints = google_hints;
+    return 0;
+}
+
+static const mc_auth_ops google_ops = {
+    .size = sizeof(mc_auth_ops),
+    .mechanisms = mc__oauth_mechanisms,
+    .keys = google_keys,
+    .smtp_host = "smtp.gmail.com",
+    .smtp_port = 465,
+    .smtp_transport = "tls",
+    .max_connections = 0,
+    .oauth = true,
+    .validate = google_validate,
+    .credentials = NULL,
+    .oauth_profile = google_profile,
+};
+
+static const mc_plugin_desc google_desc = {
+    .abi_major = MC_PLUGIN_ABI_MAJOR,
+    .abi_minor = MC_PLUGIN_ABI_MINOR,
+    .kind = MC_PLUGIN_AUTH,
+    .name = "google",
+    .version = MC_VERSION_STRING,
+    .summary = "Gmail and Google Workspace: OAuth2 (XOAUTH2, OAUTHBEARER)",
+    .ops = &google_ops,
+};
+
+const mc_plugin_desc *mc_plugin_entry(const mc_host_api *h)
+{
+    host = h;
+    mc__oauth_init(h);
+    return &google_desc;
+}

@@ -1,2 +1,164 @@
-/* being written */
+/* auth-microsoft: Exchange Online / Microsoft 365 / Outlook.com over OAuth2
+ * (XOAUTH2, OAUTHBEARER). Endpoints built from authority + tenant. */
+#include <stdio.h>
+#include <string.h>
+
 #include "mailconn/plugin.h"
+#include "../common/oauth-common.h"
+
+#define MS_AUTHORITY      "https://login.microsoftonline.com"
+#define MS_TENANT         "common"
+#define MS_SCOPE          "https://outlook.office.com/SMTP.Send offline_access"
+#define MS_SCOPE_APP_ONLY "https://outlook.office365.com/.default"
+
+static const mc_host_api *host;
+
+static const char *const ms_keys[] = { MC__OAUTH_COMMON_KEYS, "authority", "tenant", NULL };
+
+static const mc_hint ms_hints[] = {
+    { "AADSTS7000012",
+      "the grant was obtained for another tenant: set auth.tenant to the tenant of the account" },
+    { "AADSTS700082",
+      "the refresh token expired from inactivity: run `mailconn auth`" },
+    { "AADSTS65001",
+      "consent is missing for the app or the SMTP.Send scope: have the user or an "
+      "administrator grant it" },
+    { "AADSTS7000218",
+      "a client secret is required, or enable \"Allow public client flows\" for the app" },
+    { "5.7.139",
+      "SMTP AUTH is disabled for the tenant or the mailbox: "
+      "Set-CASMailbox -SmtpClientAuthenticationDisabled $false" },
+    { "5.7.30",
+      "basic authentication is no longer accepted: use the microsoft provider with OAuth" },
+    { "5.7.3",
+      "wrong auth.user for the token, or a token for another audience (such as Graph "
+      "instead of outlook.office.com), or SMTP AUTH disabled for the mailbox" },
+    { NULL, NULL },
+};
+
+static bool tenant_ok(const char *t)
+{
+    if (!*t)
+        return false;
+    for (const char *p = t; *p; p++) {
+        char c = *p;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+              || c == '.' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+/* authority without trailing slashes, into buf. */
+static size_t authority_base(const mc_plugin_cfg *cfg, char *buf, size_t size)
+{
+    const char *a = host->cfg_string(cfg, "authority");
+    if (!a)
+        a = MS_AUTHORITY;
+    size_t len = strlen(a);
+    while (len > 0 && a[len - 1] == '/')
+        len--;
+    if (len >= size)
+        len = size - 1;
+    memcpy(buf, a, len);
+    buf[len] = '\0';
+    return len;
+}
+
+/* <authority>/<tenant>/oauth2/v2.0/<what>. @return 0 or -1 when too long. */
+static int build_url(const mc_plugin_cfg *cfg, const char *what, char *out, size_t size)
+{
+    char base[MC_URL_MAX];
+    authority_base(cfg, base, sizeof(base));
+    const char *tenant = host->cfg_string(cfg, "tenant");
+    int n = snprintf(out, size, "%s/%s/oauth2/v2.0/%s", base, tenant ? tenant : MS_TENANT, what);
+    return n < 0 || (size_t)n >= size ? -1 : 0;
+}
+
+static void ms_validate(const mc_plugin_cfg *cfg)
+{
+    mc__oauth_validate(cfg);
+    const char *t = host->cfg_string(cfg, "tenant");
+    if (t && !tenant_ok(t))
+        host->cfg_error(cfg, "tenant",
+                        "must be a tenant ID, a domain, \"common\", \"organizations\" or "
+                        "\"consumers\" ([A-Za-z0-9.-], not empty), got \"%s\"", t);
+    if (!mc__oauth_check_url(cfg, "authority") && host->cfg_string(cfg, "authority")) {
+        char url[MC_URL_MAX];
+        if (build_url(cfg, "devicecode", url, sizeof(url)) < 0)
+            host->cfg_error(cfg, "authority", "too long to build the endpoint URLs");
+    }
+}
+
+static int ms_profile(const mc_plugin_cfg *cfg, mc_oauth_profile *out, mc_error **err)
+{
+    static const struct { const char *key, *what; size_t off; } urls[] = {
+        { "authorization_url", "authorize", offsetof(mc_oauth_profile, authorization_url) },
+        { "token_url", "token", offsetof(mc_oauth_profile, token_url) },
+        { "device_authorization_url", "devicecode",
+          offsetof(mc_oauth_profile, device_authorization_url) },
+    };
+    memset(out, 0, sizeof(*out));
+    out->size = sizeof(*out);
+    int rc;
+    for (size_t i = 0; i < sizeof(urls) / sizeof(urls[0]); i++) {
+        char *dst = (char *)out + urls[i].off;
+        const char *explicit = host->cfg_string(cfg, urls[i].key);
+        if (explicit) {
+            if ((rc = mc__oauth_copy(dst, MC_URL_MAX, explicit, urls[i].key, err)) < 0)
+                return rc;
+        } else if (build_url(cfg, urls[i].what, dst, MC_URL_MAX) < 0) {
+            return host->error(err, MC_ECONFIG, MC_OUTCOME_CONFIG, MC_STAGE_CONFIG,
+                               "auth.authority: too long to build the endpoint URLs");
+        }
+    }
+    /* Microsoft has no revocation endpoint: only an explicit one is used */
+    if ((rc = mc__oauth_copy(out->revocation_url, sizeof(out->revocation_url),
+                             host->cfg_string(cfg, "revocation_url"), "revocation_url", err)) < 0)
+        return rc;
+    const char *scope = host->cfg_string(cfg, "scope");
+    if (!scope)
+        scope = strcmp(mc__oauth_grant(cfg), "client_credentials") == 0 ? MS_SCOPE_APP_ONLY
+                                                                       : MS_SCOPE;
+    if ((rc = mc__oauth_copy(out->scope, sizeof(out->scope), scope, "scope", err)) < 0)
+        return rc;
+    if (!(out->params = mc__oauth_params(cfg, NULL)))
+        return host->error(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, MC_STAGE_CONFIG, NULL);
+    out->flows = MC_FLOW_AUTH_CODE | MC_FLOW_PASTE | MC_FLOW_DEVICE | MC_FLOW_CLIENT_CREDENTIALS;
+    out->default_headless = MC_FLOW_DEVICE;
+    out->rotates_refresh = true;
+    out->refresh_lifetime_days = 90;
+    out->hints = ms_hints;
+    return 0;
+}
+
+static const mc_auth_ops ms_ops = {
+    .size = sizeof(mc_auth_ops),
+    .mechanisms = mc__oauth_mechanisms,
+    .keys = ms_keys,
+    .smtp_host = "smtp.office365.com",
+    .smtp_port = 587,
+    .smtp_transport = "starttls",
+    .max_connections = 3,
+    .oauth = true,
+    .validate = ms_validate,
+    .credentials = NULL,
+    .oauth_profile = ms_profile,
+};
+
+static const mc_plugin_desc ms_desc = {
+    .abi_major = MC_PLUGIN_ABI_MAJOR,
+    .abi_minor = MC_PLUGIN_ABI_MINOR,
+    .kind = MC_PLUGIN_AUTH,
+    .name = "microsoft",
+    .version = MC_VERSION_STRING,
+    .summary = "Microsoft 365, Exchange Online, Outlook.com: OAuth2 (XOAUTH2, OAUTHBEARER)",
+    .ops = &ms_ops,
+};
+
+const mc_plugin_desc *mc_plugin_entry(const mc_host_api *h)
+{
+    host = h;
+    mc__oauth_init(h);
+    return &ms_desc;
+}

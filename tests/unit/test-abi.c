@@ -1,7 +1,320 @@
+/* test-abi: freeze the plugin ABI.
+ *
+ * Every number below is what include/mailconn/plugin.h (and the parts of
+ * mailconn.h that cross the plugin boundary: mc_error, mc_rcpt_result, the
+ * codes, outcomes, stages and log levels) compile to on x86_64 today. A
+ * change to any of them breaks every plugin built before it: moving,
+ * removing or resizing a member needs MC_PLUGIN_ABI_MAJOR bumped (and this
+ * table updated with it); appending to an ops table needs the minor bumped.
+ * Result records (mc_error, mc_rcpt_result) only grow at the end, so only a
+ * lower bound is kept for their size.
+ */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
+#include <stdio.h>
 #include <cmocka.h>
-static void placeholder(void **s) { (void)s; }
-int main(void) { const struct CMUnitTest t[] = { cmocka_unit_test(placeholder) }; return cmocka_run_group_tests(t, NULL, NULL); }
+
+#include "mailconn/plugin.h"
+
+typedef struct abi_num {
+    const char *what;
+    long long   actual;
+    long long   frozen;
+    bool        at_least;   /* actual may exceed frozen */
+} abi_num;
+
+#define SIZE(T, size, align)                                                  \
+    { "sizeof(" #T ")", (long long)sizeof(T), size, false },                  \
+    { "_Alignof(" #T ")", (long long)_Alignof(T), align, false }
+#define SIZE_MIN(T, size, align)                                              \
+    { "sizeof(" #T ")", (long long)sizeof(T), size, true },                   \
+    { "_Alignof(" #T ")", (long long)_Alignof(T), align, false }
+#define MEMBER(T, m, off, size)                                               \
+    { "offsetof(" #T ", " #m ")", (long long)offsetof(T, m), off, false },    \
+    { "sizeof(" #T "." #m ")", (long long)sizeof(((T *)0)->m), size, false }
+#define CONST(name, value) { #name, (long long)(name), value, false }
+
+static const abi_num struct_sizes[] = {
+    SIZE(mc_stream_ops, 32, 8),
+    SIZE(mc_stream, 96, 8),
+    SIZE(mc_connect_opts, 40, 8),
+    SIZE(mc_transport_ops, 32, 8),
+    SIZE(mc_credentials, 16, 8),
+    SIZE(mc_hint, 16, 8),
+    SIZE(mc_oauth_profile, 9256, 8),
+    SIZE(mc_auth_ops, 80, 8),
+    SIZE(mc_oauth_request, 104, 8),
+    SIZE(mc_oauth_authorize_opts, 56, 8),
+    SIZE(mc_oauth_status, 32, 8),
+    SIZE(mc_oauth_engine_ops, 56, 8),
+    SIZE(mc_host_api, 144, 8),
+    SIZE(mc_plugin_desc, 40, 8),
+    SIZE_MIN(mc_error, 96, 8),
+    SIZE_MIN(mc_rcpt_result, 40, 8),
+};
+
+static const abi_num struct_members[] = {
+    MEMBER(mc_stream_ops, size, 0, 8),
+    MEMBER(mc_stream_ops, read, 8, 8),
+    MEMBER(mc_stream_ops, write, 16, 8),
+    MEMBER(mc_stream_ops, close, 24, 8),
+    MEMBER(mc_stream, ops, 0, 8),
+    MEMBER(mc_stream, encrypted, 8, 1),
+    MEMBER(mc_stream, peer_verified, 9, 1),
+    MEMBER(mc_stream, tls_version, 10, 16),
+    MEMBER(mc_stream, tls_cipher, 26, 64),
+    MEMBER(mc_connect_opts, size, 0, 8),
+    MEMBER(mc_connect_opts, host, 8, 8),
+    MEMBER(mc_connect_opts, port, 16, 2),
+    MEMBER(mc_connect_opts, timeout_ms, 20, 4),
+    MEMBER(mc_connect_opts, ca_file, 24, 8),
+    MEMBER(mc_connect_opts, tls_min, 32, 4),
+    MEMBER(mc_transport_ops, size, 0, 8),
+    MEMBER(mc_transport_ops, default_port, 8, 2),
+    MEMBER(mc_transport_ops, connect, 16, 8),
+    MEMBER(mc_transport_ops, starttls, 24, 8),
+    MEMBER(mc_credentials, user, 0, 8),
+    MEMBER(mc_credentials, password, 8, 8),
+    MEMBER(mc_hint, match, 0, 8),
+    MEMBER(mc_hint, hint, 8, 8),
+    MEMBER(mc_oauth_profile, size, 0, 8),
+    MEMBER(mc_oauth_profile, authorization_url, 8, 2048),
+    MEMBER(mc_oauth_profile, token_url, 2056, 2048),
+    MEMBER(mc_oauth_profile, device_authorization_url, 4104, 2048),
+    MEMBER(mc_oauth_profile, revocation_url, 6152, 2048),
+    MEMBER(mc_oauth_profile, scope, 8200, 1024),
+    MEMBER(mc_oauth_profile, params, 9224, 8),
+    MEMBER(mc_oauth_profile, flows, 9232, 4),
+    MEMBER(mc_oauth_profile, default_headless, 9236, 4),
+    MEMBER(mc_oauth_profile, rotates_refresh, 9240, 1),
+    MEMBER(mc_oauth_profile, refresh_lifetime_days, 9244, 4),
+    MEMBER(mc_oauth_profile, hints, 9248, 8),
+    MEMBER(mc_auth_ops, size, 0, 8),
+    MEMBER(mc_auth_ops, mechanisms, 8, 8),
+    MEMBER(mc_auth_ops, keys, 16, 8),
+    MEMBER(mc_auth_ops, smtp_host, 24, 8),
+    MEMBER(mc_auth_ops, smtp_port, 32, 2),
+    MEMBER(mc_auth_ops, smtp_transport, 40, 8),
+    MEMBER(mc_auth_ops, max_connections, 48, 4),
+    MEMBER(mc_auth_ops, oauth, 52, 1),
+    MEMBER(mc_auth_ops, validate, 56, 8),
+    MEMBER(mc_auth_ops, credentials, 64, 8),
+    MEMBER(mc_auth_ops, oauth_profile, 72, 8),
+    MEMBER(mc_oauth_request, size, 0, 8),
+    MEMBER(mc_oauth_request, server, 8, 8),
+    MEMBER(mc_oauth_request, provider, 16, 8),
+    MEMBER(mc_oauth_request, client_id, 24, 8),
+    MEMBER(mc_oauth_request, client_secret, 32, 8),
+    MEMBER(mc_oauth_request, client_auth, 40, 8),
+    MEMBER(mc_oauth_request, user, 48, 8),
+    MEMBER(mc_oauth_request, grant, 56, 8),
+    MEMBER(mc_oauth_request, redirect_uri, 64, 8),
+    MEMBER(mc_oauth_request, ca_file, 72, 8),
+    MEMBER(mc_oauth_request, state_dir, 80, 8),
+    MEMBER(mc_oauth_request, timeout_s, 88, 4),
+    MEMBER(mc_oauth_request, refresh_margin_s, 92, 4),
+    MEMBER(mc_oauth_request, profile, 96, 8),
+    MEMBER(mc_oauth_authorize_opts, size, 0, 8),
+    MEMBER(mc_oauth_authorize_opts, flow, 8, 4),
+    MEMBER(mc_oauth_authorize_opts, port, 12, 4),
+    MEMBER(mc_oauth_authorize_opts, browser, 16, 8),
+    MEMBER(mc_oauth_authorize_opts, wait_s, 24, 4),
+    MEMBER(mc_oauth_authorize_opts, say, 32, 8),
+    MEMBER(mc_oauth_authorize_opts, ask, 40, 8),
+    MEMBER(mc_oauth_authorize_opts, payload, 48, 8),
+    MEMBER(mc_oauth_status, stored, 0, 1),
+    MEMBER(mc_oauth_status, identity_mismatch, 1, 1),
+    MEMBER(mc_oauth_status, access_expires, 8, 8),
+    MEMBER(mc_oauth_status, refresh_issued, 16, 8),
+    MEMBER(mc_oauth_status, refresh_used, 24, 8),
+    MEMBER(mc_oauth_engine_ops, size, 0, 8),
+    MEMBER(mc_oauth_engine_ops, token, 8, 8),
+    MEMBER(mc_oauth_engine_ops, invalidate, 16, 8),
+    MEMBER(mc_oauth_engine_ops, authorize, 24, 8),
+    MEMBER(mc_oauth_engine_ops, import_refresh, 32, 8),
+    MEMBER(mc_oauth_engine_ops, revoke, 40, 8),
+    MEMBER(mc_oauth_engine_ops, status, 48, 8),
+    MEMBER(mc_host_api, size, 0, 8),
+    MEMBER(mc_host_api, abi_major, 8, 2),
+    MEMBER(mc_host_api, abi_minor, 10, 2),
+    MEMBER(mc_host_api, log, 16, 8),
+    MEMBER(mc_host_api, redact, 24, 8),
+    MEMBER(mc_host_api, alloc, 32, 8),
+    MEMBER(mc_host_api, strdup, 40, 8),
+    MEMBER(mc_host_api, free, 48, 8),
+    MEMBER(mc_host_api, free_secret, 56, 8),
+    MEMBER(mc_host_api, error, 64, 8),
+    MEMBER(mc_host_api, cfg_string, 72, 8),
+    MEMBER(mc_host_api, cfg_has, 80, 8),
+    MEMBER(mc_host_api, cfg_int, 88, 8),
+    MEMBER(mc_host_api, cfg_member, 96, 8),
+    MEMBER(mc_host_api, cfg_error, 104, 8),
+    MEMBER(mc_host_api, secret, 112, 8),
+    MEMBER(mc_host_api, tcp_connect, 120, 8),
+    MEMBER(mc_host_api, file_replace, 128, 8),
+    MEMBER(mc_host_api, run_command, 136, 8),
+    MEMBER(mc_plugin_desc, abi_major, 0, 2),
+    MEMBER(mc_plugin_desc, abi_minor, 2, 2),
+    MEMBER(mc_plugin_desc, kind, 4, 4),
+    MEMBER(mc_plugin_desc, name, 8, 8),
+    MEMBER(mc_plugin_desc, version, 16, 8),
+    MEMBER(mc_plugin_desc, summary, 24, 8),
+    MEMBER(mc_plugin_desc, ops, 32, 8),
+    MEMBER(mc_error, code, 0, 4),
+    MEMBER(mc_error, outcome, 4, 4),
+    MEMBER(mc_error, stage, 8, 4),
+    MEMBER(mc_error, smtp_code, 12, 4),
+    MEMBER(mc_error, enhanced, 16, 12),
+    MEMBER(mc_error, server_text, 32, 8),
+    MEMBER(mc_error, transient, 40, 1),
+    MEMBER(mc_error, message, 48, 8),
+    MEMBER(mc_error, hint, 56, 8),
+    MEMBER(mc_error, rcpts, 64, 8),
+    MEMBER(mc_error, n_rcpts, 72, 8),
+    MEMBER(mc_error, details, 80, 8),
+    MEMBER(mc_error, n_details, 88, 8),
+    MEMBER(mc_rcpt_result, address, 0, 8),
+    MEMBER(mc_rcpt_result, accepted, 8, 1),
+    MEMBER(mc_rcpt_result, smtp_code, 12, 4),
+    MEMBER(mc_rcpt_result, enhanced, 16, 12),
+    MEMBER(mc_rcpt_result, text, 32, 8),
+};
+
+static const abi_num constants[] = {
+    CONST(MC_PLUGIN_ABI_MAJOR, 1),
+    CONST(MC_PLUGIN_ABI_MINOR, 0),
+    CONST(MC_PLUGIN_TRANSPORT, 1),
+    CONST(MC_PLUGIN_AUTH, 2),
+    CONST(MC_PLUGIN_OAUTH_ENGINE, 3),
+    CONST(MC_FLOW_AUTH_CODE, 1),
+    CONST(MC_FLOW_PASTE, 2),
+    CONST(MC_FLOW_DEVICE, 4),
+    CONST(MC_FLOW_CLIENT_CREDENTIALS, 8),
+    CONST(MC_URL_MAX, 2048),
+    CONST(MC_LOG_ERROR, 0),
+    CONST(MC_LOG_WARN, 1),
+    CONST(MC_LOG_INFO, 2),
+    CONST(MC_LOG_TRANSCRIPT, 3),
+    CONST(MC_LOG_DEBUG, 4),
+    CONST(MC_OUTCOME_OK, 0),
+    CONST(MC_OUTCOME_CONFIG, 1),
+    CONST(MC_OUTCOME_USAGE, 2),
+    CONST(MC_OUTCOME_NOINPUT, 3),
+    CONST(MC_OUTCOME_DATA, 4),
+    CONST(MC_OUTCOME_AUTH, 5),
+    CONST(MC_OUTCOME_PERMANENT, 6),
+    CONST(MC_OUTCOME_PROTOCOL, 7),
+    CONST(MC_OUTCOME_TRANSIENT, 8),
+    CONST(MC_OUTCOME_UNKNOWN, 9),
+    CONST(MC_STAGE_NONE, 0),
+    CONST(MC_STAGE_CONFIG, 1),
+    CONST(MC_STAGE_PLUGIN, 2),
+    CONST(MC_STAGE_CONNECT, 3),
+    CONST(MC_STAGE_TLS, 4),
+    CONST(MC_STAGE_GREETING, 5),
+    CONST(MC_STAGE_EHLO, 6),
+    CONST(MC_STAGE_STARTTLS, 7),
+    CONST(MC_STAGE_AUTH, 8),
+    CONST(MC_STAGE_MAIL, 9),
+    CONST(MC_STAGE_RCPT, 10),
+    CONST(MC_STAGE_DATA, 11),
+    CONST(MC_STAGE_QUIT, 12),
+    CONST(MC_STAGE_OAUTH, 13),
+    CONST(MC_STAGE_MESSAGE, 14),
+    CONST(MC_OK, 0),
+    CONST(MC_EINVAL, -1),
+    CONST(MC_ENOMEM, -2),
+    CONST(MC_ECONFIG, -3),
+    CONST(MC_EPLUGIN, -4),
+    CONST(MC_ENOSERVER, -5),
+    CONST(MC_EFILE, -6),
+    CONST(MC_EMESSAGE, -7),
+    CONST(MC_EAUTH, -8),
+    CONST(MC_EREFUSED, -9),
+    CONST(MC_EPROTO, -10),
+    CONST(MC_ETEMP, -11),
+    CONST(MC_ENET, -12),
+    CONST(MC_ETIMEOUT, -13),
+    CONST(MC_ETLS, -14),
+    CONST(MC_EUNKNOWN, -15),
+    CONST(MC_EUSAGE, -16),
+    CONST(MC_ENOTIMPL, -17),
+    CONST(MC_EOAUTH, -18),
+    CONST(MC_ESECRET, -19),
+    CONST(MC_ERCPT, -20),
+};
+
+static void check_table(const abi_num *t, size_t n)
+{
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool ok = t[i].at_least ? t[i].actual >= t[i].frozen : t[i].actual == t[i].frozen;
+        if (!ok) {
+            print_error("ABI changed: %s is %lld, frozen at %s%lld\n", t[i].what, t[i].actual,
+                        t[i].at_least ? ">= " : "", t[i].frozen);
+            bad++;
+        }
+    }
+    assert_int_equal(bad, 0);
+}
+
+#define CHECK(t) check_table(t, sizeof(t) / sizeof(t[0]))
+
+static void test_abi_version(void **state)
+{
+    (void)state;
+    assert_int_equal(MC_PLUGIN_ABI_MAJOR, 1);
+    assert_int_equal(MC_PLUGIN_ABI_MINOR, 0);
+    assert_string_equal(MC_PLUGIN_ENTRY_SYMBOL, "mc_plugin_entry");
+}
+
+static void test_struct_sizes(void **state)
+{
+    (void)state;
+    CHECK(struct_sizes);
+}
+
+static void test_struct_members(void **state)
+{
+    (void)state;
+    CHECK(struct_members);
+}
+
+static void test_constants(void **state)
+{
+    (void)state;
+    CHECK(constants);
+}
+
+/* The version rule the loader relies on: the ABI version comes first in
+ * the descriptor and every ops table starts with its size. */
+static void test_descriptor_head(void **state)
+{
+    (void)state;
+    assert_int_equal(offsetof(mc_plugin_desc, abi_major), 0);
+    assert_int_equal(offsetof(mc_plugin_desc, abi_minor), 2);
+    assert_int_equal(offsetof(mc_transport_ops, size), 0);
+    assert_int_equal(offsetof(mc_auth_ops, size), 0);
+    assert_int_equal(offsetof(mc_oauth_engine_ops, size), 0);
+    assert_int_equal(offsetof(mc_stream_ops, size), 0);
+    assert_int_equal(offsetof(mc_host_api, size), 0);
+    assert_int_equal(offsetof(mc_oauth_profile, size), 0);
+    assert_int_equal(offsetof(mc_oauth_request, size), 0);
+    assert_int_equal(offsetof(mc_connect_opts, size), 0);
+    assert_int_equal(offsetof(mc_oauth_authorize_opts, size), 0);
+    assert_int_equal(offsetof(mc_stream, ops), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_abi_version),
+        cmocka_unit_test(test_struct_sizes),
+        cmocka_unit_test(test_struct_members),
+        cmocka_unit_test(test_constants),
+        cmocka_unit_test(test_descriptor_head),
+    };
+    return cmocka_run_group_tests_name("abi", tests, NULL, NULL);
+}

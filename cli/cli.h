@@ -1,0 +1,44 @@
+/* The mailconn command: shared between its files. */
+#ifndef MC_CLI_H
+#define MC_CLI_H
+
+#include <stdbool.h>
+#include "mailconn/mailconn.h"
+
+/* sysexits (DESIGN.md) */
+#define EX_OK_ 0
+#define EX_USAGE_ 64
+#define EX_DATAERR_ 65
+#define EX_NOINPUT_ 66
+#define EX_UNAVAILABLE_ 69
+#define EX_TEMPFAIL_ 75
+#define EX_PROTOCOL_ 76
+#define EX_NOPERM_ 77
+#define EX_CONFIG_ 78
+
+typedef struct cli {
+    const char *config;
+    const char *plugin_dir;
+    int         verbose;       /* -v: 1, -vv: 2 */
+    mc_outcome  worst;         /* most serious outcome so far */
+} cli;
+
+/** Record an outcome; the exit code is that of the most serious. */
+void cli_outcome(cli *c, mc_outcome o);
+int  cli_exit(const cli *c);
+/** Print an error on stderr ("mailconn: LABEL: stage: ...") and record it. */
+void cli_report(cli *c, const char *label, const mc_error *err, int code);
+/** Usage error: message on stderr, outcome USAGE. */
+int  cli_usage(cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/** A context for a command (flags MC_CONTEXT_*). On failure reports and
+ *  returns NULL. */
+mc_context *cli_context(cli *c, unsigned flags, const char *server);
+
+int cmd_send(cli *c, int argc, char **argv);
+int cmd_test(cli *c, int argc, char **argv);
+int cmd_sendmail(cli *c, int argc, char **argv);
+int cmd_auth(cli *c, int argc, char **argv);
+/** " token=..." for an OAuth server (`servers`); nothing otherwise. */
+void cli_server_token_state(mc_context *ctx, const mc_server *srv);
+
+#endif

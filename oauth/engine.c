@@ -1,0 +1,330 @@
+/* oauth/engine: the engine's ops and its one exported symbol. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "oauth.h"
+
+static bool is_client_credentials(const mc_oauth_request *req)
+{
+    return req->grant && !strcmp(req->grant, "client_credentials");
+}
+
+static int check_request(const mc_oauth_request *req, mc_error **err)
+{
+    if (!req || req->size < sizeof(mc_oauth_request) || !req->profile ||
+        req->profile->size < sizeof(mc_oauth_profile))
+        return mc__oauth_fail(err, MC_EINVAL, MC_OUTCOME_CONFIG, NULL,
+                              "OAuth request without a profile");
+    if (!req->client_id || !*req->client_id)
+        return mc__oauth_fail(err, MC_ECONFIG, MC_OUTCOME_CONFIG, NULL,
+                              "server %s: auth.client_id is required", req->server);
+    if (req->client_auth && strcmp(req->client_auth, "none") && !req->client_secret)
+        return mc__oauth_fail(err, MC_ECONFIG, MC_OUTCOME_CONFIG, NULL,
+                              "server %s: auth.client_auth \"%s\" needs a client secret",
+                              req->server, req->client_auth);
+    return mc__oauth_check_url(req->profile->token_url, "token_url", err);
+}
+
+static int margin(const mc_oauth_request *req)
+{
+    return req->refresh_margin_s >= 0 ? req->refresh_margin_s : MC__OAUTH_DEFAULT_MARGIN;
+}
+
+static bool usable(const mc_oauth_request *req, const mc__oauth_store *s)
+{
+    return s->access_token && s->expires_at - margin(req) > mc__oauth_now();
+}
+
+static int mismatch(const mc_oauth_request *req, const mc__oauth_store *s, mc_error **err)
+{
+    char hint[256];
+    snprintf(hint, sizeof hint, "run `mailconn auth --server %s`", req->server);
+    return mc__oauth_fail(err, MC_EAUTH, MC_OUTCOME_AUTH, hint,
+                          "tokens stored for another identity (provider %s, client %s, user %s): "
+                          "run `mailconn auth --server %s`",
+                          s->provider ? s->provider : "-", s->client_id ? s->client_id : "-",
+                          s->user ? s->user : "-", req->server);
+}
+
+static int hand_out(const mc__oauth_store *s, char **out, mc_error **err)
+{
+    *out = H->strdup(s->access_token);
+    if (!*out)
+        return mc__oauth_fail(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, NULL, "out of memory");
+    return 0;
+}
+
+/* Under the lock: refresh (or fetch with client_credentials) and store. */
+static int renew(const mc_oauth_request *req, mc__oauth_store *s, mc_error **err)
+{
+    const mc_oauth_profile *p = req->profile;
+    mc__obuf form = MC__OBUF_INIT;
+    int rc;
+    bool cc = is_client_credentials(req);
+    if (cc) {
+        rc = mc__oauth_form_add(&form, "grant_type", "client_credentials");
+        if (!rc && p->scope[0])
+            rc = mc__oauth_form_add(&form, "scope", p->scope);
+    } else {
+        /* no scope: RFC 6749 section 6, the scope originally granted (a
+         * server may have dropped part of what was asked, offline_access) */
+        rc = mc__oauth_form_add(&form, "grant_type", "refresh_token");
+        if (!rc)
+            rc = mc__oauth_form_add(&form, "refresh_token", s->refresh_token);
+    }
+    if (rc) {
+        mc__obuf_free(&form);
+        return mc__oauth_fail(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, NULL, "out of memory");
+    }
+    H->log(MC_LOG_DEBUG, "oauth: server %s: %s", req->server,
+           cc ? "requesting an access token (client credentials)"
+              : "refreshing access token <redacted> with refresh token <redacted>");
+    mc__oauth_tokens t;
+    rc = mc__oauth_token_request(req, p->token_url, form.data, &t, NULL, err);
+    mc__obuf_free(&form);
+    if (rc)
+        return rc;
+    if (cc && t.refresh_token) {            /* not meant for this grant */
+        mc__oauth_wipe_free(t.refresh_token);
+        t.refresh_token = NULL;
+    }
+    rc = mc__oauth_store_tokens(req, s, &t, !cc, err);
+    mc__oauth_tokens_clear(&t);
+    return rc;
+}
+
+static int engine_token(const mc_oauth_request *req, char **out, mc_error **err)
+{
+    *out = NULL;
+    int rc = check_request(req, err);
+    if (rc)
+        return rc;
+    mc__oauth_store s;
+    bool found = false;
+    bool cc = is_client_credentials(req);
+
+    /* fast path: a cached token far enough from expiry, no lock */
+    rc = mc__oauth_store_load(req, &s, &found, cc ? NULL : err);
+    if (rc && !cc)
+        return rc;
+    if (!rc && found && mc__oauth_store_identity_matches(req, &s) && usable(req, &s)) {
+        rc = hand_out(&s, out, err);
+        mc__oauth_store_clear(&s);
+        return rc;
+    }
+    /* the token seen before waiting: a different one after the wait is fresh */
+    char *seen = s.access_token;
+    s.access_token = NULL;
+    mc__oauth_store_clear(&s);
+
+    mc__oauth_held lock;
+    rc = mc__oauth_lock(req, &lock, err);
+    if (rc) {
+        mc__oauth_wipe_free(seen);
+        return rc;
+    }
+    /* re-read: another thread or process may have refreshed meanwhile */
+    /* client_credentials: a bad file is simply replaced */
+    rc = mc__oauth_store_load(req, &s, &found, cc ? NULL : err);
+    if (rc && !cc)
+        goto out;
+    rc = 0;
+    if (found && !mc__oauth_store_identity_matches(req, &s)) {
+        if (!cc) {
+            rc = mismatch(req, &s, err);
+            goto out;
+        }
+        mc__oauth_store_clear(&s);   /* client_credentials: fetch for this identity */
+        found = false;
+    }
+    /* usable, or refreshed by another thread or process while this one
+     * waited (a provider whose tokens live shorter than the margin) */
+    if (found && (usable(req, &s) ||
+                  (s.access_token && s.expires_at > mc__oauth_now() &&
+                   (!seen || strcmp(seen, s.access_token))))) {
+        H->log(MC_LOG_DEBUG, "oauth: server %s: using the access token another request refreshed",
+               req->server);
+        rc = hand_out(&s, out, err);
+        goto out;
+    }
+    if (!cc && (!found || !s.refresh_token)) {
+        char hint[256];
+        snprintf(hint, sizeof hint, "run `mailconn auth --server %s`", req->server);
+        rc = mc__oauth_fail(err, MC_EAUTH, MC_OUTCOME_AUTH, hint,
+                            "no token stored for server %s: run `mailconn auth --server %s`",
+                            req->server, req->server);
+        goto out;
+    }
+    rc = renew(req, &s, err);
+    if (!rc)
+        rc = hand_out(&s, out, err);
+out:
+    mc__oauth_unlock(&lock);
+    mc__oauth_store_clear(&s);
+    mc__oauth_wipe_free(seen);
+    return rc;
+}
+
+static int engine_invalidate(const mc_oauth_request *req, const char *token, mc_error **err)
+{
+    int rc = check_request(req, err);
+    if (rc)
+        return rc;
+    if (!token)
+        return 0;
+    mc__oauth_held lock;
+    rc = mc__oauth_lock(req, &lock, err);
+    if (rc)
+        return rc;
+    mc__oauth_store s;
+    bool found = false;
+    rc = mc__oauth_store_load(req, &s, &found, err);
+    if (!rc && found && mc__oauth_store_identity_matches(req, &s) && s.access_token &&
+        !strcmp(s.access_token, token)) {
+        mc__oauth_wipe_free(s.access_token);
+        s.access_token = NULL;
+        s.expires_at = 0;
+        rc = mc__oauth_store_save(req, &s, err);
+        H->log(MC_LOG_DEBUG, "oauth: server %s: access token <redacted> forgotten", req->server);
+    }
+    mc__oauth_store_clear(&s);
+    mc__oauth_unlock(&lock);
+    return rc;
+}
+
+static int engine_authorize(const mc_oauth_request *req, const mc_oauth_authorize_opts *o,
+                            mc_error **err)
+{
+    int rc = check_request(req, err);
+    if (rc)
+        return rc;
+    if (!o || o->size < sizeof(mc_oauth_authorize_opts))
+        return mc__oauth_fail(err, MC_EINVAL, MC_OUTCOME_USAGE, NULL,
+                              "authorization options missing");
+    return mc__oauth_authorize(req, o, err);
+}
+
+static int engine_import(const mc_oauth_request *req, const char *refresh_token,
+                         mc_error **err)
+{
+    int rc = check_request(req, err);
+    if (rc)
+        return rc;
+    if (!refresh_token || !*refresh_token)
+        return mc__oauth_fail(err, MC_EINVAL, MC_OUTCOME_USAGE, NULL,
+                              "the refresh token to import is empty");
+    H->redact(refresh_token);
+    mc__oauth_held lock;
+    rc = mc__oauth_lock(req, &lock, err);
+    if (rc)
+        return rc;
+    mc__oauth_store s;
+    memset(&s, 0, sizeof s);
+    s.refresh_token = strdup(refresh_token);
+    if (!s.refresh_token) {
+        rc = mc__oauth_fail(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, NULL, "out of memory");
+    } else {
+        s.refresh_issued_at = mc__oauth_now();
+        /* redeem once: proves the token before anything is stored */
+        rc = renew(req, &s, err);
+    }
+    mc__oauth_store_clear(&s);
+    mc__oauth_unlock(&lock);
+    return rc;
+}
+
+static int engine_revoke(const mc_oauth_request *req, mc_error **err)
+{
+    int rc = check_request(req, err);
+    if (rc)
+        return rc;
+    mc__oauth_held lock;
+    rc = mc__oauth_lock(req, &lock, err);
+    if (rc)
+        return rc;
+    mc__oauth_store s;
+    bool found = false;
+    rc = mc__oauth_store_load(req, &s, &found, err);
+    const char *url = req->profile->revocation_url;
+    const char *token = found ? (s.refresh_token ? s.refresh_token : s.access_token) : NULL;
+    if (!rc && token && url[0] && mc__oauth_store_identity_matches(req, &s)) {
+        mc__obuf form = MC__OBUF_INIT;
+        rc = mc__oauth_form_add(&form, "token", token);
+        if (!rc)
+            rc = mc__oauth_form_add(&form, "token_type_hint",
+                                    s.refresh_token ? "refresh_token" : "access_token");
+        mc__oauth_http h;
+        if (rc)
+            rc = mc__oauth_fail(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, NULL, "out of memory");
+        else
+            rc = mc__oauth_post(req, url, form.data, &h, err);
+        mc__obuf_free(&form);
+        if (!rc) {
+            /* RFC 7009: 200 even for an unknown token */
+            if (h.status < 200 || h.status > 299)
+                rc = mc__oauth_error_from(h.status, h.body.data, h.body.len, req, NULL, err);
+            mc__oauth_http_free(&h);
+        }
+        if (!rc)
+            H->log(MC_LOG_INFO, "server %s: token revoked at %s", req->server, url);
+    }
+    if (!rc)
+        rc = mc__oauth_store_delete(req, err);
+    mc__oauth_store_clear(&s);
+    mc__oauth_unlock(&lock);
+    return rc;
+}
+
+static int engine_status(const mc_oauth_request *req, mc_oauth_status *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!req || !req->profile)
+        return MC_EINVAL;
+    mc__oauth_store s;
+    bool found = false;
+    int rc = mc__oauth_store_load(req, &s, &found, NULL);
+    if (rc || !found) {
+        mc__oauth_store_clear(&s);
+        return rc;
+    }
+    if (!mc__oauth_store_identity_matches(req, &s)) {
+        out->identity_mismatch = true;
+    } else {
+        out->stored = s.access_token || s.refresh_token;
+        out->access_expires = s.access_token ? s.expires_at : 0;
+        out->refresh_issued = s.refresh_token ? s.refresh_issued_at : 0;
+        out->refresh_used = s.refresh_used_at;
+    }
+    mc__oauth_store_clear(&s);
+    return 0;
+}
+
+static const mc_oauth_engine_ops engine_ops = {
+    .size = sizeof(mc_oauth_engine_ops),
+    .token = engine_token,
+    .invalidate = engine_invalidate,
+    .authorize = engine_authorize,
+    .import_refresh = engine_import,
+    .revoke = engine_revoke,
+    .status = engine_status,
+};
+
+static const mc_plugin_desc engine_desc = {
+    .abi_major = MC_PLUGIN_ABI_MAJOR,
+    .abi_minor = MC_PLUGIN_ABI_MINOR,
+    .kind = MC_PLUGIN_OAUTH_ENGINE,
+    .name = "oauth",
+    .version = MC_VERSION_STRING,
+    .summary = "OAuth 2.0 client: authorization code + PKCE, device code, client credentials, "
+               "refresh; token store",
+    .ops = &engine_ops,
+};
+
+MC_PLUGIN_EXPORT const mc_plugin_desc *mc_plugin_entry(const mc_host_api *host)
+{
+    if (!host || host->size < sizeof(mc_host_api))
+        return NULL;
+    mc__oauth_host = host;
+    return &engine_desc;
+}

@@ -1,0 +1,562 @@
+/* oauth/flows: the interactive grants of `mailconn auth`: authorization code
+ * with PKCE over a loopback redirect (RFC 8252), the paste mode, and the
+ * device authorization grant (RFC 8628). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json_object.h>
+#include <json-c/json_tokener.h>
+#include <openssl/crypto.h>
+
+#include "oauth.h"
+
+extern char **environ;
+
+#define REQUEST_MAX 8192
+
+static long long mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void say(const mc_oauth_authorize_opts *o, const char *fmt, ...) MC__PRINTF(2, 3);
+static void say(const mc_oauth_authorize_opts *o, const char *fmt, ...)
+{
+    char line[MC_URL_MAX + 4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (o->say)
+        o->say(o->payload, line);
+    else
+        H->log(MC_LOG_WARN, "%s", line);
+}
+
+static int wait_s(const mc_oauth_authorize_opts *o)
+{
+    return o->wait_s > 0 ? o->wait_s : 300;
+}
+
+/* Redeem an authorization code and store the tokens. */
+static int redeem(const mc_oauth_request *req, const char *code, const char *redirect_uri,
+                  const char *verifier, mc_error **err)
+{
+    mc__obuf form = MC__OBUF_INIT;
+    int rc = mc__oauth_form_add(&form, "grant_type", "authorization_code");
+    if (!rc)
+        rc = mc__oauth_form_add(&form, "code", code);
+    if (!rc)
+        rc = mc__oauth_form_add(&form, "redirect_uri", redirect_uri);
+    if (!rc)
+        rc = mc__oauth_form_add(&form, "code_verifier", verifier);
+    if (rc) {
+        mc__obuf_free(&form);
+        return mc__oauth_fail(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, NULL, "out of memory");
+    }
+    mc__oauth_tokens t;
+    rc = mc__oauth_token_request(req, req->profile->token_url, form.data, &t, NULL, err);
+    mc__obuf_free(&form);
+    if (rc)
+        return rc;
+    mc__oauth_held lock;
+    rc = mc__oauth_lock(req, &lock, err);
+    if (!rc) {
+        mc__oauth_store s;
+        memset(&s, 0, sizeof s);
+        rc = mc__oauth_store_tokens(req, &s, &t, false, err);
+        mc__oauth_store_clear(&s);
+        mc__oauth_unlock(&lock);
+    }
+    if (!rc && !t.refresh_token)
+        H->log(MC_LOG_WARN,
+               "server %s: the OAuth server issued no refresh token: sending works until the "
+               "access token expires (Google needs access_type=offline and prompt=consent; "
+               "Microsoft needs the offline_access scope)", req->server);
+    mc__oauth_tokens_clear(&t);
+    return rc;
+}
+
+/* The redirect's state and code (or error): shared by loopback and paste. */
+static int check_redirect(const mc_oauth_request *req, const mc__oauth_redirect *r,
+                          const char *state, mc_error **err)
+{
+    if (r->error) {
+        int rc;
+        if (!strcmp(r->error, "access_denied"))
+            rc = mc__oauth_fail(err, MC_EAUTH, MC_OUTCOME_AUTH, NULL,
+                                "authorization for server %s was denied (%s%s%s)", req->server,
+                                r->error, r->error_description ? ": " : "",
+                                r->error_description ? r->error_description : "");
+        else
+            rc = mc__oauth_fail(err, MC_EOAUTH, MC_OUTCOME_PERMANENT, NULL,
+                                "authorization for server %s failed (%s%s%s)", req->server,
+                                r->error, r->error_description ? ": " : "",
+                                r->error_description ? r->error_description : "");
+        return rc;
+    }
+    if (!r->state || strcmp(r->state, state))
+        return mc__oauth_fail(err, MC_EAUTH, MC_OUTCOME_AUTH,
+                              "start again with `mailconn auth` and use the newest URL",
+                              "the redirect's state does not match this authorization "
+                              "(a stale or forged redirect)");
+    if (!r->code || !*r->code)
+        return mc__oauth_fail(err, MC_EAUTH, MC_OUTCOME_AUTH, NULL,
+                              "the redirect carries no authorization code");
+    return 0;
+}
+
+static void run_browser(const char *browser, const char *url, pid_t *pid)
+{
+    *pid = -1;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+    char *argv[] = { (char *)browser, (char *)url, NULL };
+    if (posix_spawnp(pid, browser, &fa, NULL, argv, environ) != 0) {
+        H->log(MC_LOG_WARN, "cannot run the browser command %s: %s", browser, strerror(errno));
+        *pid = -1;
+    }
+    posix_spawn_file_actions_destroy(&fa);
+}
+
+static void reap_browser(pid_t pid)
+{
+    if (pid > 0) {
+        /* a browser launcher normally exits at once; never wait long on it */
+        for (int i = 0; i < 50; i++) {
+            if (waitpid(pid, NULL, WNOHANG) != 0)
+                return;
+            struct timespec ts = { 0, 20 * 1000 * 1000 };
+            nanosleep(&ts, NULL);
+        }
+        H->log(MC_LOG_DEBUG, "oauth: the browser command is still running; not waited for");
+    }
+}
+
+static void answer(int fd, int status, const char *title, const char *text)
+{
+    char page[1024], msg[1400];
+    int n = snprintf(page, sizeof page,
+                     "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>mailconn</title>"
+                     "</head><body><h1>%s</h1><p>%s</p></body></html>\n", title, text);
+    int m = snprintf(msg, sizeof msg,
+                     "HTTP/1.1 %d %s\r\nContent-Type: text/html; charset=utf-8\r\n"
+                     "Content-Length: %d\r\nConnection: close\r\nCache-Control: no-store\r\n\r\n%s",
+                     status, status == 200 ? "OK" : status == 400 ? "Bad Request" : "Not Found",
+                     n, page);
+    if (m > 0)
+        (void)!send(fd, msg, (size_t)m, MSG_NOSIGNAL);
+}
+
+/* Read one HTTP request head (bounded size and time); the target in *target. */
+static int read_request(int fd, long long deadline, char **target)
+{
+    char buf[REQUEST_MAX + 1];
+    size_t len = 0;
+    *target = NULL;
+    while (len < REQUEST_MAX) {
+        long long left = deadline - mono_ms();
+        if (left <= 0)
+            return MC_ETIMEOUT;
+        struct pollfd p = { fd, POLLIN, 0 };
+        int r = poll(&p, 1, (int)(left > 5000 ? 5000 : left));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            continue;
+        ssize_t n = recv(fd, buf + len, REQUEST_MAX - len, 0);
+        if (n <= 0)
+            return MC_ENET;
+        len += (size_t)n;
+        buf[len] = '\0';
+        if (strstr(buf, "\r\n\r\n") || strstr(buf, "\n\n"))
+            break;
+    }
+    buf[len] = '\0';
+    int rc = MC_EINVAL;
+    if (!strncmp(buf, "GET ", 4)) {
+        char *t = buf + 4;
+        size_t n = strcspn(t, " \r\n");
+        if (n > 0 && t[0] == '/') {
+            *target = strndup(t, n);
+            rc = *target ? 0 : MC_ENOMEM;
+        }
+    }
+    OPENSSL_cleanse(buf, sizeof buf);
+    return rc;
+}
+
+static int flow_loopback(const mc_oauth_request *req, const mc_oauth_authorize_opts *o,
+                         const char *state, const char *verifier, const char *challenge,
+                         mc_error **err)
+{
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (lfd < 0)
+        return mc__oauth_fail(err, MC_ENET, MC_OUTCOME_TRANSIENT, NULL, "socket: %s",
+                              strerror(errno));
+    int one = 1;
+    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sa.sin_port = htons((uint16_t)(o->port > 0 && o->port < 65536 ? o->port : 0));
+    socklen_t sl = sizeof sa;
+    if (bind(lfd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(lfd, 8) != 0 ||
+        getsockname(lfd, (struct sockaddr *)&sa, &sl) != 0) {
+        int e = errno;
+        close(lfd);
+        return mc__oauth_fail(err, MC_ENET, MC_OUTCOME_TRANSIENT,
+                              o->port > 0 ? "choose another --port" : NULL,
+                              "cannot listen on 127.0.0.1:%d: %s", o->port, strerror(e));
+    }
+    char redirect[MC_URL_MAX];
+    if (req->redirect_uri && *req->redirect_uri)
+        snprintf(redirect, sizeof redirect, "%s", req->redirect_uri);
+    else
+        snprintf(redirect, sizeof redirect, "http://127.0.0.1:%u/", ntohs(sa.sin_port));
+    char *url = NULL;
+    int rc = mc__oauth_authorize_url(req, redirect, state, challenge, &url, err);
+    if (rc) {
+        close(lfd);
+        return rc;
+    }
+    say(o, "Open this URL in a browser to authorize mailconn for server %s:", req->server);
+    say(o, "%s", url);
+    say(o, "Waiting for the redirect on 127.0.0.1:%u (at most %d s)...", ntohs(sa.sin_port),
+        wait_s(o));
+    pid_t browser = -1;
+    if (o->browser && *o->browser)
+        run_browser(o->browser, url, &browser);
+    free(url);
+
+    long long deadline = mono_ms() + (long long)wait_s(o) * 1000;
+    mc__oauth_redirect r;
+    memset(&r, 0, sizeof r);
+    bool got = false;
+    while (!got) {
+        long long left = deadline - mono_ms();
+        if (left <= 0) {
+            rc = mc__oauth_fail(err, MC_EOAUTH, MC_OUTCOME_TRANSIENT,
+                                "run `mailconn auth` again, or use --paste or --device",
+                                "no redirect from the browser within %d s", wait_s(o));
+            break;
+        }
+        struct pollfd p = { lfd, POLLIN, 0 };
+        int n = poll(&p, 1, (int)(left > 1000 ? 1000 : left));
+        if (n < 0 && errno != EINTR) {
+            rc = mc__oauth_fail(err, MC_ENET, MC_OUTCOME_TRANSIENT, NULL, "poll: %s",
+                                strerror(errno));
+            break;
+        }
+        if (n <= 0)
+            continue;
+        int cfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+        if (cfd < 0)
+            continue;
+        char *target = NULL;
+        long long rdl = mono_ms() + 10000;
+        if (rdl > deadline)
+            rdl = deadline;
+        if (read_request(cfd, rdl, &target) != 0) {
+            answer(cfd, 400, "Bad request", "mailconn expected the authorization redirect.");
+            close(cfd);
+            continue;
+        }
+        mc__oauth_redirect cand;
+        if (mc__oauth_parse_redirect(target, &cand) != 0 || (!cand.code && !cand.error)) {
+            /* a favicon or a stray visitor */
+            answer(cfd, 404, "Not found", "This is mailconn's authorization listener.");
+            if (!mc__oauth_parse_redirect(target, &cand))
+                mc__oauth_redirect_clear(&cand);
+        } else if (!cand.state || strcmp(cand.state, state)) {
+            answer(cfd, 400, "Authorization not accepted",
+                   "The state does not match this authorization: start again.");
+            r = cand;
+            got = true;
+        } else if (cand.error) {
+            answer(cfd, 200, "Authorization refused",
+                   "mailconn was not authorized. You can close this window.");
+            r = cand;
+            got = true;
+        } else {
+            answer(cfd, 200, "mailconn is authorized",
+                   "You can close this window and return to the terminal.");
+            r = cand;
+            got = true;
+        }
+        mc__oauth_wipe_free(target);
+        close(cfd);
+    }
+    close(lfd);
+    reap_browser(browser);
+    if (got) {
+        rc = check_redirect(req, &r, state, err);
+        if (!rc)
+            rc = redeem(req, r.code, redirect, verifier, err);
+    }
+    mc__oauth_redirect_clear(&r);
+    return rc;
+}
+
+static int flow_paste(const mc_oauth_request *req, const mc_oauth_authorize_opts *o,
+                      const char *state, const char *verifier, const char *challenge,
+                      mc_error **err)
+{
+    if (!o->ask)
+        return mc__oauth_fail(err, MC_EINVAL, MC_OUTCOME_USAGE, NULL,
+                              "paste mode needs a way to read the redirect URL");
+    char redirect[MC_URL_MAX];
+    if (req->redirect_uri && *req->redirect_uri)
+        snprintf(redirect, sizeof redirect, "%s", req->redirect_uri);
+    else if (o->port > 0)
+        snprintf(redirect, sizeof redirect, "http://127.0.0.1:%d/", o->port);
+    else
+        snprintf(redirect, sizeof redirect, "http://127.0.0.1/");
+    char *url = NULL;
+    int rc = mc__oauth_authorize_url(req, redirect, state, challenge, &url, err);
+    if (rc)
+        return rc;
+    say(o, "Open this URL in a browser on any machine and authorize mailconn for server %s:",
+        req->server);
+    say(o, "%s", url);
+    say(o, "The browser then fails to load a page at %s: copy that page's whole address "
+        "from the address bar and paste it here.", redirect);
+    free(url);
+    char *line = o->ask(o->payload, "Redirect URL: ");
+    if (!line)
+        return mc__oauth_fail(err, MC_EOAUTH, MC_OUTCOME_TRANSIENT, NULL,
+                              "no redirect URL was pasted");
+    mc__oauth_redirect r;
+    if (mc__oauth_parse_redirect(line, &r) != 0) {
+        mc__oauth_wipe_free(line);
+        return mc__oauth_fail(err, MC_EAUTH, MC_OUTCOME_AUTH,
+                              "paste the complete address, starting with http://",
+                              "the pasted text is not a redirect URL");
+    }
+    mc__oauth_wipe_free(line);
+    rc = check_redirect(req, &r, state, err);
+    if (!rc)
+        rc = redeem(req, r.code, redirect, verifier, err);
+    mc__oauth_redirect_clear(&r);
+    return rc;
+}
+
+/* ------------------------------------------------------------ device */
+
+typedef struct device_answer {
+    char     *device_code;
+    char     *user_code;
+    char     *verification_uri;
+    char     *verification_uri_complete;
+    char     *message;
+    long long expires_in;
+    long long interval;
+} device_answer;
+
+static void device_clear(device_answer *d)
+{
+    mc__oauth_wipe_free(d->device_code);
+    free(d->user_code);
+    free(d->verification_uri);
+    free(d->verification_uri_complete);
+    free(d->message);
+    memset(d, 0, sizeof *d);
+}
+
+static char *jget(json_object *o, const char *key)
+{
+    json_object *v = NULL;
+    if (json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_string))
+        return strdup(json_object_get_string(v));
+    return NULL;
+}
+
+static long long jnum(json_object *o, const char *key, long long dflt)
+{
+    json_object *v = NULL;
+    if (!json_object_object_get_ex(o, key, &v) || !v)
+        return dflt;
+    if (json_object_is_type(v, json_type_int))
+        return (long long)json_object_get_int64(v);
+    if (json_object_is_type(v, json_type_string)) {
+        char *end = NULL;
+        long long n = strtoll(json_object_get_string(v), &end, 10);
+        return end && !*end ? n : dflt;
+    }
+    return dflt;
+}
+
+static int device_parse(const char *body, size_t len, device_answer *d)
+{
+    memset(d, 0, sizeof *d);
+    json_tokener *tok = json_tokener_new();
+    if (!tok)
+        return MC_ENOMEM;
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+    json_object *o = json_tokener_parse_ex(tok, body, (int)len);
+    bool ok = o && json_tokener_get_error(tok) == json_tokener_success &&
+              json_object_is_type(o, json_type_object);
+    json_tokener_free(tok);
+    if (ok) {
+        d->device_code = jget(o, "device_code");
+        d->user_code = jget(o, "user_code");
+        d->verification_uri = jget(o, "verification_uri");
+        if (!d->verification_uri)
+            d->verification_uri = jget(o, "verification_url");   /* Google */
+        d->verification_uri_complete = jget(o, "verification_uri_complete");
+        d->message = jget(o, "message");
+        d->expires_in = jnum(o, "expires_in", 600);
+        d->interval = jnum(o, "interval", 5);
+        json_object *v = NULL;
+        if (json_object_object_get_ex(o, "device_code", &v) &&
+            json_object_is_type(v, json_type_string))
+            OPENSSL_cleanse((char *)json_object_get_string(v),
+                            (size_t)json_object_get_string_len(v));
+        ok = d->device_code && d->user_code && d->verification_uri;
+    }
+    json_object_put(o);
+    if (!ok)
+        device_clear(d);
+    return ok ? 0 : MC_EOAUTH;
+}
+
+static int flow_device(const mc_oauth_request *req, const mc_oauth_authorize_opts *o,
+                       mc_error **err)
+{
+    const mc_oauth_profile *p = req->profile;
+    int rc = mc__oauth_check_url(p->device_authorization_url, "device_authorization_url", err);
+    if (rc)
+        return rc;
+    mc__obuf form = MC__OBUF_INIT;
+    if (p->scope[0] && mc__oauth_form_add(&form, "scope", p->scope)) {
+        mc__obuf_free(&form);
+        return mc__oauth_fail(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, NULL, "out of memory");
+    }
+    mc__oauth_http h;
+    rc = mc__oauth_post(req, p->device_authorization_url, form.data, &h, err);
+    mc__obuf_free(&form);
+    if (rc)
+        return rc;
+    device_answer d;
+    if (h.status < 200 || h.status > 299) {
+        rc = mc__oauth_error_from(h.status, h.body.data, h.body.len, req, NULL, err);
+        mc__oauth_http_free(&h);
+        return rc;
+    }
+    rc = device_parse(h.body.data ? h.body.data : "", h.body.len, &d);
+    mc__oauth_http_free(&h);
+    if (rc)
+        return mc__oauth_fail(err, MC_EOAUTH, MC_OUTCOME_TRANSIENT, NULL,
+                              "device authorization endpoint answered without device_code, "
+                              "user_code and verification_uri");
+    H->redact(d.device_code);
+    if (d.message)
+        say(o, "%s", d.message);
+    say(o, "To authorize mailconn for server %s, visit %s and enter the code %s", req->server,
+        d.verification_uri, d.user_code);
+    if (d.verification_uri_complete)
+        say(o, "(or open %s)", d.verification_uri_complete);
+    long long interval = d.interval > 0 ? d.interval : 5;
+    long long bound = d.expires_in > 0 && d.expires_in < wait_s(o) ? d.expires_in : wait_s(o);
+    long long deadline = mono_ms() + bound * 1000;
+    say(o, "Waiting for the approval (at most %lld s)...", bound);
+
+    mc__obuf poll_form = MC__OBUF_INIT;
+    rc = mc__oauth_form_add(&poll_form, "grant_type", "urn:ietf:params:oauth:grant-type:device_code");
+    if (!rc)
+        rc = mc__oauth_form_add(&poll_form, "device_code", d.device_code);
+    if (rc) {
+        rc = mc__oauth_fail(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, NULL, "out of memory");
+        goto done;
+    }
+    for (;;) {
+        long long wake = mono_ms() + interval * 1000;
+        if (wake > deadline) {
+            rc = mc__oauth_fail(err, MC_EOAUTH, MC_OUTCOME_TRANSIENT,
+                                "run `mailconn auth --device` again and enter the code sooner",
+                                "the device code for server %s was not approved in time",
+                                req->server);
+            break;
+        }
+        while (mono_ms() < wake) {
+            long long left = wake - mono_ms();
+            struct timespec ts = { (time_t)(left / 1000), (long)(left % 1000) * 1000000L };
+            nanosleep(&ts, NULL);
+        }
+        mc__oauth_tokens t;
+        char *oerr = NULL;
+        rc = mc__oauth_token_request(req, p->token_url, poll_form.data, &t, &oerr, err);
+        if (rc == MC_ETEMP && oerr && !strcmp(oerr, "slow_down")) {
+            interval += 5;
+            H->log(MC_LOG_DEBUG, "oauth: slow_down: polling every %lld s", interval);
+        }
+        free(oerr);
+        if (rc == MC_ETEMP)
+            continue;
+        if (!rc) {
+            mc__oauth_held lock;
+            rc = mc__oauth_lock(req, &lock, err);
+            if (!rc) {
+                mc__oauth_store s;
+                memset(&s, 0, sizeof s);
+                rc = mc__oauth_store_tokens(req, &s, &t, false, err);
+                mc__oauth_store_clear(&s);
+                mc__oauth_unlock(&lock);
+            }
+            mc__oauth_tokens_clear(&t);
+        }
+        break;
+    }
+done:
+    mc__obuf_free(&poll_form);
+    device_clear(&d);
+    return rc;
+}
+
+int mc__oauth_authorize(const mc_oauth_request *req, const mc_oauth_authorize_opts *o,
+                        mc_error **err)
+{
+    const mc_oauth_profile *p = req->profile;
+    if (o->flow == MC_FLOW_CLIENT_CREDENTIALS || (req->grant && !strcmp(req->grant, "client_credentials"))) {
+        return mc__oauth_fail(err, MC_EINVAL, MC_OUTCOME_USAGE,
+                              "with grant client_credentials, `send` fetches tokens itself",
+                              "server %s uses client credentials: there is nothing to authorize",
+                              req->server);
+    }
+    if (p->flows && !(p->flows & o->flow))
+        return mc__oauth_fail(err, MC_ECONFIG, MC_OUTCOME_CONFIG,
+                              o->flow == MC_FLOW_DEVICE ? "use --browser or --paste" : "use --device",
+                              "the provider of server %s does not allow this flow", req->server);
+    if (o->flow == MC_FLOW_DEVICE)
+        return flow_device(req, o, err);
+    if (o->flow != MC_FLOW_AUTH_CODE && o->flow != MC_FLOW_PASTE)
+        return mc__oauth_fail(err, MC_EINVAL, MC_OUTCOME_USAGE, NULL, "unknown OAuth flow %u",
+                              o->flow);
+    char verifier[MC__PKCE_VERIFIER_LEN + 1], challenge[44], state[23];
+    if (mc__oauth_pkce_verifier(verifier) || mc__oauth_pkce_challenge(verifier, challenge) ||
+        mc__oauth_random_state(state))
+        return mc__oauth_fail(err, MC_EOAUTH, MC_OUTCOME_TRANSIENT, NULL,
+                              "no random bytes for PKCE");
+    int rc = o->flow == MC_FLOW_PASTE
+                 ? flow_paste(req, o, state, verifier, challenge, err)
+                 : flow_loopback(req, o, state, verifier, challenge, err);
+    OPENSSL_cleanse(verifier, sizeof verifier);
+    return rc;
+}

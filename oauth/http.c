@@ -1,0 +1,205 @@
+/* oauth/http: token endpoint requests through the libcurl easy API.
+ * https only (http to loopback), no redirects, TLS verified, bounded
+ * timeouts, bodies capped at 1 MB. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+#include <openssl/crypto.h>
+
+#include "oauth.h"
+
+#define SYSTEM_CA_PATH "/etc/ssl/certs"
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_rc = CURLE_FAILED_INIT;
+
+static void curl_init(void)
+{
+    curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+/* the module may be unloaded: give curl's own global state back */
+__attribute__((destructor)) static void curl_fini(void)
+{
+    if (curl_init_rc == CURLE_OK)
+        curl_global_cleanup();
+}
+
+typedef struct sink {
+    mc__obuf *body;
+    bool      too_big;
+    bool      oom;
+} sink;
+
+static size_t on_data(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    sink *s = userdata;
+    size_t n = size * nmemb;
+    if (s->body->len + n > MC__OAUTH_BODY_MAX) {
+        s->too_big = true;
+        return 0;                 /* aborts the transfer */
+    }
+    if (mc__obuf_put(s->body, ptr, n)) {
+        s->oom = true;
+        return 0;
+    }
+    return n;
+}
+
+void mc__oauth_http_free(mc__oauth_http *h)
+{
+    mc__obuf_free(&h->body);
+    h->status = 0;
+}
+
+static int curl_failure(mc_error **err, CURLcode cc, const char *url, const char *detail)
+{
+    const char *why = detail && *detail ? detail : curl_easy_strerror(cc);
+    switch (cc) {
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CERTPROBLEM:
+        return mc__oauth_fail(err, MC_EOAUTH, MC_OUTCOME_PERMANENT,
+                              "set auth.ca_file to the CA that signed the OAuth server's certificate",
+                              "TLS verification of %s failed: %s", url, why);
+    case CURLE_UNSUPPORTED_PROTOCOL:
+    case CURLE_URL_MALFORMAT:
+        return mc__oauth_fail(err, MC_ECONFIG, MC_OUTCOME_CONFIG, NULL,
+                              "cannot request %s: %s", url, why);
+    default:
+        return mc__oauth_fail(err, MC_EOAUTH, MC_OUTCOME_TRANSIENT, NULL,
+                              "cannot reach %s: %s", url, why);
+    }
+}
+
+int mc__oauth_post(const mc_oauth_request *req, const char *url, const char *form,
+                   mc__oauth_http *out, mc_error **err)
+{
+    memset(out, 0, sizeof *out);
+    int rc = mc__oauth_check_url(url, "OAuth endpoint", err);
+    if (rc)
+        return rc;
+    pthread_once(&curl_once, curl_init);
+    if (curl_init_rc != CURLE_OK)
+        return mc__oauth_fail(err, MC_EOAUTH, MC_OUTCOME_TRANSIENT, NULL,
+                              "libcurl cannot start: %s", curl_easy_strerror(curl_init_rc));
+    CURL *c = curl_easy_init();
+    if (!c)
+        return mc__oauth_fail(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, NULL, "out of memory");
+
+    mc__obuf body = MC__OBUF_INIT;
+    char *user = NULL, *pass = NULL;
+    struct curl_slist *headers = NULL;
+    const char *auth = req->client_auth;
+    if (!auth)
+        auth = req->client_secret ? "post" : "none";
+    rc = form && *form ? mc__obuf_puts(&body, form) : mc__obuf_put(&body, "", 0);
+    if (!rc && !strcmp(auth, "basic")) {
+        /* RFC 6749 2.3.1: form-urlencode id and secret, then Basic */
+        user = curl_easy_escape(c, req->client_id ? req->client_id : "", 0);
+        pass = curl_easy_escape(c, req->client_secret ? req->client_secret : "", 0);
+        if (!user || !pass)
+            rc = MC_ENOMEM;
+    } else if (!rc) {
+        rc = mc__oauth_form_add(&body, "client_id", req->client_id);
+        if (!rc && !strcmp(auth, "post"))
+            rc = mc__oauth_form_add(&body, "client_secret", req->client_secret);
+    }
+    headers = curl_slist_append(headers, "Accept: application/json");
+    if (headers)
+        headers = curl_slist_append(headers, "Content-Type: application/x-www-form-urlencoded");
+    if (rc || !headers) {
+        rc = mc__oauth_fail(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, NULL, "out of memory");
+        goto done;
+    }
+
+    int t = req->timeout_s > 0 ? req->timeout_s : MC__OAUTH_DEFAULT_TIMEOUT;
+    char errbuf[CURL_ERROR_SIZE] = "";
+    sink s = { &out->body, false, false };
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https,http");
+    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (req->ca_file) {
+        curl_easy_setopt(c, CURLOPT_CAINFO, req->ca_file);   /* replaces the system store */
+        curl_easy_setopt(c, CURLOPT_CAPATH, NULL);
+    } else {
+        curl_easy_setopt(c, CURLOPT_CAPATH, SYSTEM_CA_PATH);
+    }
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, (long)t);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, (long)t);
+    curl_easy_setopt(c, CURLOPT_MAXFILESIZE, (long)MC__OAUTH_BODY_MAX);
+    curl_easy_setopt(c, CURLOPT_POST, 1L);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.data);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)body.len);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(c, CURLOPT_USERAGENT, "mailconn/" MC_VERSION_STRING);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &s);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+    if (user) {
+        curl_easy_setopt(c, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+        curl_easy_setopt(c, CURLOPT_USERNAME, user);
+        curl_easy_setopt(c, CURLOPT_PASSWORD, pass);
+    }
+    H->log(MC_LOG_DEBUG, "oauth: POST %s (client auth %s)", url, auth);
+    CURLcode cc = curl_easy_perform(c);
+    if (s.too_big || cc == CURLE_FILESIZE_EXCEEDED) {
+        rc = mc__oauth_fail(err, MC_EOAUTH, MC_OUTCOME_TRANSIENT, NULL,
+                            "%s answered a body over %d bytes", url, MC__OAUTH_BODY_MAX);
+    } else if (s.oom) {
+        rc = mc__oauth_fail(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, NULL, "out of memory");
+    } else if (cc != CURLE_OK) {
+        rc = curl_failure(err, cc, url, errbuf);
+    } else {
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
+        H->log(MC_LOG_DEBUG, "oauth: %s answered HTTP %ld (%zu bytes)", url, out->status,
+               out->body.len);
+    }
+done:
+    if (rc)
+        mc__oauth_http_free(out);
+    curl_slist_free_all(headers);
+    if (user) {
+        OPENSSL_cleanse(user, strlen(user));
+        curl_free(user);
+    }
+    if (pass) {
+        OPENSSL_cleanse(pass, strlen(pass));
+        curl_free(pass);
+    }
+    curl_easy_cleanup(c);
+    mc__obuf_free(&body);
+    return rc;
+}
+
+int mc__oauth_token_request(const mc_oauth_request *req, const char *url, const char *form,
+                            mc__oauth_tokens *out, char **oauth_error, mc_error **err)
+{
+    mc__oauth_http h;
+    memset(out, 0, sizeof *out);
+    out->expires_in = -1;
+    if (oauth_error)
+        *oauth_error = NULL;
+    int rc = mc__oauth_post(req, url, form, &h, err);
+    if (rc)
+        return rc;
+    if (h.status >= 200 && h.status <= 299) {
+        rc = mc__oauth_parse_tokens(h.body.data, h.body.len, out, err);
+        if (!rc) {
+            H->redact(out->access_token);
+            if (out->refresh_token)
+                H->redact(out->refresh_token);
+            H->log(MC_LOG_DEBUG, "oauth: received access token <redacted>%s, expires in %lld s",
+                   out->refresh_token ? " and refresh token <redacted>" : "", out->expires_in);
+        }
+    } else {
+        rc = mc__oauth_error_from(h.status, h.body.data, h.body.len, req, oauth_error, err);
+    }
+    mc__oauth_http_free(&h);
+    return rc;
+}

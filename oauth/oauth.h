@@ -1,0 +1,191 @@
+/* oauth: internals of the OAuth engine module (engine-oauth.so).
+ *
+ * The engine reaches the core only through the host table handed to
+ * mc_plugin_entry (mc__oauth_host). Everything here has hidden visibility;
+ * the module exports mc_plugin_entry alone. */
+#ifndef MC_OAUTH_H
+#define MC_OAUTH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "mailconn/plugin.h"
+
+/** The host table: set by mc_plugin_entry (or a unit test's stand-in). */
+extern const mc_host_api *mc__oauth_host;
+#define H mc__oauth_host
+
+#define MC__OAUTH_BODY_MAX (1024 * 1024)   /* response bodies are capped here */
+#define MC__OAUTH_DEFAULT_TIMEOUT 30
+#define MC__OAUTH_DEFAULT_MARGIN 600
+#define MC__OAUTH_DEFAULT_EXPIRES 3600     /* a token response without expires_in */
+
+/* ------------------------------------------------------------ buffers */
+
+/** A growable NUL-terminated buffer; wiped on growth and release. */
+typedef struct mc__obuf {
+    char  *data;
+    size_t len;
+    size_t cap;
+} mc__obuf;
+
+#define MC__OBUF_INIT { NULL, 0, 0 }
+
+int  mc__obuf_put(mc__obuf *b, const void *p, size_t n);     /* 0, MC_ENOMEM */
+int  mc__obuf_puts(mc__obuf *b, const char *s);
+void mc__obuf_free(mc__obuf *b);                             /* wipes */
+
+/** Append "key=value" form-urlencoded (with '&' between pairs).
+ *  @return 0, MC_ENOMEM. */
+int mc__oauth_form_add(mc__obuf *b, const char *key, const char *value);
+
+/** Wipe and free a plain malloc'd string; NULL is fine. */
+void mc__oauth_wipe_free(char *s);
+
+/* ------------------------------------------------------------ PKCE, state */
+
+#define MC__PKCE_VERIFIER_LEN 43
+/** A random code verifier: 43 characters of base64url (32 random bytes). */
+int mc__oauth_pkce_verifier(char out[MC__PKCE_VERIFIER_LEN + 1]);
+/** S256 challenge: base64url(SHA-256(verifier)) without padding (43 chars). */
+int mc__oauth_pkce_challenge(const char *verifier, char out[44]);
+/** A random state value (base64url of 16 bytes: 22 chars). */
+int mc__oauth_random_state(char out[23]);
+/** base64url without padding of len bytes into out (room for 4*len/3+4). */
+void mc__oauth_b64url(const unsigned char *in, size_t len, char *out);
+
+/* ------------------------------------------------------------ URLs */
+
+/** The authorization URL: profile authorization_url plus response_type,
+ *  client_id, redirect_uri, scope, state, code_challenge (S256) and the
+ *  profile's params. *out malloc'd. @return 0, MC_ECONFIG, MC_ENOMEM. */
+int mc__oauth_authorize_url(const mc_oauth_request *req, const char *redirect_uri,
+                            const char *state, const char *challenge, char **out,
+                            mc_error **err);
+
+/** Whether url may be used for a token request: https, or http to a
+ *  loopback host. @return 0, MC_ECONFIG (stage oauth). */
+int mc__oauth_check_url(const char *url, const char *what, mc_error **err);
+
+/** Parse the query of a redirect URL (full URL, or a request target
+ *  "/path?query"). Values are unescaped, malloc'd; absent ones NULL. */
+typedef struct mc__oauth_redirect {
+    char *code;
+    char *state;
+    char *error;
+    char *error_description;
+} mc__oauth_redirect;
+int  mc__oauth_parse_redirect(const char *url, mc__oauth_redirect *out);   /* 0, MC_EINVAL */
+void mc__oauth_redirect_clear(mc__oauth_redirect *r);
+
+/* ------------------------------------------------------------ responses */
+
+typedef struct mc__oauth_tokens {
+    char     *access_token;    /* malloc'd, wiped on clear */
+    char     *refresh_token;   /* NULL when none was issued */
+    char     *scope;
+    long long expires_in;      /* seconds; -1 when absent */
+} mc__oauth_tokens;
+
+void mc__oauth_tokens_clear(mc__oauth_tokens *t);
+
+/** Parse a successful token response (strict JSON).
+ *  @return 0, MC_EOAUTH (outcome TRANSIENT: unparsable, missing
+ *  access_token, wrong types, a token_type other than Bearer). */
+int mc__oauth_parse_tokens(const char *body, size_t len, mc__oauth_tokens *out,
+                           mc_error **err);
+
+/** Turn an error answer (HTTP status + body) into an mc_error:
+ *  invalid_grant -> MC_EAUTH (AUTH, hint to run `mailconn auth`),
+ *  invalid_client / invalid_scope / unauthorized_client -> MC_ECONFIG,
+ *  access_denied -> MC_EAUTH, 5xx or unparsable -> MC_EOAUTH TRANSIENT.
+ *  Profile hints matched against "error error_description AADSTSn...".
+ *  If the body carries an RFC 6749 error, *oauth_error (when non-NULL)
+ *  receives a malloc'd copy of it; with oauth_error non-NULL,
+ *  authorization_pending and slow_down leave err untouched and return
+ *  MC_ETEMP (device polling). @return the code. */
+int mc__oauth_error_from(long status, const char *body, size_t len,
+                         const mc_oauth_request *req, char **oauth_error, mc_error **err);
+
+/** Fill *err and, when the error was created by this call, set its hint.
+ *  @return code. */
+int mc__oauth_fail(mc_error **err, int code, mc_outcome outcome, const char *hint,
+                   const char *fmt, ...) MC__PRINTF(5, 6);
+
+/* ------------------------------------------------------------ HTTP */
+
+typedef struct mc__oauth_http {
+    long     status;           /* HTTP status */
+    mc__obuf body;             /* response body (wiped on free) */
+} mc__oauth_http;
+
+/** POST form (application/x-www-form-urlencoded) to url. Client
+ *  authentication per req->client_auth is added here: "post" puts
+ *  client_id + client_secret in the form, "basic" sends HTTP Basic with
+ *  form-urlencoded id:secret, "none" puts client_id in the form.
+ *  @return 0 with *out filled (any status), MC_ECONFIG (bad URL),
+ *  MC_EOAUTH (network, timeout, TLS, body over 1 MB). */
+int mc__oauth_post(const mc_oauth_request *req, const char *url, const char *form,
+                   mc__oauth_http *out, mc_error **err);
+void mc__oauth_http_free(mc__oauth_http *h);
+
+/** POST a token request and parse the answer (2xx: tokens; else the error
+ *  mapping of mc__oauth_error_from). oauth_error as there. */
+int mc__oauth_token_request(const mc_oauth_request *req, const char *url, const char *form,
+                            mc__oauth_tokens *out, char **oauth_error, mc_error **err);
+
+/* ------------------------------------------------------------ token store */
+
+typedef struct mc__oauth_store {
+    char     *provider, *client_id, *user, *token_url;   /* identity */
+    char     *access_token;
+    long long expires_at;
+    char     *refresh_token;
+    long long refresh_issued_at;
+    long long refresh_used_at;
+    char     *scope;
+} mc__oauth_store;
+
+void mc__oauth_store_clear(mc__oauth_store *s);
+/** Paths <state>/tokens/<server>.json and .lock; malloc'd. */
+int  mc__oauth_store_path(const mc_oauth_request *req, const char *ext, char **out,
+                          mc_error **err);
+/** Load the token file. *found false when there is none.
+ *  @return 0, MC_EFILE (unreadable or corrupt). */
+int  mc__oauth_store_load(const mc_oauth_request *req, mc__oauth_store *out, bool *found,
+                          mc_error **err);
+/** Serialise (the identity from req) and replace the file atomically, 0600;
+ *  creates <state> and <state>/tokens 0700. @return 0, MC_EFILE. */
+int  mc__oauth_store_save(const mc_oauth_request *req, const mc__oauth_store *s,
+                          mc_error **err);
+/** Parse / serialise a token file body (exposed for the unit test). */
+int  mc__oauth_store_parse(const char *text, size_t len, mc__oauth_store *out);
+char *mc__oauth_store_serialise(const mc_oauth_request *req, const mc__oauth_store *s);
+bool mc__oauth_store_identity_matches(const mc_oauth_request *req, const mc__oauth_store *s);
+/** Remove the token and lock files. @return 0, MC_EFILE. */
+int  mc__oauth_store_delete(const mc_oauth_request *req, mc_error **err);
+
+/** The per-server single-flight lock: an in-process mutex plus flock on
+ *  <server>.lock, waited for at most wait_s. */
+typedef struct mc__oauth_held {
+    void *mutex;
+    int   fd;
+} mc__oauth_held;
+int  mc__oauth_lock(const mc_oauth_request *req, mc__oauth_held *out, mc_error **err);
+void mc__oauth_unlock(mc__oauth_held *l);
+
+/** Seconds since the epoch. */
+long long mc__oauth_now(void);
+
+/** Store tokens from a fresh grant (authorize, import): keeps the identity,
+ *  refresh_issued_at = now when a refresh token came. Registers the tokens
+ *  with the redaction list. @return 0, MC_EFILE. */
+int mc__oauth_store_tokens(const mc_oauth_request *req, mc__oauth_store *s,
+                           const mc__oauth_tokens *t, bool refreshed, mc_error **err);
+
+/* ------------------------------------------------------------ flows */
+
+int mc__oauth_authorize(const mc_oauth_request *req, const mc_oauth_authorize_opts *o,
+                        mc_error **err);
+
+#endif

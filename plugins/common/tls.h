@@ -1,0 +1,29 @@
+/* Shared TLS stream of the tls and starttls transport plugins (compiled into
+ * both modules; hidden: neither exports anything but mc_plugin_entry).
+ *
+ * One stream type: a TCP socket that reads and writes in the clear until
+ * TLS is up, and through SSL after. OpenSSL 3, nothing process-wide. */
+#ifndef MC_PLUGINS_COMMON_TLS_H
+#define MC_PLUGINS_COMMON_TLS_H
+
+#include <stdbool.h>
+#include "mailconn/plugin.h"
+
+/** Remember the host table (called by each plugin's entry). */
+void mc__tls_set_host(const mc_host_api *host);
+
+/** Connect over TCP (host->tcp_connect); with `implicit`, do the TLS
+ *  handshake at once. @return 0, MC_ENET, MC_ETIMEOUT (stage connect or tls),
+ *  MC_ETLS (stage tls, outcome PERMANENT), MC_ECONFIG (ca_file unreadable:
+ *  outcome CONFIG, stage tls), MC_ENOMEM. */
+int mc__tls_stream_open(mc_stream **out, const mc_connect_opts *o, bool implicit,
+                        mc_error **err);
+
+/** STARTTLS: upgrade a clear stream opened by mc__tls_stream_open in place.
+ *  Bytes already waiting from the server: MC_EREFUSED, outcome PERMANENT,
+ *  stage starttls (response injection). On failure the stream stays in the
+ *  clear and the caller closes it. @return 0, MC_EREFUSED, MC_ETLS,
+ *  MC_ECONFIG, MC_ENET, MC_ETIMEOUT. */
+int mc__tls_stream_upgrade(mc_stream *s, const mc_connect_opts *o, mc_error **err);
+
+#endif

@@ -1,0 +1,24 @@
+#!/bin/sh
+# Install what mailconn needs to build and test on Debian 12 (run as root).
+# Idempotent: a second run installs nothing new.
+set -eu
+pkgs="build-essential meson ninja-build pkg-config libjson-c-dev libssl-dev
+      libcurl4-openssl-dev libcmocka-dev openssl media-types ca-certificates valgrind"
+missing=""
+for p in $pkgs; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # shellcheck disable=SC2086
+    apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+# Node runs the test peers (smtp-server, oidc-provider). Use the machine's own
+# node and npm when present: Debian's npm conflicts with a separately
+# installed node.
+if ! command -v node >/dev/null 2>&1; then
+    apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+cd "$(dirname "$0")/../tests/peers"
+npm ci --no-audit --no-fund --loglevel=error >/dev/null

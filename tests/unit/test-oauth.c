@@ -1,0 +1,654 @@
+/* test-oauth: the OAuth engine's pure parts and its token store, with the
+ * engine's sources compiled in and a small host table of the test's own
+ * (the engine never links the core). */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "oauth.h"
+
+/* ------------------------------------------------------------ host table */
+
+/* the six placeholder characters mkstemp and mkdtemp replace */
+#define TEMPLATE_TAIL "\x58\x58\x58\x58\x58\x58"
+
+static char log_text[16384];
+static char *redacted[64];
+static size_t n_redacted;
+
+static void t_log(mc_log_level level, const char *fmt, ...)
+{
+    (void)level;
+    va_list ap;
+    va_start(ap, fmt);
+    size_t used = strlen(log_text);
+    if (used < sizeof log_text - 2) {
+        vsnprintf(log_text + used, sizeof log_text - used - 1, fmt, ap);
+        strcat(log_text, "\n");
+    }
+    va_end(ap);
+}
+
+static void t_redact(const char *s)
+{
+    if (n_redacted < 64)
+        redacted[n_redacted++] = strdup(s);
+}
+
+static void *t_alloc(size_t n) { return calloc(1, n ? n : 1); }
+static char *t_strdup(const char *s) { return s ? strdup(s) : NULL; }
+static void t_free(void *p) { free(p); }
+static void t_free_secret(char *s) { mc__oauth_wipe_free(s); }
+
+static int t_error(mc_error **err, int code, mc_outcome outcome, mc_stage stage,
+                   const char *fmt, ...)
+{
+    if (!err || *err)
+        return code;
+    mc_error *e = calloc(1, sizeof *e);
+    if (!e)
+        return code;
+    e->code = code;
+    e->outcome = outcome;
+    e->stage = stage;
+    va_list ap;
+    va_start(ap, fmt);
+    if (vasprintf(&e->message, fmt, ap) < 0)
+        e->message = NULL;
+    va_end(ap);
+    *err = e;
+    return code;
+}
+
+static void err_free(mc_error *e)
+{
+    if (!e)
+        return;
+    free(e->message);
+    free(e->hint);
+    free(e->server_text);
+    free(e);
+}
+
+static int t_file_replace(const char *path, const char *data, size_t len, int mode,
+                          mc_error **err)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp%s", path, TEMPLATE_TAIL);
+    int fd = mkstemp(tmp);
+    if (fd < 0)
+        return t_error(err, MC_EFILE, MC_OUTCOME_CONFIG, MC_STAGE_OAUTH, "mkstemp");
+    fchmod(fd, (mode_t)mode);
+    ssize_t n = write(fd, data, len);
+    fsync(fd);
+    close(fd);
+    if (n != (ssize_t)len || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return t_error(err, MC_EFILE, MC_OUTCOME_CONFIG, MC_STAGE_OAUTH, "write");
+    }
+    return 0;
+}
+
+static int t_run_command(const char *c, int t, char **out, mc_error **err)
+{
+    (void)c;
+    (void)t;
+    *out = NULL;
+    return t_error(err, MC_ESECRET, MC_OUTCOME_CONFIG, MC_STAGE_OAUTH, "no commands here");
+}
+
+static const mc_host_api test_host = {
+    .size = sizeof(mc_host_api),
+    .abi_major = MC_PLUGIN_ABI_MAJOR,
+    .abi_minor = MC_PLUGIN_ABI_MINOR,
+    .log = t_log,
+    .redact = t_redact,
+    .alloc = t_alloc,
+    .strdup = t_strdup,
+    .free = t_free,
+    .free_secret = t_free_secret,
+    .error = t_error,
+    .file_replace = t_file_replace,
+    .run_command = t_run_command,
+};
+
+static const mc_oauth_engine_ops *engine;
+
+/* ------------------------------------------------------------ fixtures */
+
+static const mc_hint ms_hints[] = {
+    { "AADSTS700082", "the refresh token expired from inactivity" },
+    { "AADSTS7000012", "set auth.tenant to the tenant the app belongs to" },
+    { NULL, NULL },
+};
+
+static const char *const test_params[] = {
+    "access_type=offline", "prompt=consent", "login_hint=a b&c=d", NULL,
+};
+
+typedef struct fixture {
+    char             dir[256];
+    char             state[300];
+    mc_oauth_profile profile;
+    mc_oauth_request req;
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    snprintf(f->dir, sizeof f->dir, "/tmp/test-oauth-%s", TEMPLATE_TAIL);
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->state, sizeof f->state, "%s/state/mailconn", f->dir);
+    f->profile.size = sizeof f->profile;
+    snprintf(f->profile.authorization_url, MC_URL_MAX, "https://login.example.com/authorize?tenant=x");
+    /* a closed loopback port: any network attempt fails fast */
+    snprintf(f->profile.token_url, MC_URL_MAX, "http://127.0.0.1:1/token");
+    snprintf(f->profile.scope, sizeof f->profile.scope, "https://mail.google.com/ offline_access");
+    f->profile.params = test_params;
+    f->profile.flows = MC_FLOW_AUTH_CODE | MC_FLOW_PASTE | MC_FLOW_DEVICE;
+    f->profile.hints = ms_hints;
+    f->req = (mc_oauth_request){
+        .size = sizeof(mc_oauth_request),
+        .server = "s1",
+        .provider = "microsoft",
+        .client_id = "client-1",
+        .client_secret = NULL,
+        .client_auth = "none",
+        .user = "me@example.org",
+        .grant = "authorization_code",
+        .state_dir = f->state,
+        .timeout_s = 5,
+        .refresh_margin_s = 600,
+        .profile = &f->profile,
+    };
+    log_text[0] = '\0';
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
+    assert_int_equal(system(cmd), 0);
+    free(f);
+    return 0;
+}
+
+/* ------------------------------------------------------------ PKCE */
+
+static void pkce_rfc7636_appendix_b(void **state)
+{
+    (void)state;
+    char challenge[44];
+    assert_int_equal(mc__oauth_pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
+                                              challenge), 0);
+    assert_string_equal(challenge, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
+}
+
+static void pkce_verifier_is_random_base64url(void **state)
+{
+    (void)state;
+    char a[MC__PKCE_VERIFIER_LEN + 1], b[MC__PKCE_VERIFIER_LEN + 1];
+    assert_int_equal(mc__oauth_pkce_verifier(a), 0);
+    assert_int_equal(mc__oauth_pkce_verifier(b), 0);
+    assert_int_equal(strlen(a), 43);
+    assert_string_not_equal(a, b);
+    for (size_t i = 0; i < 43; i++)
+        assert_non_null(strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_",
+                               a[i]));
+    char st[23];
+    assert_int_equal(mc__oauth_random_state(st), 0);
+    assert_int_equal(strlen(st), 22);
+}
+
+/* ------------------------------------------------------------ token responses */
+
+static void tokens_number_expires_in(void **state)
+{
+    (void)state;
+    const char *body = "{\"token_type\":\"Bearer\",\"access_token\":\"AT-1\",\"expires_in\":3599,"
+                       "\"refresh_token\":\"RT-1\",\"scope\":\"https://mail.google.com/\"}";
+    mc__oauth_tokens t;
+    mc_error *err = NULL;
+    assert_int_equal(mc__oauth_parse_tokens(body, strlen(body), &t, &err), 0);
+    assert_null(err);
+    assert_string_equal(t.access_token, "AT-1");
+    assert_string_equal(t.refresh_token, "RT-1");
+    assert_string_equal(t.scope, "https://mail.google.com/");
+    assert_int_equal(t.expires_in, 3599);
+    mc__oauth_tokens_clear(&t);
+}
+
+static void tokens_string_expires_in_and_case(void **state)
+{
+    (void)state;
+    const char *body = "{\"token_type\":\"bearer\",\"access_token\":\"AT-2\",\"expires_in\":\"3600\"}";
+    mc__oauth_tokens t;
+    assert_int_equal(mc__oauth_parse_tokens(body, strlen(body), &t, NULL), 0);
+    assert_int_equal(t.expires_in, 3600);
+    assert_null(t.refresh_token);     /* Google's refresh: none, the old one is kept */
+    mc__oauth_tokens_clear(&t);
+    const char *none = "{\"access_token\":\"AT-3\"}";
+    assert_int_equal(mc__oauth_parse_tokens(none, strlen(none), &t, NULL), 0);
+    assert_int_equal(t.expires_in, -1);
+    mc__oauth_tokens_clear(&t);
+}
+
+static void expect_bad_tokens(const char *body)
+{
+    mc__oauth_tokens t;
+    mc_error *err = NULL;
+    assert_int_equal(mc__oauth_parse_tokens(body, strlen(body), &t, &err), MC_EOAUTH);
+    assert_non_null(err);
+    assert_int_equal(err->outcome, MC_OUTCOME_TRANSIENT);
+    assert_int_equal(err->stage, MC_STAGE_OAUTH);
+    assert_null(t.access_token);
+    err_free(err);
+}
+
+static void tokens_missing_or_wrong_types(void **state)
+{
+    (void)state;
+    expect_bad_tokens("{\"token_type\":\"Bearer\",\"expires_in\":3599}");
+    expect_bad_tokens("{\"access_token\":42}");
+    expect_bad_tokens("{\"access_token\":\"\"}");
+    expect_bad_tokens("{\"access_token\":\"A\",\"expires_in\":\"soon\"}");
+    expect_bad_tokens("{\"access_token\":\"A\",\"expires_in\":-5}");
+    expect_bad_tokens("{\"access_token\":\"A\",\"expires_in\":true}");
+    expect_bad_tokens("{\"access_token\":\"A\",\"refresh_token\":7}");
+    expect_bad_tokens("{\"access_token\":\"A\",\"token_type\":[]}");
+    expect_bad_tokens("{\"access_token\":\"A\",\"token_type\":\"mac\"}");
+    expect_bad_tokens("{\"access_token\":\"A\",\"scope\":{}}");
+    expect_bad_tokens("[\"access_token\"]");
+    expect_bad_tokens("{\"access_token\":\"A\"} trailing");
+    expect_bad_tokens("{'access_token':'A'}");          /* strict mode */
+    expect_bad_tokens("<html>Bad gateway</html>");
+    expect_bad_tokens("");
+}
+
+/* ------------------------------------------------------------ error bodies */
+
+static void error_microsoft_aadsts700082(void **state)
+{
+    fixture *f = *state;
+    const char *body =
+        "{\"error\":\"invalid_grant\",\"error_description\":\"AADSTS700082: The refresh token "
+        "has expired due to inactivity. The token was issued on 2024-01-01.\",\"error_codes\":"
+        "[700082],\"timestamp\":\"2024-05-01 10:00:00Z\",\"trace_id\":\"t\",\"correlation_id\":\"c\"}";
+    mc_error *err = NULL;
+    char *oe = NULL;
+    assert_int_equal(mc__oauth_error_from(400, body, strlen(body), &f->req, &oe, &err), MC_EAUTH);
+    assert_string_equal(oe, "invalid_grant");
+    free(oe);
+    assert_int_equal(err->outcome, MC_OUTCOME_AUTH);
+    assert_int_equal(err->stage, MC_STAGE_OAUTH);
+    assert_non_null(strstr(err->message, "AADSTS700082"));
+    assert_non_null(err->hint);
+    assert_non_null(strstr(err->hint, "expired from inactivity"));
+    assert_non_null(strstr(err->hint, "mailconn auth --server s1"));
+    err_free(err);
+}
+
+static void error_microsoft_code_only_in_error_codes(void **state)
+{
+    fixture *f = *state;
+    /* the hint matches through error_codes even when the text lacks it */
+    const char *body = "{\"error\":\"invalid_grant\",\"error_description\":\"wrong tenant\","
+                       "\"error_codes\":[7000012]}";
+    mc_error *err = NULL;
+    assert_int_equal(mc__oauth_error_from(400, body, strlen(body), &f->req, NULL, &err), MC_EAUTH);
+    assert_non_null(strstr(err->hint, "auth.tenant"));
+    err_free(err);
+}
+
+static void error_google_invalid_grant(void **state)
+{
+    fixture *f = *state;
+    f->profile.hints = NULL;
+    const char *body = "{\"error\":\"invalid_grant\",\"error_description\":\"Token has been "
+                       "expired or revoked.\"}";
+    mc_error *err = NULL;
+    assert_int_equal(mc__oauth_error_from(400, body, strlen(body), &f->req, NULL, &err), MC_EAUTH);
+    assert_int_equal(err->outcome, MC_OUTCOME_AUTH);
+    assert_non_null(strstr(err->message, "Token has been expired or revoked."));
+    assert_string_equal(err->hint, "run `mailconn auth --server s1` to authorize again");
+    err_free(err);
+}
+
+static void error_config_and_transient(void **state)
+{
+    fixture *f = *state;
+    mc_error *err = NULL;
+    const char *ic = "{\"error\":\"invalid_client\",\"error_description\":\"client authentication failed\"}";
+    assert_int_equal(mc__oauth_error_from(401, ic, strlen(ic), &f->req, NULL, &err), MC_ECONFIG);
+    assert_int_equal(err->outcome, MC_OUTCOME_CONFIG);
+    assert_false(err->transient);
+    err_free(err);
+    err = NULL;
+    const char *is = "{\"error\":\"invalid_scope\"}";            /* Google, device + Gmail */
+    assert_int_equal(mc__oauth_error_from(400, is, strlen(is), &f->req, NULL, &err), MC_ECONFIG);
+    assert_int_equal(err->outcome, MC_OUTCOME_CONFIG);
+    err_free(err);
+    err = NULL;
+    assert_int_equal(mc__oauth_error_from(503, "oops", 4, &f->req, NULL, &err), MC_EOAUTH);
+    assert_int_equal(err->outcome, MC_OUTCOME_TRANSIENT);
+    assert_true(err->transient);
+    err_free(err);
+    err = NULL;
+    assert_int_equal(mc__oauth_error_from(400, "<html/>", 7, &f->req, NULL, &err), MC_EOAUTH);
+    assert_int_equal(err->outcome, MC_OUTCOME_TRANSIENT);
+    err_free(err);
+    err = NULL;
+    const char *ad = "{\"error\":\"access_denied\"}";
+    assert_int_equal(mc__oauth_error_from(400, ad, strlen(ad), &f->req, NULL, &err), MC_EAUTH);
+    assert_int_equal(err->outcome, MC_OUTCOME_AUTH);
+    err_free(err);
+    err = NULL;
+    /* device polling: pending is not a failure */
+    const char *pend = "{\"error\":\"authorization_pending\"}";
+    char *oe = NULL;
+    assert_int_equal(mc__oauth_error_from(400, pend, strlen(pend), &f->req, &oe, &err), MC_ETEMP);
+    assert_null(err);
+    assert_string_equal(oe, "authorization_pending");
+    free(oe);
+}
+
+/* ------------------------------------------------------------ URLs */
+
+static void authorize_url_params_and_escaping(void **state)
+{
+    fixture *f = *state;
+    char *url = NULL;
+    mc_error *err = NULL;
+    assert_int_equal(mc__oauth_authorize_url(&f->req, "http://127.0.0.1:5555/", "st-1",
+                                             "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+                                             &url, &err), 0);
+    assert_null(err);
+    /* curl may write %XX in either case: compare without case */
+    assert_true(!strncmp(url, "https://login.example.com/authorize?tenant=x&", 45));
+    assert_non_null(strcasestr(url, "&response_type=code"));
+    assert_non_null(strcasestr(url, "&client_id=client-1"));
+    assert_non_null(strcasestr(url, "&redirect_uri=http%3A%2F%2F127.0.0.1%3A5555%2F"));
+    assert_non_null(strcasestr(url, "&scope=https%3A%2F%2Fmail.google.com%2F%20offline_access"));
+    assert_non_null(strcasestr(url, "&state=st-1"));
+    assert_non_null(strcasestr(url, "&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"));
+    assert_non_null(strcasestr(url, "&code_challenge_method=S256"));
+    assert_non_null(strcasestr(url, "&access_type=offline"));
+    assert_non_null(strcasestr(url, "&prompt=consent"));
+    assert_non_null(strcasestr(url, "&login_hint=a%20b%26c%3Dd"));
+    free(url);
+
+    /* plain http only to loopback */
+    snprintf(f->profile.authorization_url, MC_URL_MAX, "http://login.example.com/authorize");
+    assert_int_equal(mc__oauth_authorize_url(&f->req, "http://127.0.0.1/", "s", NULL, &url, &err),
+                     MC_ECONFIG);
+    assert_int_equal(err->outcome, MC_OUTCOME_CONFIG);
+    err_free(err);
+    err = NULL;
+    assert_int_equal(mc__oauth_check_url("http://127.0.0.1:8080/token", "t", NULL), 0);
+    assert_int_equal(mc__oauth_check_url("http://[::1]:8080/token", "t", NULL), 0);
+    assert_int_equal(mc__oauth_check_url("http://localhost/token", "t", NULL), 0);
+    assert_int_equal(mc__oauth_check_url("https://oauth2.googleapis.com/token", "t", NULL), 0);
+    assert_int_equal(mc__oauth_check_url("http://127.0.0.1.evil.example/t", "t", NULL), MC_ECONFIG);
+    assert_int_equal(mc__oauth_check_url("ftp://127.0.0.1/t", "t", NULL), MC_ECONFIG);
+    assert_int_equal(mc__oauth_check_url("", "t", NULL), MC_ECONFIG);
+}
+
+static void form_encoding(void **state)
+{
+    (void)state;
+    mc__obuf b = MC__OBUF_INIT;
+    assert_int_equal(mc__oauth_form_add(&b, "grant_type", "refresh_token"), 0);
+    assert_int_equal(mc__oauth_form_add(&b, "refresh_token", "a b&c=d/+%"), 0);
+    assert_int_equal(mc__oauth_form_add(&b, "absent", NULL), 0);
+    assert_string_equal(b.data, "grant_type=refresh_token&refresh_token=a%20b%26c%3Dd%2F%2B%25");
+    mc__obuf_free(&b);
+}
+
+static void redirect_parsing(void **state)
+{
+    (void)state;
+    mc__oauth_redirect r;
+    assert_int_equal(mc__oauth_parse_redirect("  http://127.0.0.1/?state=xyz&code=ab%2Fc+d&x=1\n", &r), 0);
+    assert_string_equal(r.code, "ab/c d");
+    assert_string_equal(r.state, "xyz");
+    assert_null(r.error);
+    mc__oauth_redirect_clear(&r);
+    assert_int_equal(mc__oauth_parse_redirect("/?error=access_denied&error_description=no%20way&state=s", &r), 0);
+    assert_null(r.code);
+    assert_string_equal(r.error, "access_denied");
+    assert_string_equal(r.error_description, "no way");
+    mc__oauth_redirect_clear(&r);
+    assert_int_equal(mc__oauth_parse_redirect("not a url at all", &r), MC_EINVAL);
+    assert_int_equal(mc__oauth_parse_redirect("http://127.0.0.1/?code=a%00b&state=s", &r), MC_EINVAL);
+}
+
+/* ------------------------------------------------------------ token store */
+
+static mode_t mode_of(const char *path)
+{
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    return st.st_mode & 07777;
+}
+
+static void store_tokens(fixture *f, const char *at, long long expires_at, const char *rt)
+{
+    mc__oauth_store s;
+    memset(&s, 0, sizeof s);
+    s.access_token = at ? strdup(at) : NULL;
+    s.expires_at = expires_at;
+    s.refresh_token = rt ? strdup(rt) : NULL;
+    s.refresh_issued_at = 1700000000;
+    s.refresh_used_at = 1700000500;
+    s.scope = strdup("https://mail.google.com/");
+    mc_error *err = NULL;
+    assert_int_equal(mc__oauth_store_save(&f->req, &s, &err), 0);
+    assert_null(err);
+    mc__oauth_store_clear(&s);
+}
+
+static void store_round_trip_modes(void **state)
+{
+    fixture *f = *state;
+    store_tokens(f, "AT-stored", 1900000000LL, "RT-stored");
+    char path[600];
+    snprintf(path, sizeof path, "%s/tokens/s1.json", f->state);
+    assert_int_equal(mode_of(path), 0600);
+    snprintf(path, sizeof path, "%s/tokens", f->state);
+    assert_int_equal(mode_of(path), 0700);
+    assert_int_equal(mode_of(f->state), 0700);
+
+    mc__oauth_store s;
+    bool found = false;
+    assert_int_equal(mc__oauth_store_load(&f->req, &s, &found, NULL), 0);
+    assert_true(found);
+    assert_true(mc__oauth_store_identity_matches(&f->req, &s));
+    assert_string_equal(s.provider, "microsoft");
+    assert_string_equal(s.client_id, "client-1");
+    assert_string_equal(s.user, "me@example.org");
+    assert_string_equal(s.token_url, "http://127.0.0.1:1/token");
+    assert_string_equal(s.access_token, "AT-stored");
+    assert_string_equal(s.refresh_token, "RT-stored");
+    assert_true(s.expires_at == 1900000000LL);
+    assert_true(s.refresh_issued_at == 1700000000LL);
+    assert_true(s.refresh_used_at == 1700000500LL);
+    assert_string_equal(s.scope, "https://mail.google.com/");
+    mc__oauth_store_clear(&s);
+
+    /* the engine hands out the cached token without any request */
+    char *tok = NULL;
+    mc_error *err = NULL;
+    assert_int_equal(engine->token(&f->req, &tok, &err), 0);
+    assert_string_equal(tok, "AT-stored");
+    mc__oauth_wipe_free(tok);
+
+    mc_oauth_status st;
+    assert_int_equal(engine->status(&f->req, &st), 0);
+    assert_true(st.stored);
+    assert_false(st.identity_mismatch);
+    assert_true(st.access_expires == 1900000000LL);
+    assert_true(st.refresh_issued == 1700000000LL);
+
+    /* a corrupt file is an error, not an empty store */
+    snprintf(path, sizeof path, "%s/tokens/s1.json", f->state);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fputs("{\"identity\":", fp);
+    fclose(fp);
+    assert_int_equal(mc__oauth_store_load(&f->req, &s, &found, &err), MC_EFILE);
+    assert_non_null(err);
+    err_free(err);
+}
+
+static void store_identity_mismatch_refused(void **state)
+{
+    fixture *f = *state;
+    store_tokens(f, "AT-other", 1900000000LL, "RT-other");
+    f->req.user = "someone-else@example.org";
+    char *tok = NULL;
+    mc_error *err = NULL;
+    assert_int_equal(engine->token(&f->req, &tok, &err), MC_EAUTH);
+    assert_null(tok);
+    assert_int_equal(err->outcome, MC_OUTCOME_AUTH);
+    assert_non_null(strstr(err->message, "another identity"));
+    assert_non_null(strstr(err->message, "mailconn auth --server s1"));
+    err_free(err);
+    mc_oauth_status st;
+    assert_int_equal(engine->status(&f->req, &st), 0);
+    assert_false(st.stored);
+    assert_true(st.identity_mismatch);
+    /* another token endpoint is another identity too */
+    f->req.user = "me@example.org";
+    snprintf(f->profile.token_url, MC_URL_MAX, "http://127.0.0.1:2/token");
+    err = NULL;
+    assert_int_equal(engine->token(&f->req, &tok, &err), MC_EAUTH);
+    err_free(err);
+}
+
+static void no_token_stored(void **state)
+{
+    fixture *f = *state;
+    char *tok = NULL;
+    mc_error *err = NULL;
+    assert_int_equal(engine->token(&f->req, &tok, &err), MC_EAUTH);
+    assert_int_equal(err->outcome, MC_OUTCOME_AUTH);
+    assert_non_null(strstr(err->message, "no token stored for server s1"));
+    assert_non_null(strstr(err->hint, "mailconn auth --server s1"));
+    err_free(err);
+}
+
+static void refresh_margin_and_endpoint_down(void **state)
+{
+    fixture *f = *state;
+    /* 100 s left, margin 600: must refresh; the endpoint is a closed port */
+    store_tokens(f, "AT-nearly-expired", mc__oauth_now() + 100, "RT-secret-value");
+    char *tok = NULL;
+    mc_error *err = NULL;
+    assert_int_equal(engine->token(&f->req, &tok, &err), MC_EOAUTH);
+    assert_null(tok);
+    assert_int_equal(err->outcome, MC_OUTCOME_TRANSIENT);
+    assert_true(err->transient);
+    assert_int_equal(err->stage, MC_STAGE_OAUTH);
+    err_free(err);
+    /* with a margin of 60 s, the same token is still good */
+    f->req.refresh_margin_s = 60;
+    err = NULL;
+    assert_int_equal(engine->token(&f->req, &tok, &err), 0);
+    assert_string_equal(tok, "AT-nearly-expired");
+    mc__oauth_wipe_free(tok);
+    /* tokens never reach the log */
+    assert_null(strstr(log_text, "RT-secret-value"));
+    assert_null(strstr(log_text, "AT-nearly-expired"));
+}
+
+static void invalidate_only_matching(void **state)
+{
+    fixture *f = *state;
+    store_tokens(f, "AT-current", 1900000000LL, "RT-x");
+    mc_error *err = NULL;
+    assert_int_equal(engine->invalidate(&f->req, "AT-older", &err), 0);
+    char *tok = NULL;
+    assert_int_equal(engine->token(&f->req, &tok, &err), 0);
+    assert_string_equal(tok, "AT-current");
+    mc__oauth_wipe_free(tok);
+    assert_int_equal(engine->invalidate(&f->req, "AT-current", &err), 0);
+    mc__oauth_store s;
+    bool found = false;
+    assert_int_equal(mc__oauth_store_load(&f->req, &s, &found, NULL), 0);
+    assert_true(found);
+    assert_null(s.access_token);
+    assert_string_equal(s.refresh_token, "RT-x");    /* the refresh token stays */
+    mc__oauth_store_clear(&s);
+}
+
+static void revoke_without_endpoint_deletes(void **state)
+{
+    fixture *f = *state;
+    store_tokens(f, "AT-r", 1900000000LL, "RT-r");
+    mc_error *err = NULL;
+    assert_int_equal(engine->revoke(&f->req, &err), 0);
+    assert_null(err);
+    char path[600];
+    snprintf(path, sizeof path, "%s/tokens/s1.json", f->state);
+    assert_int_equal(access(path, F_OK), -1);
+    snprintf(path, sizeof path, "%s/tokens/s1.lock", f->state);
+    assert_int_equal(access(path, F_OK), -1);
+}
+
+static void bad_server_name_refused(void **state)
+{
+    fixture *f = *state;
+    f->req.server = "../escape";
+    char *tok = NULL;
+    mc_error *err = NULL;
+    assert_int_not_equal(engine->token(&f->req, &tok, &err), 0);
+    assert_non_null(err);
+    err_free(err);
+}
+
+int main(void)
+{
+    const mc_plugin_desc *d = mc_plugin_entry(&test_host);
+    if (!d || d->kind != MC_PLUGIN_OAUTH_ENGINE || strcmp(d->name, "oauth"))
+        return 1;
+    engine = d->ops;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(pkce_rfc7636_appendix_b),
+        cmocka_unit_test(pkce_verifier_is_random_base64url),
+        cmocka_unit_test(tokens_number_expires_in),
+        cmocka_unit_test(tokens_string_expires_in_and_case),
+        cmocka_unit_test(tokens_missing_or_wrong_types),
+        cmocka_unit_test_setup_teardown(error_microsoft_aadsts700082, setup, teardown),
+        cmocka_unit_test_setup_teardown(error_microsoft_code_only_in_error_codes, setup, teardown),
+        cmocka_unit_test_setup_teardown(error_google_invalid_grant, setup, teardown),
+        cmocka_unit_test_setup_teardown(error_config_and_transient, setup, teardown),
+        cmocka_unit_test_setup_teardown(authorize_url_params_and_escaping, setup, teardown),
+        cmocka_unit_test(form_encoding),
+        cmocka_unit_test(redirect_parsing),
+        cmocka_unit_test_setup_teardown(store_round_trip_modes, setup, teardown),
+        cmocka_unit_test_setup_teardown(store_identity_mismatch_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(no_token_stored, setup, teardown),
+        cmocka_unit_test_setup_teardown(refresh_margin_and_endpoint_down, setup, teardown),
+        cmocka_unit_test_setup_teardown(invalidate_only_matching, setup, teardown),
+        cmocka_unit_test_setup_teardown(revoke_without_endpoint_deletes, setup, teardown),
+        cmocka_unit_test_setup_teardown(bad_server_name_refused, setup, teardown),
+    };
+    int rc = cmocka_run_group_tests_name("oauth", tests, NULL, NULL);
+    for (size_t i = 0; i < n_redacted; i++)
+        free(redacted[i]);
+    return rc;
+}
