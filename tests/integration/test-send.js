@@ -397,3 +397,60 @@ test('mailconn test reports each stage and succeeds', async (t) => {
     assert.match(r.stdout, /^succeeded$/m);
     assert.equal(lib.messageCount(peer.out), 1);
 });
+
+// ------------------------------------------------------------ batches: precedence, reconnects, log_file
+
+test('exit code precedence in a batch: 66 (unreadable file) wins over 65 (bad address)', async (t) => {
+    const dir = lib.tmpdir(t);
+    const peer = await lib.startPeer({ t });
+    const cfg = config(dir, server(peer));
+    const bad = path.join(dir, 'bad.eml');
+    fs.writeFileSync(bad, 'To: not an address\nSubject: bad\n\nbody\n');
+    const good = path.join(dir, 'good.eml');
+    fs.writeFileSync(good, 'To: a@example.test\nSubject: good\n\nbody\n');
+    const r = await cli(cfg, ['send', '-t', bad, path.join(dir, 'missing.eml'), good]);
+    assert.equal(r.code, 66, r.stderr);
+    assert.match(r.stderr, /bad\.eml/);
+    assert.match(r.stdout, /^sent .*good\.eml/m);
+    assert.equal(r.stdout.split('\n').filter((l) => l.startsWith('sent')).length, 1);
+});
+
+test('-t batch: a drop before the final dot is resent once; a drop after it is not', async (t) => {
+    const dir = lib.tmpdir(t);
+    // message 1: delivered; message 2: the connection drops at MAIL (nothing
+    // of it was taken: resent on a new connection); message 3: the
+    // connection drops after its final dot (outcome unknown: never resent)
+    const peer = await lib.startScript('fault-peer.js', { t, script: {
+        sequence: { MAIL: ['250 2.1.0 ok', 'close', '250 2.1.0 ok', '250 2.1.0 ok', '250 2.1.0 ok'],
+            DOT: ['250 2.0.0 queued one', '250 2.0.0 queued two', 'close', '250 2.0.0 queued four'] },
+    } });
+    const cfg = config(dir, server(peer));
+    const files = [1, 2, 3].map((i) => {
+        const f = path.join(dir, `m${i}.eml`);
+        fs.writeFileSync(f, `To: r${i}@example.test\nSubject: m${i}\n\nbody ${i}\n`);
+        return f;
+    });
+    const r = await cli(cfg, ['send', '-t', ...files]);
+    assert.equal(r.code, 75, r.stderr);
+    assert.match(r.stdout, /^sent .*m1\.eml: 1 recipient: 250 2\.0\.0 queued one$/m);
+    assert.match(r.stdout, /^sent .*m2\.eml: 1 recipient: 250 2\.0\.0 queued two$/m);
+    assert.doesNotMatch(r.stdout, /m3\.eml/);
+    assert.match(r.stderr, /m3\.eml: data: outcome unknown/);
+    assert.equal(lib.events(peer.out).filter((l) => / dot /.test(l)).length, 3, 'm3 was not resent');
+});
+
+test('log_file gets one line per message, no secret, mode 0600', async (t) => {
+    const dir = lib.tmpdir(t);
+    const peer = await lib.startPeer({ t, tls: 'implicit', cert: pki.server.cert, key: pki.server.key,
+        users: { app: PASSWORD } });
+    const logf = path.join(dir, 'mail.log');
+    const cfg = config(dir, server(peer, { transport: 'tls', ca_file: pki.ca, auth: basicAuth(), log_file: logf }));
+    const r = await cli(cfg, ['send', '--to', 'a@example.test', '--to', 'b@example.test', '--subject', 's',
+        '--body', 'b']);
+    assert.equal(r.code, 0, r.stderr);
+    const lines = fs.readFileSync(logf, 'utf8').trim().split('\n');
+    assert.equal(lines.length, 1);
+    assert.match(lines[0], /server=local from=<app@example\.test> to=<a@example\.test>,<b@example\.test> outcome=sent reply="250[^"]*" message-id=<[^>]+@[^>]+>/);
+    assert.ok(!lines[0].includes(PASSWORD));
+    assert.equal(fs.statSync(logf).mode & 0o777, 0o600);
+});
