@@ -125,7 +125,7 @@ static const mc_plugin_desc plain_desc = {
     .abi_minor = MC_PLUGIN_ABI_MINOR,
     .kind = MC_PLUGIN_TRANSPORT,
     .name = "plain",
-    .version = "1.0",
+    .version = MC_VERSION_STRING,
     .summary = "SMTP over TCP without encryption",
     .ops = &plain_ops,
 };

@@ -25,7 +25,7 @@ static const mc_plugin_desc starttls_desc = {
     .abi_minor = MC_PLUGIN_ABI_MINOR,
     .kind = MC_PLUGIN_TRANSPORT,
     .name = "starttls",
-    .version = "1.0",
+    .version = MC_VERSION_STRING,
     .summary = "SMTP upgraded to TLS with STARTTLS (OpenSSL), certificate and host name verified",
     .ops = &starttls_ops,
 };

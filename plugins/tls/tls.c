@@ -19,7 +19,7 @@ static const mc_plugin_desc tls_desc = {
     .abi_minor = MC_PLUGIN_ABI_MINOR,
     .kind = MC_PLUGIN_TRANSPORT,
     .name = "tls",
-    .version = "1.0",
+    .version = MC_VERSION_STRING,
     .summary = "SMTP over implicit TLS (OpenSSL), certificate and host name verified",
     .ops = &tls_ops,
 };
