@@ -519,9 +519,14 @@ int mc__oauth_parse_tokens(const char *body, size_t len, mc__oauth_tokens *out,
         goto done;
     }
     if (r > 0 && strcasecmp(json_object_get_string(v), "bearer")) {
+        /* the server's text in a one-line message: no control characters */
+        char type[33];
+        snprintf(type, sizeof type, "%s", json_object_get_string(v));
+        for (char *c = type; *c; c++)
+            if ((unsigned char)*c < 0x20 || *c == 0x7f)
+                *c = '?';
         rc = mc__oauth_fail(err, MC_EOAUTH, MC_OUTCOME_TRANSIENT, NULL,
-                            "token endpoint issued a \"%.32s\" token, not a Bearer token",
-                            json_object_get_string(v));
+                            "token endpoint issued a \"%s\" token, not a Bearer token", type);
         goto done;
     }
     out->expires_in = get_seconds(o, "expires_in");
