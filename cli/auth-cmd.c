@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 
@@ -67,6 +68,24 @@ static char *read_token_file(const char *path)
     char *tok = strndup(s, (size_t)(e - s));
     OPENSSL_cleanse(buf, sizeof(buf));
     return tok;
+}
+
+/* xdg-open, when it is on $PATH: opens the URL in the desktop's browser. */
+static bool have_xdg_open(void)
+{
+    const char *path = getenv("PATH");
+    if (!path || !*path)
+        return false;
+    char *dirs = strdup(path), *save = NULL;
+    bool found = false;
+    for (char *d = dirs ? strtok_r(dirs, ":", &save) : NULL; d && !found;
+         d = strtok_r(NULL, ":", &save)) {
+        char file[4096];
+        snprintf(file, sizeof(file), "%s/xdg-open", *d ? d : ".");
+        found = access(file, X_OK) == 0;
+    }
+    free(dirs);
+    return found;
 }
 
 enum { A_SERVER = 300, A_BROWSER, A_PORT, A_PASTE, A_DEVICE, A_RTF, A_REVOKE };
@@ -154,7 +173,12 @@ int cmd_auth(cli *c, int argc, char **argv)
             printf("authorized: client credentials work for server %s\n", srv->name);
     } else {
         const char *browser = getenv("BROWSER");
-        bool display = (browser && *browser) || getenv("DISPLAY") || getenv("WAYLAND_DISPLAY");
+        const char *x11 = getenv("DISPLAY"), *wayland = getenv("WAYLAND_DISPLAY");
+        bool display = (browser && *browser) || (x11 && *x11) || (wayland && *wayland);
+        /* auth.grant "device_code" asks for the device flow; else a browser
+         * when there is a display, else the provider's headless flow */
+        if (!flow && strcmp(r.req.grant, "device_code") == 0)
+            flow = MC_FLOW_DEVICE;
         if (!flow)
             flow = display && (r.profile.flows & MC_FLOW_AUTH_CODE) ? MC_FLOW_AUTH_CODE
                                                                   : r.profile.default_headless;
@@ -170,7 +194,10 @@ int cmd_auth(cli *c, int argc, char **argv)
             .size = sizeof(o),
             .flow = flow,
             .port = port,
-            .browser = browser && *browser ? browser : NULL,
+            /* $BROWSER, else xdg-open on a desktop; else the URL is only printed */
+            .browser = browser && *browser ? browser
+                       : flow == MC_FLOW_AUTH_CODE && display && have_xdg_open() ? "xdg-open"
+                                                                                 : NULL,
             .wait_s = 300,
             .say = say,
             .ask = ask,
@@ -192,11 +219,15 @@ out:
 
 void cli_server_token_state(mc_context *ctx, const mc_server *srv)
 {
-    if (!srv->auth_provider || mc__host()->cfg_string(&srv->auth_cfg, "access_token_command"))
+    if (!srv->auth_provider)
         return;
+    if (mc__host()->cfg_string(&srv->auth_cfg, "access_token_command")) {
+        printf(" token=from-access_token_command");
+        return;
+    }
     mc__oauth_req r;
     mc_oauth_status st = { 0 };
-    if (mc__oauth_request(ctx, srv, &r, NULL) < 0)
+    if (mc__oauth_request_ex(ctx, srv, false, &r, NULL) < 0)
         return;
     if (r.engine->status(&r.req, &st) < 0 || !st.stored) {
         if (strcmp(r.req.grant, "client_credentials") == 0)

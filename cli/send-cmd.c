@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "send.h"   /* core-internal: mc__session_open_ex for `test` */
@@ -123,7 +125,34 @@ typedef struct batch {
     size_t       n_files;
     size_t       next;
     pthread_mutex_t lock;
+    bool         progress;    /* stderr is a terminal and the batch is long */
+    size_t       done, failed;
+    struct timespec shown;    /* when the progress line was last drawn */
 } batch;
+
+#define PROGRESS_MIN_FILES 20
+
+/* The progress line, on a terminal only: "mailconn: 120/1000 sent, 2 failed".
+ * Redrawn at most every 100 ms, erased before any other output. Called with
+ * b->lock held. */
+static void progress_draw(batch *b, bool force)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    long ms = (now.tv_sec - b->shown.tv_sec) * 1000 + (now.tv_nsec - b->shown.tv_nsec) / 1000000;
+    if (!force && ms < 100)
+        return;
+    b->shown = now;
+    fprintf(stderr, "\r\033[Kmailconn: %zu/%zu sent, %zu failed", b->done - b->failed,
+            b->n_files, b->failed);
+    fflush(stderr);
+}
+
+static void progress_erase(void)
+{
+    fputs("\r\033[K", stderr);
+    fflush(stderr);
+}
 
 static void batch_one(batch *b, const char *file)
 {
@@ -157,9 +186,15 @@ static void batch_one(batch *b, const char *file)
         break;
     }
     pthread_mutex_lock(&b->lock);
+    if (b->progress)
+        progress_erase();
     report_send(b->c, label, msg, msg ? mc_message_recipient_count(msg) : 0,
                 msg ? mc_message_last_reply(msg) : NULL, rc, err, false);
     fflush(stdout);
+    b->done++;
+    b->failed += rc != 0;
+    if (b->progress)
+        progress_draw(b, b->done == b->n_files);
     pthread_mutex_unlock(&b->lock);
     mc_error_free(err);
     mc_message_free(msg);
@@ -245,6 +280,7 @@ int cmd_send(cli *c, int argc, char **argv)
         batch b = { .c = c, .ctx = ctx, .server = server, .from = from,
                     .files = argv + optind, .n_files = (size_t)(argc - optind) };
         pthread_mutex_init(&b.lock, NULL);
+        b.progress = b.n_files >= PROGRESS_MIN_FILES && isatty(STDERR_FILENO);
         if (b.n_files == 0) {
             batch_one(&b, NULL);
         } else {
@@ -257,6 +293,8 @@ int cmd_send(cli *c, int argc, char **argv)
             batch_worker(&b);
             for (size_t i = 0; i < started; i++)
                 pthread_join(th[i], NULL);
+            if (b.progress)
+                fputc('\n', stderr);   /* the last progress line stays */
         }
         pthread_mutex_destroy(&b.lock);
         mc_context_free(ctx);

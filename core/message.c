@@ -163,11 +163,22 @@ static bool has_crlf(const char *s)
     return s && strpbrk(s, "\r\n") != NULL;
 }
 
+/* OR a block together (the compiler vectorises a loop without an early
+ * exit) and test the high bit once per block: 4 MiB bodies are scanned
+ * before every send, and a byte loop was a third of the time there. */
 static bool is_ascii(const char *s, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)s[i] >= 0x80)
+    const unsigned char *p = (const unsigned char *)s;
+    while (n) {
+        size_t k = n < 4096 ? n : 4096;
+        unsigned char acc = 0;
+        for (size_t i = 0; i < k; i++)
+            acc |= p[i];
+        if (acc & 0x80)
             return false;
+        p += k;
+        n -= k;
+    }
     return true;
 }
 
@@ -1572,7 +1583,8 @@ static int put_crlf(mc__buf *b, const char *s, size_t n)
         if (mc__buf_put(b, s + i, 1) < 0)
             return MC_ENOMEM;
     }
-    if (n && s[n - 1] != '\n' && mc__buf_puts(b, "\r\n") < 0)
+    /* the last line without its LF (input ending in a bare CR: end it) */
+    if (n && s[n - 1] != '\n' && mc__buf_puts(b, s[n - 1] == '\r' ? "\n" : "\r\n") < 0)
         return MC_ENOMEM;
     return 0;
 }

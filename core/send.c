@@ -30,6 +30,7 @@ struct mc_session {
     void                   *stage_payload;
     bool                    pooled;
     bool                    reused;       /* smtp came from the pool or a previous message */
+    bool                    move_on_throttle; /* pooled: a throttled message goes back to mc_send */
     char                    last_reply[1024];
 };
 
@@ -86,6 +87,12 @@ static void add_hint(mc_error *e, const mc_oauth_profile *profile, const char *m
 
 int mc__oauth_request(mc_context *ctx, const mc_server *srv, mc__oauth_req *out, mc_error **err)
 {
+    return mc__oauth_request_ex(ctx, srv, true, out, err);
+}
+
+int mc__oauth_request_ex(mc_context *ctx, const mc_server *srv, bool resolve_secret,
+                         mc__oauth_req *out, mc_error **err)
+{
     const mc__plugin *prov, *eng;
     int rc;
 
@@ -103,7 +110,8 @@ int mc__oauth_request(mc_context *ctx, const mc_server *srv, mc__oauth_req *out,
     out->profile.size = sizeof(out->profile);
     if ((rc = ops->oauth_profile(&srv->auth_cfg, &out->profile, err)) < 0)
         return rc;
-    if ((rc = mc__secret_resolve(&srv->auth_cfg, "client_secret", &out->secret, err)) < 0)
+    if (resolve_secret
+        && (rc = mc__secret_resolve(&srv->auth_cfg, "client_secret", &out->secret, err)) < 0)
         return rc;
 
     const mc_plugin_cfg *c = &srv->auth_cfg;
@@ -349,7 +357,7 @@ int mc__session_open_ex(mc_session **out, mc_context *ctx, const char *server,
     mc_server *srv = find_server(ctx, server, err);
     if (!srv)
         return MC_ENOSERVER;
-    mc_session *s;
+    mc_session *s = NULL;
     int rc = session_new(&s, ctx, srv, err);
     if (rc < 0)
         return rc;
@@ -500,7 +508,16 @@ static int send_one(mc_session *s, mc_message *msg, mc_error **err)
             mc_error_free(e);
             continue;
         }
-        if (is_throttle(e) && attempt < THROTTLE_RETRIES) {
+        if (is_throttle(e) && s->move_on_throttle) {
+            /* mc_send backs off and moves the message to another connection */
+            rc = e->code;
+            if (err && !*err)
+                *err = e;
+            else
+                mc_error_free(e);
+            return rc;
+        }
+        if (is_throttle(e) && !s->pooled && attempt < THROTTLE_RETRIES) {
             unsigned pause = 1u << attempt;   /* 1, 2, 4 s */
             mc__log(MC_LOG_INFO, "%s: throttled (%d %s); retrying in %u s", srv->name,
                     e->smtp_code, e->enhanced, pause);
@@ -581,7 +598,7 @@ static int pool_acquire(mc_context *ctx, mc_server *srv, mc_session **out, mc_er
     if (rc < 0)
         return rc;
 
-    mc_session *s;
+    mc_session *s = NULL;
     if ((rc = session_new(&s, ctx, srv, err)) < 0) {
         pthread_mutex_lock(&ctx->lock);
         p->open--;
@@ -627,6 +644,15 @@ static void pool_release(mc_context *ctx, mc_session *s)
     free(s);
 }
 
+/* Pause before a throttled message is tried again: 0.25, 1, 4 s. */
+static void throttle_pause(int attempt)
+{
+    long ms = 250L << (2 * attempt);
+    struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
 int mc_send(mc_context *ctx, const char *server, mc_message *msg, mc_error **err)
 {
     if (!ctx || !msg)
@@ -634,11 +660,33 @@ int mc_send(mc_context *ctx, const char *server, mc_message *msg, mc_error **err
     mc_server *srv = find_server(ctx, server, err);
     if (!srv)
         return MC_ENOSERVER;
-    mc_session *s;
-    int rc = pool_acquire(ctx, srv, &s, err);
-    if (rc < 0)
+    for (int attempt = 0;; attempt++) {
+        mc_session *s = NULL;
+        mc_error *e = NULL;
+        int rc = pool_acquire(ctx, srv, &s, err);
+        if (rc < 0)
+            return rc;
+        s->move_on_throttle = attempt < THROTTLE_RETRIES;
+        rc = send_one(s, msg, &e);
+        if (is_throttle(e) && attempt < THROTTLE_RETRIES) {
+            /* This connection is throttled (421, 432 4.3.2): close it, back
+             * off, and try the message again on another connection, idle
+             * in the pool or new. Nothing of it was accepted. */
+            mc__log(MC_LOG_INFO, "%s: throttled (%d %s); moving the message to another "
+                    "connection (retry %d of %d)", srv->name, e->smtp_code, e->enhanced,
+                    attempt + 1, THROTTLE_RETRIES);
+            mc__smtp_quit(s->smtp);
+            s->smtp = NULL;
+            pool_release(ctx, s);
+            mc_error_free(e);
+            throttle_pause(attempt);
+            continue;
+        }
+        pool_release(ctx, s);
+        if (err && !*err)
+            *err = e;
+        else
+            mc_error_free(e);
         return rc;
-    rc = send_one(s, msg, err);
-    pool_release(ctx, s);
-    return rc;
+    }
 }

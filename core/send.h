@@ -24,5 +24,9 @@ typedef struct mc__oauth_req {
 } mc__oauth_req;
 int  mc__oauth_request(mc_context *ctx, const mc_server *srv, mc__oauth_req *out, mc_error **err);
 void mc__oauth_request_free(mc__oauth_req *r);
+/** mc__oauth_request, resolving the client secret only when asked: the
+ *  token state (`mailconn servers`) needs the identity, not the secret. */
+int  mc__oauth_request_ex(mc_context *ctx, const mc_server *srv, bool resolve_secret,
+                          mc__oauth_req *out, mc_error **err);
 
 #endif

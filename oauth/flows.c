@@ -22,6 +22,8 @@
 
 #include "oauth.h"
 
+#define GMAIL_SCOPE "https://mail.google.com/"
+
 extern char **environ;
 
 #define REQUEST_MAX 8192
@@ -456,8 +458,23 @@ static int flow_device(const mc_oauth_request *req, const mc_oauth_authorize_opt
         return rc;
     device_answer d;
     if (h.status < 200 || h.status > 299) {
-        rc = mc__oauth_error_from(h.status, h.body.data, h.body.len, req, NULL, err);
+        char *oerr = NULL;
+        mc_error *before = err ? *err : NULL;
+        rc = mc__oauth_error_from(h.status, h.body.data, h.body.len, req, &oerr, err);
         mc__oauth_http_free(&h);
+        /* Google answers a device request for the Gmail scope with a bare
+         * invalid_scope: the scope is not on its device-flow allow-list */
+        if (oerr && !strcmp(oerr, "invalid_scope") && strstr(p->scope, GMAIL_SCOPE) &&
+            err && *err && *err != before) {
+            char *h2 = H->strdup("Google's device flow does not grant the Gmail scope ("
+                                 GMAIL_SCOPE "): authorize with `mailconn auth --paste` "
+                                 "or `mailconn auth --browser` instead");
+            if (h2) {
+                H->free((*err)->hint);
+                (*err)->hint = h2;
+            }
+        }
+        free(oerr);
         return rc;
     }
     rc = device_parse(h.body.data ? h.body.data : "", h.body.len, &d);

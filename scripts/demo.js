@@ -22,7 +22,7 @@ const PASSWORD = 'demo-password-' + process.pid;
 const say = (s) => process.stdout.write(s + '\n');
 const show = (title, r) => {
     say(`$ mailconn ${title}`);
-    for (const l of (r.stdout + r.stderr).trim().split('\n')) if (l) say('  ' + l);
+    for (const l of (r.stderr + r.stdout).trim().split('\n')) if (l) say('  ' + l);
 };
 
 /** Run `mailconn auth ...`, answering its prompts through fn(line, child). */

@@ -232,8 +232,13 @@ static int handshake_error(tls_stream *ts, int ssl_err, mc_error **err)
         return host->error(err, MC_ETIMEOUT, MC_OUTCOME_TRANSIENT, MC_STAGE_TLS,
                            "%s: timed out after %d s in the TLS handshake", ts->peer,
                            timeout_s(ts));
+    /* a connection closed or reset without a TLS alert is a dropped
+     * connection (transient), whether the FIN or the RST came first */
+    unsigned long last = ERR_peek_last_error();
+    bool eof = last && ERR_GET_LIB(last) == ERR_LIB_SSL
+               && ERR_GET_REASON(last) == SSL_R_UNEXPECTED_EOF_WHILE_READING;
     const char *r = ssl_reason();
-    if (r)
+    if (r && !eof)
         return host->error(err, MC_ETLS, MC_OUTCOME_PERMANENT, MC_STAGE_TLS,
                            "%s: TLS handshake failed: %s", ts->peer, r);
     if (ts->io.last_errno) {
@@ -242,8 +247,8 @@ static int handshake_error(tls_stream *ts, int ssl_err, mc_error **err)
         return host->error(err, MC_ENET, MC_OUTCOME_TRANSIENT, MC_STAGE_TLS,
                            "%s: %s during the TLS handshake", ts->peer, why);
     }
-    return host->error(err, MC_ETLS, MC_OUTCOME_PERMANENT, MC_STAGE_TLS,
-                       "%s: TLS handshake failed: the server closed the connection",
+    return host->error(err, MC_ENET, MC_OUTCOME_TRANSIENT, MC_STAGE_TLS,
+                       "%s: the server closed the connection during the TLS handshake",
                        ts->peer);
 }
 

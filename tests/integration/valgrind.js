@@ -1,0 +1,132 @@
+// valgrind memcheck over representative CLI runs (issue 5): `check`,
+// `plugins`, a send over every transport with basic auth, OAuth sends
+// (XOAUTH2 and OAUTHBEARER, tokens from oidc-peer), a -t batch, and fault
+// cases. Each run is
+//   valgrind --error-exitcode=99 --leak-check=full
+//            --errors-for-leak-kinds=definite --show-leak-kinds=definite
+// and must end with the CLI's expected exit code (99 would be valgrind's),
+// "ERROR SUMMARY: 0 errors" and nothing definitely lost.
+// Registered as meson suite 'valgrind', only in builds without sanitizers.
+'use strict';
+
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const path = require('node:path');
+const lib = require('../peers/lib');
+const { startOidc } = require('../peers/oauth-lib');
+
+const PASSWORD = 'vg-Pass-4410';
+const SECRET = 'vg-client-Secret-1290';
+let pki;
+let op;
+let dir;
+let n = 0;
+
+test.before(async () => {
+    dir = lib.tmpdir();
+    pki = lib.mkca(path.join(dir, 'pki'));
+    op = await startOidc({ pki, secret: SECRET });
+});
+test.after(async () => {
+    if (op) await op.stop();
+    await lib.stopAll();
+});
+
+async function memcheck(args, expect, opts = {}) {
+    const log = path.join(dir, `vg-${++n}.log`);
+    const r = await lib.run('valgrind', ['-q', '--error-exitcode=99', '--leak-check=full',
+        '--errors-for-leak-kinds=definite', '--show-leak-kinds=definite', '--num-callers=30',
+        `--log-file=${log}`, process.env.MAILCONN_BIN, ...args], {
+        env: Object.assign({ MC_VG_PASSWORD: PASSWORD, MC_VG_SECRET: SECRET,
+            MAILCONN_STATE_DIR: path.join(dir, 'state') }, opts.env || {}),
+        timeoutMs: 120000,
+    });
+    const text = fs.readFileSync(log, 'utf8');
+    const ctx = `\n${args.join(' ')}\nstderr:\n${r.stderr}\nvalgrind:\n${text}`;
+    assert.notEqual(r.code, 99, `valgrind found errors${ctx}`);
+    assert.equal(r.signal, null, ctx);
+    assert.equal(r.code, expect, `exit code${ctx}`);
+    // -q prints only errors: an empty log is "0 errors, nothing definitely lost"
+    assert.doesNotMatch(text, /definitely lost: [1-9]/, ctx);
+    assert.doesNotMatch(text, /Invalid (read|write|free)|uninitialised|Mismatched free/, ctx);
+    assert.equal(text.trim(), '', `valgrind reported something${ctx}`);
+    return r;
+}
+
+function srv(name, peer, transport, extra) {
+    const s = { name, host: '127.0.0.1', port: peer.port, transport, timeout_s: 10,
+        sender: { address: 'app@example.test' } };
+    if (transport !== 'plain') s.ca_file = pki.ca;
+    return Object.assign(s, extra || {});
+}
+const basic = { provider: 'basic', user: 'app', password_env: 'MC_VG_PASSWORD' };
+const SEND = ['send', '--to', 'to@example.test', '--subject', 'valgrind', '--body', 'body\n'];
+
+test('check, check --secrets and plugins', async (t) => {
+    const peer = await lib.startPeer({ t });
+    const cfg = lib.writeConfig(dir, { servers: [
+        srv('a', peer, 'plain', { default: true }),
+        srv('b', peer, 'tls', { auth: basic }),
+        srv('c', peer, 'starttls', { auth: { provider: 'manual', user: 'u@example.test', client_id: 'conf-post',
+            client_secret_env: 'MC_VG_SECRET', grant: 'client_credentials', token_url: op.tokenUrl } }),
+    ] }, 'check.json');
+    await Promise.all([
+        memcheck(['--config', cfg, 'check'], 0),
+        memcheck(['--config', cfg, 'check', '--secrets'], 0),
+        memcheck(['plugins'], 0),
+    ]);
+});
+
+test('a basic-auth send over every transport, and a -t batch', async (t) => {
+    const runs = [];
+    for (const [transport, tls] of [['plain', 'none'], ['tls', 'implicit'], ['starttls', 'starttls']]) {
+        const peer = await lib.startPeer({ t, tls, cert: pki.server.cert, key: pki.server.key,
+            users: { app: PASSWORD }, allowInsecureAuth: tls === 'none' });
+        const extra = { auth: basic };
+        if (tls === 'none') extra.allow_plaintext_auth = true;
+        const cfg = lib.writeConfig(dir, { servers: [srv('s', peer, transport, extra)] }, `send-${transport}.json`);
+        runs.push(memcheck(['--config', cfg, '-v', ...SEND], 0).then(() => assert.equal(lib.messageCount(peer.out), 1)));
+    }
+    const peer = await lib.startPeer({ t });
+    const cfg = lib.writeConfig(dir, { servers: [srv('s', peer, 'plain')] }, 'batch.json');
+    const files = [1, 2, 3].map((i) => {
+        const f = path.join(dir, `b${i}.eml`);
+        fs.writeFileSync(f, `To: r${i}@example.test\nSubject: b${i}\n\nbody\n`);
+        return f;
+    });
+    runs.push(memcheck(['--config', cfg, 'send', '-t', '--jobs', '2', ...files], 0)
+        .then(() => assert.equal(lib.messageCount(peer.out), 3)));
+    await Promise.all(runs);
+});
+
+test('OAuth sends: XOAUTH2 and OAUTHBEARER with client credentials from oidc-peer', async (t) => {
+    const peer = await lib.startPeer({ t, tls: 'implicit', cert: pki.server.cert, key: pki.server.key,
+        enhanced: true, extraArgs: ['--introspect', op.introspectionUrl, '--introspect-ca', pki.ca,
+            '--introspect-client', `conf-basic:${SECRET}`] });
+    const auth = (mechanism) => ({ provider: 'manual', user: op.account, client_id: 'conf-post',
+        client_secret_env: 'MC_VG_SECRET', grant: 'client_credentials', scope: 'smtp',
+        token_url: op.tokenUrl, ca_file: pki.ca, mechanism });
+    const cfg = lib.writeConfig(dir, { servers: [
+        srv('x', peer, 'tls', { auth: auth('XOAUTH2'), default: true }),
+        srv('b', peer, 'tls', { auth: auth('OAUTHBEARER') }),
+    ] }, 'oauth.json');
+    await memcheck(['--config', cfg, ...SEND], 0);
+    await memcheck(['--config', cfg, 'send', '--server', 'b', ...SEND.slice(1)], 0);
+    assert.equal(lib.messageCount(peer.out), 2);
+});
+
+test('fault cases: drop after the dot, 554 to RCPT, mismatched codes, drop before the greeting', async (t) => {
+    const cases = [
+        [{ replies: { DOT: 'close' } }, 75],
+        [{ replies: { RCPT: '554 5.7.1 no' } }, 69],
+        [{ ehlo: ['250-fault', '251 x'] }, 76],
+        [{ greeting: 'close' }, 75],
+    ];
+    await Promise.all(cases.map(async ([script, code], i) => {
+        const peer = await lib.startScript('fault-peer.js', { t, script });
+        const cfg = lib.writeConfig(dir, { servers: [srv('f', peer, 'plain')] }, `fault-${i}.json`);
+        const r = await memcheck(['--config', cfg, ...SEND], code);
+        assert.doesNotMatch(r.stdout, /^sent/m);
+    }));
+});
