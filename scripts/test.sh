@@ -1,25 +1,33 @@
 #!/bin/sh
 # Install, build and run every test: once normally, once under
-# AddressSanitizer + UndefinedBehaviorSanitizer. Ends with "N passed, N failed".
+# AddressSanitizer + UndefinedBehaviorSanitizer, and the threaded ones under
+# ThreadSanitizer. Ends with "N passed, N failed".
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 sh scripts/deps.sh
 
-run() {  # run BUILDDIR [meson options...]
+setup() {  # setup BUILDDIR [meson options...]
     dir=$1; shift
     if [ ! -f "$dir/build.ninja" ]; then
         meson setup "$dir" "$@" >/dev/null
     fi
     ninja -C "$dir" >/dev/null
-    meson test -C "$dir" --print-errorlogs --num-processes 2 || true
 }
 
-run build
-run build-asan -Dsanitize=address,undefined -Db_lundef=false
+setup build
+meson test -C build --print-errorlogs --num-processes 2 || true
+setup build-asan -Dsanitize=address,undefined -Db_lundef=false
+meson test -C build-asan --print-errorlogs --num-processes 2 || true
+# ThreadSanitizer over the tests where threads share a context, a pool or a
+# token store: 8 threads x 50 messages, --jobs over the pool, single-flight
+# refresh across threads and processes.
+setup build-tsan -Dsanitize=thread -Db_lundef=false
+meson test -C build-tsan --print-errorlogs --num-processes 2 send pool oauth || true
 
-# Count both runs from meson's own log; exit non-zero on any failure.
-python3 - build/meson-logs/testlog.json build-asan/meson-logs/testlog.json <<'PY'
+# Count every run from meson's own logs; exit non-zero on any failure.
+python3 - build/meson-logs/testlog.json build-asan/meson-logs/testlog.json \
+    build-tsan/meson-logs/testlog.json <<'PY'
 import json, sys
 passed = failed = skipped = 0
 for path in sys.argv[1:]:
