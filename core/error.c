@@ -71,7 +71,7 @@ mc_outcome mc__outcome_of(int code)
     case MC_EFILE: return MC_OUTCOME_NOINPUT;
     case MC_EMESSAGE: return MC_OUTCOME_DATA;
     case MC_EAUTH: return MC_OUTCOME_AUTH;
-    case MC_EREFUSED: case MC_ETLS: case MC_ERCPT: case MC_ENOTIMPL: return MC_OUTCOME_PERMANENT;
+    case MC_EREFUSED: case MC_ETLS: case MC_ERCPT: case MC_ENOTSUP: return MC_OUTCOME_PERMANENT;
     case MC_EPROTO: return MC_OUTCOME_PROTOCOL;
     case MC_EUNKNOWN: return MC_OUTCOME_UNKNOWN;
     default: return MC_OUTCOME_TRANSIENT;   /* ETEMP, ENET, ETIMEOUT, ENOMEM, EOAUTH */

@@ -40,7 +40,7 @@ extern "C" {
     X(ETLS,      -14, "TLS failure")                                 \
     X(EUNKNOWN,  -15, "outcome unknown: the message may have been accepted") \
     X(EUSAGE,    -16, "bad command line")                            \
-    X(ENOTIMPL,  -17, "not implemented")                             \
+    X(ENOTSUP,   -17, "operation not supported")                     \
     X(EOAUTH,    -18, "OAuth failure")                               \
     X(ESECRET,   -19, "secret unavailable or unsafe")                \
     X(ERCPT,     -20, "some recipients were refused")

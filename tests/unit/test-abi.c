@@ -240,7 +240,7 @@ static const abi_num constants[] = {
     CONST(MC_ETLS, -14),
     CONST(MC_EUNKNOWN, -15),
     CONST(MC_EUSAGE, -16),
-    CONST(MC_ENOTIMPL, -17),
+    CONST(MC_ENOTSUP, -17),
     CONST(MC_EOAUTH, -18),
     CONST(MC_ESECRET, -19),
     CONST(MC_ERCPT, -20),
