@@ -85,32 +85,29 @@ static char *read_file(const char *path, size_t *len)
     return b;
 }
 
-static size_t accepted_count(const mc_message *msg, const mc_error *err)
+static size_t accepted_count(const mc_error *err)
 {
-    (void)msg;
     size_t n = 0;
-    if (err) {
-        for (size_t i = 0; i < err->n_rcpts; i++)
-            n += err->rcpts[i].accepted;
-    }
+    for (size_t i = 0; err && i < err->n_rcpts; i++)
+        n += err->rcpts[i].accepted;
     return n;
 }
 
 /* Report one message's outcome: "sent ..." on stdout only when accepted. */
-static void report_send(cli *c, const char *label, mc_message *msg, size_t n_rcpts,
-                        const char *reply, int rc, mc_error *err, bool quiet)
+static void report_send(cli *c, const char *label, const mc_message *msg, int rc,
+                        const mc_error *err, bool quiet)
 {
+    const char *reply = msg ? mc_message_last_reply(msg) : NULL;
     if (rc == 0) {
+        size_t n = mc_message_recipient_count(msg);
         if (!quiet)
-            printf("sent %s: %zu recipient%s: %s\n", label, n_rcpts, n_rcpts == 1 ? "" : "s",
+            printf("sent %s: %zu recipient%s: %s\n", label, n, n == 1 ? "" : "s",
                    reply ? reply : "");
         return;
     }
-    if (rc == MC_ERCPT && !quiet) {
-        size_t ok = accepted_count(msg, err);
-        printf("sent %s: %zu of %zu recipients: %s\n", label, ok, err ? err->n_rcpts : 0,
-               reply ? reply : "");
-    }
+    if (rc == MC_ERCPT && !quiet)
+        printf("sent %s: %zu of %zu recipients: %s\n", label, accepted_count(err),
+               err ? err->n_rcpts : 0, reply ? reply : "");
     cli_report(c, label, err, rc);
 }
 
@@ -171,25 +168,21 @@ static void batch_one(batch *b, const char *file)
     }
     if (rc == 0 && b->from)
         rc = mc_message_set_envelope_from(msg, b->from, &err);
-    for (int attempt = 0; rc == 0 || attempt == 0; attempt++) {
-        if (rc < 0)
-            break;
+    if (rc == 0) {
         rc = mc_send(b->ctx, b->server, msg, &err);
-        /* a drop before the final dot: the message was not taken; resend once */
-        if (attempt == 0 && err && (rc == MC_ENET || rc == MC_ETIMEOUT)
-            && err->stage != MC_STAGE_CONNECT) {
+        /* the connection dropped before the final dot: nothing of the
+         * message was taken, so it goes once more on a new connection (a
+         * drop after the dot is MC_EUNKNOWN and never resent) */
+        if ((rc == MC_ENET || rc == MC_ETIMEOUT) && err && err->stage != MC_STAGE_CONNECT) {
             mc_error_free(err);
             err = NULL;
-            rc = 0;
-            continue;
+            rc = mc_send(b->ctx, b->server, msg, &err);
         }
-        break;
     }
     pthread_mutex_lock(&b->lock);
     if (b->progress)
         progress_erase();
-    report_send(b->c, label, msg, msg ? mc_message_recipient_count(msg) : 0,
-                msg ? mc_message_last_reply(msg) : NULL, rc, err, false);
+    report_send(b->c, label, msg, rc, err, false);
     fflush(stdout);
     b->done++;
     b->failed += rc != 0;
@@ -371,9 +364,7 @@ int cmd_send(cli *c, int argc, char **argv)
             goto report;
     rc = mc_send(ctx, server, msg, &err);
 report:
-    report_send(c, mc_message_id(msg) ? mc_message_id(msg) : "message", msg,
-                msg ? mc_message_recipient_count(msg) : 0, msg ? mc_message_last_reply(msg) : NULL,
-                rc, err, false);
+    report_send(c, msg && mc_message_id(msg) ? mc_message_id(msg) : "message", msg, rc, err, false);
 done:
     mc_error_free(err);
     mc_message_free(msg);
@@ -517,7 +508,7 @@ int cmd_sendmail(cli *c, int argc, char **argv)
 report:
     /* silent on success, as sendmail is */
     if (rc < 0)
-        report_send(c, "stdin", msg, 0, NULL, rc, err, true);
+        report_send(c, "stdin", msg, rc, err, true);
 done:
     mc_error_free(err);
     mc_message_free(msg);
