@@ -29,8 +29,8 @@ struct mc_session {
     mc__stage_fn           *on_stage;
     void                   *stage_payload;
     bool                    pooled;
+    bool                    move_on_throttle; /* mc_send will retry elsewhere: return at once */
     bool                    reused;       /* smtp came from the pool or a previous message */
-    bool                    move_on_throttle; /* pooled: a throttled message goes back to mc_send */
     char                    last_reply[1024];
 };
 
@@ -443,6 +443,15 @@ static bool is_early_drop(const mc_error *e)
            && (e->stage == MC_STAGE_MAIL || e->stage == MC_STAGE_RCPT);
 }
 
+/* Pause before a throttled message is tried again: 0.25, 1, 4 s. */
+static void throttle_pause(int attempt)
+{
+    long ms = 250L << (2 * attempt);
+    struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
 static int send_one(mc_session *s, mc_message *msg, mc_error **err)
 {
     mc_server *srv = s->srv;
@@ -518,17 +527,16 @@ static int send_one(mc_session *s, mc_message *msg, mc_error **err)
             return rc;
         }
         if (is_throttle(e) && !s->pooled && attempt < THROTTLE_RETRIES) {
-            unsigned pause = 1u << attempt;   /* 1, 2, 4 s */
-            mc__log(MC_LOG_INFO, "%s: throttled (%d %s); retrying in %u s", srv->name,
-                    e->smtp_code, e->enhanced, pause);
+            /* a session of its own: back off and retry on this connection
+             * (a new one after 421) */
+            mc__log(MC_LOG_INFO, "%s: throttled (%d %s); retry %d of %d", srv->name,
+                    e->smtp_code, e->enhanced, attempt + 1, THROTTLE_RETRIES);
             if (e->smtp_code == 421) {
                 mc__smtp_free(s->smtp);
                 s->smtp = NULL;
             }
             mc_error_free(e);
-            struct timespec ts = { .tv_sec = pause, .tv_nsec = 0 };
-            while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-                ;
+            throttle_pause(attempt);
             continue;
         }
 failed:
@@ -644,14 +652,6 @@ static void pool_release(mc_context *ctx, mc_session *s)
     free(s);
 }
 
-/* Pause before a throttled message is tried again: 0.25, 1, 4 s. */
-static void throttle_pause(int attempt)
-{
-    long ms = 250L << (2 * attempt);
-    struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-        ;
-}
 
 int mc_send(mc_context *ctx, const char *server, mc_message *msg, mc_error **err)
 {
