@@ -24,12 +24,17 @@ meson test -C build-asan --print-errorlogs --num-processes 2 || true
 # refresh across threads and processes.
 setup build-tsan -Dsanitize=thread -Db_lundef=false
 meson test -C build-tsan --print-errorlogs --num-processes 2 send pool oauth || true
+# Every libFuzzer target for a bounded 10 s, two at a time; any finding fails.
+fuzz=0
+sh scripts/fuzz.sh 10 || fuzz=1
 
 # Count every run from meson's own logs; exit non-zero on any failure.
-python3 - build/meson-logs/testlog.json build-asan/meson-logs/testlog.json \
+FUZZ_FAILED=$fuzz python3 - build/meson-logs/testlog.json build-asan/meson-logs/testlog.json \
     build-tsan/meson-logs/testlog.json <<'PY'
-import json, sys
+import json, os, sys
 passed = failed = skipped = 0
+if os.environ.get("FUZZ_FAILED") == "1":
+    print("fuzzing found a crash (see above)"); failed += 1
 for path in sys.argv[1:]:
     try:
         lines = open(path).read().splitlines()

@@ -2,7 +2,9 @@
  * defaults from providers and transports, the default rule, file-mode
  * rules, and the atomic save of set-default. */
 /* temporary paths are short; snprintf truncation cannot happen here */
+#if !defined(__clang__)   /* gcc only: temp-path snprintf calls */
 #pragma GCC diagnostic ignored "-Wformat-truncation"
+#endif
 
 #include <stdarg.h>
 #include <stddef.h>

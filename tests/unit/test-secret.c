@@ -1,7 +1,9 @@
 /* secret: each source (inline, _file, _env, _command), its safety rules
  * and the command bound. */
 /* temporary paths are short; snprintf truncation cannot happen here */
+#if !defined(__clang__)   /* gcc only: temp-path snprintf calls */
 #pragma GCC diagnostic ignored "-Wformat-truncation"
+#endif
 
 #include <stdarg.h>
 #include <stddef.h>
