@@ -13,10 +13,12 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "error.h"
@@ -145,8 +147,17 @@ static int add_dir(mc__registry *reg, const char *dir, size_t len)
     char *path = strndup(dir, len);
     if (!path)
         return MC_ENOMEM;
-    char *key = realpath(path, NULL);
-    if (!key && !(key = strdup(path))) {
+    /* the folder's identity (device and inode: one stat, where realpath
+     * costs a readlink per path component at every start) */
+    char *key = NULL;
+    struct stat st;
+    if (stat(path, &st) == 0) {
+        if (asprintf(&key, "@%ju:%ju", (uintmax_t)st.st_dev, (uintmax_t)st.st_ino) < 0)
+            key = NULL;
+    } else {
+        key = strdup(path);
+    }
+    if (!key) {
         free(path);
         return MC_ENOMEM;
     }
@@ -192,9 +203,13 @@ static bool run_from_build_tree(void)
 {
     if (!MC_BUILD_ROOT[0])
         return false;
+    /* the kernel's link is already the resolved path (one readlink, where
+     * realpath would walk /proc and every component) */
     char exe[PATH_MAX], root[PATH_MAX];
-    if (!realpath("/proc/self/exe", exe) || !realpath(MC_BUILD_ROOT, root))
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (len <= 0 || !realpath(MC_BUILD_ROOT, root))
         return false;
+    exe[len] = '\0';
     size_t n = strlen(root);
     return strncmp(exe, root, n) == 0 && exe[n] == '/';
 }

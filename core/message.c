@@ -1231,9 +1231,11 @@ int mc_message_parse_file(mc_message **out, const char *path, mc_error **err)
         eof = r < RAW_CHUNK;
         found = header_end(b.data, b.len, &scan, &body_off);
     }
-    if (!S_ISREG(st.st_mode)) {
-        /* a pipe or device: read it all and parse from memory */
-        for (;;) {
+    if (!S_ISREG(st.st_mode) || eof) {
+        /* a pipe or device: read it all and parse from memory; a file read
+         * whole already (at most RAW_CHUNK bytes) is kept in memory too, so
+         * sending it opens, stats and reads it no second time */
+        while (!eof) {
             if (mc__buf_grow(&b, RAW_CHUNK) < 0) {
                 rc = oom(err);
                 goto fail;

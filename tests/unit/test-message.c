@@ -1338,6 +1338,45 @@ static void test_parse_lf_adds_date_and_id(void **state)
     mc_error_free(err);
 }
 
+/* A file read whole by the header pass (up to 64 KiB) is kept in memory:
+ * sending it opens the file no second time, so it sends what was parsed
+ * even when the file is gone or rewritten since. */
+static void test_parse_small_file_in_memory(void **state)
+{
+    (void)state;
+    const char *text = "From: a@example.com\nTo: b@example.com\nSubject: s\n\nfirst body\n";
+    char *p = write_file("small.eml", text, strlen(text));
+    mc_message *m = NULL;
+    assert_int_equal(mc_message_parse_file(&m, p, NULL), 0);
+    assert_int_equal(unlink(p), 0);
+    prepare_ok(m, &D0);
+    assert_false(mc__message_8bit(m));
+    size_t n;
+    char *s = render(m, &n, false);
+    const char *body = strstr(s, "\r\n\r\n");
+    assert_non_null(body);
+    assert_string_equal(body + 4, "first body\n");
+    free(s);
+    mc_message_free(m);
+    free(p);
+
+    /* 8-bit at the very end of a small file */
+    const char *t8 = "From: a@example.com\nTo: b@example.com\n\nok \xc3\xa9";
+    p = write_file("small8.eml", t8, strlen(t8));
+    assert_int_equal(mc_message_parse_file(&m, p, NULL), 0);
+    free(write_file("small8.eml", "To: c@example.com\n\nother\n", 26));
+    prepare_ok(m, &D0);
+    assert_true(mc__message_8bit(m));
+    assert_int_equal(mc__message_rcpt_count(m), 1);
+    assert_string_equal(mc__message_rcpts(m)[0], "b@example.com");
+    s = render(m, &n, false);
+    assert_non_null(strstr(s, "ok \xc3\xa9"));
+    assert_null(strstr(s, "other"));
+    free(s);
+    mc_message_free(m);
+    free(p);
+}
+
 static void test_parse_8bit_and_file(void **state)
 {
     (void)state;
@@ -1757,6 +1796,7 @@ int main(void)
         cmocka_unit_test(test_parse_folded_groups_crlf),
         cmocka_unit_test(test_parse_lf_adds_date_and_id),
         cmocka_unit_test(test_parse_8bit_and_file),
+        cmocka_unit_test(test_parse_small_file_in_memory),
         cmocka_unit_test(test_prepare_envelope_sender),
         cmocka_unit_test(test_prepare_bare_sender),
         cmocka_unit_test(test_prepare_override),
