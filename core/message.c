@@ -14,7 +14,10 @@
  * when it is pure ASCII (no NUL) with lines of at most 998 octets, and
  * quoted-printable (charset=UTF-8) otherwise; attachments are base64. So
  * mc__message_8bit() is false for composed messages and says, for parsed
- * ones, whether the input's header or body holds a byte over 127.
+ * ones, whether the input's header or body holds a byte over 127. A file
+ * larger than the header pass's read is scanned past it only on that
+ * first question (mc__message_8bit_maybe() asks nothing: RFC 6152 lets a
+ * client declare BODY=8BITMIME for a body that turns out 7-bit).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -104,6 +107,8 @@ struct mc_message {
     size_t     n_ph;
     long       from_idx;           /* index of From: in ph, -1 when none */
     bool       has_date, has_msgid, raw_8bit;
+    bool       scan_pending;       /* body_path from scan_off on not scanned yet */
+    off_t      scan_off;
 
     /* prepared */
     bool       prepared;
@@ -1264,24 +1269,12 @@ int mc_message_parse_file(mc_message **out, const char *path, mc_error **err)
         goto fail;
     }
     size_t hdr_len = found ? body_off : b.len;
-    /* scan the body read so far, then the rest of the file, for 8-bit bytes */
+    /* the body read so far is scanned for 8-bit bytes now; the rest of the
+     * file only when someone asks (mc__message_8bit): with a server that
+     * offers 8BITMIME nobody does, and the file is read once, by the send */
     bool eight = !is_ascii(b.data + hdr_len, b.len - hdr_len);
-    b.len = hdr_len;
-    if (!eof && !eight && mc__buf_grow(&b, RAW_CHUNK) < 0) {
-        mc_message_free(m);
-        rc = oom(err);
-        goto fail;
-    }
-    while (!eof && !eight) {
-        ssize_t r = read_full(fd, b.data + hdr_len, RAW_CHUNK);
-        if (r < 0) {
-            mc_message_free(m);
-            rc = file_error(err, "message", path, errno);
-            goto fail;
-        }
-        eof = r == 0;
-        eight = !is_ascii(b.data + hdr_len, (size_t)r);
-    }
+    m->scan_pending = !eight;
+    m->scan_off = (off_t)b.len;
     close(fd);
     fd = -1;
     b.len = hdr_len;
@@ -1908,9 +1901,42 @@ const char *const *mc__message_rcpts(const mc_message *m)
     return m ? (const char *const *)m->p_rcpts : NULL;
 }
 
+/* The deferred part of the 8-bit scan of a parsed file: from scan_off to
+ * the end, stopping at the first byte over 127. A file that cannot be read
+ * is left as it is: sending it fails on that read with the file's error. */
+static void scan_rest(mc_message *m)
+{
+    m->scan_pending = false;
+    int fd = open(m->body_path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    char *chunk = malloc(RAW_CHUNK);
+    off_t off = m->scan_off;
+    while (chunk && !m->raw_8bit) {
+        ssize_t r = pread(fd, chunk, RAW_CHUNK, off);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        m->raw_8bit = !is_ascii(chunk, (size_t)r);
+        off += r;
+    }
+    free(chunk);
+    close(fd);
+}
+
 bool mc__message_8bit(const mc_message *m)
 {
-    return m && m->parsed && m->raw_8bit;
+    if (!m || !m->parsed)
+        return false;
+    if (m->scan_pending)
+        scan_rest((mc_message *)m);   /* cached: the message is not shared */
+    return m->raw_8bit;
+}
+
+bool mc__message_8bit_maybe(const mc_message *m)
+{
+    return m && m->parsed && (m->raw_8bit || m->scan_pending);
 }
 
 bool mc__message_smtputf8(const mc_message *m)

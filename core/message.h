@@ -93,4 +93,13 @@ int mc__header_parse(const char *data, size_t len,
  *  white space and comments. @return 0 or MC_EMESSAGE (unbalanced). */
 int mc__mailbox_span(const char *s, size_t n, size_t *off, size_t *len, bool *angle);
 
+/* ---- appended by engineer L (lazy 8-bit scan) */
+
+/** True when the message may hold 8-bit data, without reading anything:
+ *  known 8-bit, or a parsed file whose body past the first chunk has not
+ *  been scanned yet. Enough for BODY=8BITMIME to a server offering it
+ *  (RFC 6152 allows declaring it for a body that is 7-bit after all).
+ *  mc__message_8bit() instead scans such a file on first use (cached). */
+bool mc__message_8bit_maybe(const mc_message *m);
+
 #endif

@@ -471,7 +471,6 @@ static int send_one(mc_session *s, mc_message *msg, mc_error **err)
         .rcpts = mc__message_rcpts(msg),
         .n_rcpts = mc__message_rcpt_count(msg),
         .size = mc__message_size(msg),
-        .eightbit = mc__message_8bit(msg),
         .smtputf8 = mc__message_smtputf8(msg),
     };
 
@@ -485,6 +484,13 @@ static int send_one(mc_session *s, mc_message *msg, mc_error **err)
         }
         if (!s->smtp && (rc = connect_session(s, &e)) < 0)
             goto failed;
+        /* BODY=8BITMIME: to a server that offers it, declared for any body
+         * that may be 8-bit (a large file is not scanned: RFC 6152 allows
+         * it for a 7-bit body); otherwise the body is scanned, and an 8-bit
+         * one is refused before MAIL */
+        const mc__smtp_caps *caps = mc__smtp_get_caps(s->smtp);
+        env.eightbit = caps && caps->eightbitmime ? mc__message_8bit_maybe(msg)
+                                                  : mc__message_8bit(msg);
         rc = mc__smtp_send(s->smtp, &env, mc__message_write, msg, &rcpts, &e);
         if (rc == 0 || rc == MC_ERCPT) {
             snprintf(s->last_reply, sizeof(s->last_reply), "%s", mc__smtp_last_reply(s->smtp));

@@ -1276,6 +1276,13 @@ int mc__smtp_send(mc__smtp *s, const mc__envelope *env, mc__writer_fn *writer,
                            "not offer it");
         goto out;
     }
+    if (env->eightbit && !s->caps.eightbitmime) {
+        /* RFC 6152 section 3: no 8-bit data to a server without 8BITMIME */
+        rc = mc__error_set(err, MC_EMESSAGE, MC_OUTCOME_DATA, MC_STAGE_MAIL,
+                           "message has 8-bit data and the server does not offer "
+                           "8BITMIME");
+        goto out;
+    }
     if (!s->alive) {
         rc = mc__error_set(err, MC_ENET, MC_OUTCOME_TRANSIENT, MC_STAGE_MAIL,
                            "connection to the server is closed");

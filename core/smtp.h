@@ -123,8 +123,9 @@ typedef int mc__writer_fn(void *payload, mc__sink_fn *sink, void *sink_payload, 
 
 /**
  * Deliver one message: MAIL FROM (SIZE=, BODY=8BITMIME, SMTPUTF8 when
- * offered and needed; a message larger than the server's SIZE is refused
- * before MAIL with MC_EMESSAGE, outcome DATA), RCPT per recipient in
+ * offered and needed; a message larger than the server's SIZE, or an 8-bit
+ * body for a server without 8BITMIME (RFC 6152 §3), is refused before MAIL
+ * with MC_EMESSAGE, outcome DATA), RCPT per recipient in
  * transactions of at most max_recipients (a 452 after at least one accepted
  * recipient sends the rest in a new transaction; with none accepted it is a
  * transient failure), DATA streamed through dot-stuffing in large writes;

@@ -1377,6 +1377,61 @@ static void test_parse_small_file_in_memory(void **state)
     free(p);
 }
 
+/* A file larger than the header pass's read is not scanned for 8-bit
+ * bytes at parse time: mc__message_8bit_maybe() reads nothing and says
+ * "maybe" (BODY=8BITMIME to a server offering it, RFC 6152), and
+ * mc__message_8bit() scans the rest on first use and caches the answer. */
+static void test_parse_file_8bit_scan_is_lazy(void **state)
+{
+    (void)state;
+    mc__buf file = MC__BUF_INIT;
+    mc__buf_puts(&file, "From: a@example.com\nTo: b@example.com\n\n");
+    for (int i = 0; i < 4000; i++)   /* 320 KB of 7-bit lines */
+        mc__buf_puts(&file, "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz"
+                            "abcdefghijklmnopqrstuvwxy\n");
+    char *p = write_file("lazy.eml", file.data, file.len);
+
+    /* 7-bit: maybe until asked, then known 7-bit */
+    mc_message *m = NULL;
+    assert_int_equal(mc_message_parse_file(&m, p, NULL), 0);
+    prepare_ok(m, &D0);
+    assert_true(mc__message_8bit_maybe(m));
+    assert_false(mc__message_8bit(m));
+    assert_false(mc__message_8bit_maybe(m));
+    mc_message_free(m);
+
+    /* the scan happens on the question, not at parse: an 8-bit byte written
+     * near the end after parsing is found */
+    assert_int_equal(mc_message_parse_file(&m, p, NULL), 0);
+    prepare_ok(m, &D0);
+    int fd = open(p, O_WRONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, "\xc3\xa9", 2, (off_t)file.len - 10), 2);
+    close(fd);
+    assert_true(mc__message_8bit_maybe(m));
+    assert_true(mc__message_8bit(m));
+    assert_true(mc__message_8bit(m));   /* cached */
+    assert_true(mc__message_8bit_maybe(m));
+    mc_message_free(m);
+
+    /* 8-bit within the first chunk: known at parse, no question needed */
+    file.data[file.len - 300000] = (char)0xe9;
+    free(write_file("lazy.eml", file.data, file.len));
+    assert_int_equal(mc_message_parse_file(&m, p, NULL), 0);
+    assert_int_equal(unlink(p), 0);
+    assert_true(mc__message_8bit(m));
+    mc_message_free(m);
+
+    /* small files and memory input are scanned whole: no "maybe" */
+    const char *in = "From: a@example.com\nTo: b@example.com\n\nplain\n";
+    assert_int_equal(mc_message_parse(&m, in, strlen(in), NULL), 0);
+    assert_false(mc__message_8bit_maybe(m));
+    assert_false(mc__message_8bit(m));
+    mc_message_free(m);
+    mc__buf_free(&file);
+    free(p);
+}
+
 static void test_parse_8bit_and_file(void **state)
 {
     (void)state;
@@ -1796,6 +1851,7 @@ int main(void)
         cmocka_unit_test(test_parse_folded_groups_crlf),
         cmocka_unit_test(test_parse_lf_adds_date_and_id),
         cmocka_unit_test(test_parse_8bit_and_file),
+        cmocka_unit_test(test_parse_file_8bit_scan_is_lazy),
         cmocka_unit_test(test_parse_small_file_in_memory),
         cmocka_unit_test(test_prepare_envelope_sender),
         cmocka_unit_test(test_prepare_bare_sender),

@@ -1043,7 +1043,8 @@ static void test_mail_parameters(void **state)
     mc__smtp_free(s);
     free_stream(m);
 
-    /* not offered: no SIZE=, no BODY=; SMTPUTF8 needed but missing is an error */
+    /* not offered: no SIZE=, no BODY=; an 8-bit body (RFC 6152 section 3)
+     * or SMTPUTF8 needed but missing is an error before MAIL */
     static const char *const script2[] = {
         "220 mx\r\n", "250 mx\r\n", "250 ok\r\n", "250 ok\r\n", "354 go\r\n", "250 queued\r\n",
         NULL,
@@ -1052,6 +1053,14 @@ static void test_mail_parameters(void **state)
     s = open_ok(m);
     mark = m->n_writes;
     env.smtputf8 = false;
+    assert_int_equal(mc__smtp_send(s, &env, body_writer, &b, &res, &err), MC_EMESSAGE);
+    assert_int_equal(err->outcome, MC_OUTCOME_DATA);
+    assert_non_null(strstr(err->message, "8BITMIME"));
+    assert_int_equal(m->n_writes, mark);
+    mc_error_free(err);
+    err = NULL;
+    mc__rcpts_free(res, 1);
+    env.eightbit = false;
     assert_int_equal(mc__smtp_send(s, &env, body_writer, &b, &res, &err), 0);
     assert_string_equal(m->writes[mark].data, "MAIL FROM:<a@x.test>\r\n");
     mc__rcpts_free(res, 1);
