@@ -45,6 +45,32 @@ int cli_usage(cli *c, const char *fmt, ...)
     return cli_exit(c);
 }
 
+/* "535 5.7.8 Username and Password not accepted (AUTH PLAIN)": the server's
+ * reply first, as it said it (its text carries the enhanced code), then
+ * what mailconn adds; the message usually ends with the reply already. */
+static void report_reply(const mc_error *e)
+{
+    const char *msg = e->message ? e->message : mc_strerror(e->code);
+    if (!e->smtp_code || !e->server_text) {
+        fputs(msg, stderr);
+        return;
+    }
+    char reply[16];
+    snprintf(reply, sizeof(reply), "%d ", e->smtp_code);
+    fprintf(stderr, "%s%s", reply, e->server_text);
+    size_t ml = strlen(msg), rl = strlen(reply), tl = strlen(e->server_text);
+    size_t ctx = ml;
+    if (ml >= rl + tl && strcmp(msg + ml - tl, e->server_text) == 0
+        && strncmp(msg + ml - tl - rl, reply, rl) == 0)
+        ctx = ml - tl - rl;               /* the message ends with the reply */
+    else if (strcmp(msg, e->server_text) == 0)
+        ctx = 0;                          /* nothing the reply does not say */
+    while (ctx && (msg[ctx - 1] == ' ' || msg[ctx - 1] == ':'))
+        ctx--;
+    if (ctx)
+        fprintf(stderr, " (%.*s)", (int)ctx, msg);
+}
+
 void cli_report(cli *c, const char *label, const mc_error *e, int code)
 {
     if (!e) {
@@ -61,20 +87,15 @@ void cli_report(cli *c, const char *label, const mc_error *e, int code)
                 mc_stage_name(e->stage));
         if (e->outcome == MC_OUTCOME_UNKNOWN)
             fputs("outcome unknown: ", stderr);
-        if (e->smtp_code)
-            fprintf(stderr, "%d %s%s", e->smtp_code, e->enhanced, e->enhanced[0] ? " " : "");
-        fputs(e->message ? e->message : mc_strerror(e->code), stderr);
-        if (e->server_text && !(e->message && strstr(e->message, e->server_text)))
-            fprintf(stderr, " (server said: %s)", e->server_text);
+        report_reply(e);
         fputc('\n', stderr);
     }
     for (size_t i = 0; i < e->n_rcpts; i++) {
         const mc_rcpt_result *r = &e->rcpts[i];
         if (r->accepted || !r->smtp_code)
             continue;
-        fprintf(stderr, "mailconn: %s%srecipient %s refused: %d %s%s%s\n", label ? label : "",
-                label ? ": " : "", r->address, r->smtp_code, r->enhanced,
-                r->enhanced[0] ? " " : "", r->text ? r->text : "");
+        fprintf(stderr, "mailconn: %s%srecipient %s refused: %d %s\n", label ? label : "",
+                label ? ": " : "", r->address, r->smtp_code, r->text ? r->text : r->enhanced);
     }
     if (e->hint)
         fprintf(stderr, "mailconn: hint: %s\n", e->hint);
