@@ -503,6 +503,12 @@ int cmd_sendmail(cli *c, int argc, char **argv)
         for (; i < argc; i++)
             if ((rc = mc_message_add_envelope_recipient(msg, argv[i], &err)) < 0)
                 goto report;
+    } else {
+        /* -t: recipients named on the command line are added to the
+         * message's own (as Postfix's and msmtp's sendmail do), unseen */
+        for (; i < argc; i++)
+            if ((rc = mc_message_add_recipient(msg, MC_RCPT_BCC, argv[i], &err)) < 0)
+                goto report;
     }
     rc = mc_send(ctx, NULL, msg, &err);
 report:

@@ -363,12 +363,15 @@ test('mailx invocation (-oi -f root@host -t) and the binary run as sendmail', as
     fs.symlinkSync(process.env.MAILCONN_BIN, link);
     const input = 'From: root@host.example.test\nTo: x@example.test\nCc: y@example.test\n' +
         'Bcc: z@example.test\nSubject: mailx\n\nhello\n';
-    const r = await lib.run(link, ['-oi', '-f', 'root@host.example.test', '-t'],
+    const r = await lib.run(link, ['-oi', '-f', 'root@host.example.test', '-t', 'extra@example.test'],
         { input, env: { MAILCONN_CONFIG: cfg } });
     assert.equal(r.code, 0, r.stderr);
     const msgs = await lib.readMessages(peer.out);
     assert.equal(msgs.length, 1);
-    assert.deepEqual([...msgs[0].meta.rcptTo].sort(), ['x@example.test', 'y@example.test', 'z@example.test']);
+    // -t: the headers' recipients plus those on the command line (not written)
+    assert.deepEqual([...msgs[0].meta.rcptTo].sort(),
+        ['extra@example.test', 'x@example.test', 'y@example.test', 'z@example.test']);
+    assert.ok(!msgs[0].raw.toString().includes('extra@example.test'));
     assert.ok(!msgs[0].headerLines.some((h) => h.key === 'bcc'));
     assert.equal(msgs[0].meta.mailFrom, 'root@host.example.test');
 });
