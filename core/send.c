@@ -263,7 +263,9 @@ static void stage(mc_session *s, mc_stage st, int code, const char *text)
         s->on_stage(s->stage_payload, st, code, text);
 }
 
-static void stage_tls(mc_session *s, const mc_stream *st)
+/* The transcript line for a TLS stream; with report, the `tls` stage too
+ * (implicit TLS: the engine reports it itself after a STARTTLS upgrade). */
+static void tls_facts(mc_session *s, const mc_stream *st, bool report)
 {
     char line[160];
     if (!st || !st->encrypted)
@@ -271,7 +273,8 @@ static void stage_tls(mc_session *s, const mc_stream *st)
     snprintf(line, sizeof(line), "%s %s, certificate %s", st->tls_version, st->tls_cipher,
              st->peer_verified ? "verified" : "NOT verified");
     mc__log(MC_LOG_TRANSCRIPT, "TLS: %s", line);
-    stage(s, MC_STAGE_TLS, 0, line);
+    if (report)
+        stage(s, MC_STAGE_TLS, 0, line);
 }
 
 static int connect_session(mc_session *s, mc_error **err)
@@ -285,7 +288,7 @@ static int connect_session(mc_session *s, mc_error **err)
              s->srv->transport);
     mc__log(MC_LOG_TRANSCRIPT, "connected to %s", where);
     stage(s, MC_STAGE_CONNECT, 0, where);
-    stage_tls(s, stream);
+    tls_facts(s, stream, true);
 
     mc__smtp_opts o = {
         .stream = stream,
@@ -300,7 +303,7 @@ static int connect_session(mc_session *s, mc_error **err)
     if ((rc = mc__smtp_open(&s->smtp, &o, err)) < 0)
         return rc;
     if (o.require_starttls)
-        stage_tls(s, mc__smtp_stream(s->smtp));
+        tls_facts(s, mc__smtp_stream(s->smtp), false);
     if (s->srv->has_auth && (rc = authenticate(s, err)) < 0) {
         mc__smtp_quit(s->smtp);
         s->smtp = NULL;

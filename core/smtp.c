@@ -649,6 +649,12 @@ static int starttls(mc__smtp *s, mc_error **err)
         return pass_lower(err, lower, rc, MC_STAGE_TLS);
     }
     mc_error_free(lower);
+    if (s->on_stage) {
+        char line[160];
+        snprintf(line, sizeof(line), "%s %s, certificate %s", s->stream->tls_version,
+                 s->stream->tls_cipher, s->stream->peer_verified ? "verified" : "NOT verified");
+        s->on_stage(s->stage_payload, MC_STAGE_TLS, 0, line);
+    }
     /* forget everything learnt in plaintext */
     memset(&s->caps, 0, sizeof(s->caps));
     s->size_ext = false;

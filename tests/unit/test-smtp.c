@@ -1460,7 +1460,8 @@ static void test_stage_callback(void **state)
     mc_rcpt_result *res = NULL;
     assert_int_equal(mc__smtp_send(s, &env, body_writer, &b, &res, &err), 0);
     assert_string_equal(l.b.data,
-                        "greeting 220 mx ESMTP|ehlo 250 mx|starttls 220 go|ehlo 250 mx|"
+                        "greeting 220 mx ESMTP|ehlo 250 mx|starttls 220 go|"
+                        "tls 0  , certificate NOT verified|ehlo 250 mx|"
                         "auth 235 2.7.0 ok|mail 250 2.1.0 sender ok|rcpt 250 2.1.5 rcpt ok|"
                         "data 250 2.0.0 queued|");
     mc__rcpts_free(res, 1);
