@@ -1342,9 +1342,17 @@ int mc__config_load(mc__config **out, const char *path, mc_error **err)
     if (!path || !*path)
         return mc__error_set(err, MC_EFILE, MC_OUTCOME_CONFIG, MC_STAGE_CONFIG, "no config file");
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0)
-        return mc__error_set(err, MC_EFILE, MC_OUTCOME_CONFIG, MC_STAGE_CONFIG,
-                             "%s: cannot read the config: %s", path, strerror(errno));
+    if (fd < 0) {
+        int e = errno;
+        mc__error_set(err, MC_EFILE, MC_OUTCOME_CONFIG, MC_STAGE_CONFIG,
+                      "%s: cannot read the config: %s", path, strerror(e));
+        if (e == ENOENT && err)
+            mc__error_hint(*err, "write one (see examples/ and README \"Configuration\"), or name "
+                                 "it with --config or $MAILCONN_CONFIG; mailconn looks in "
+                                 "$XDG_CONFIG_HOME/mailconn/config.json, then "
+                                 "/etc/mailconn/config.json");
+        return MC_EFILE;
+    }
     struct stat st;
     if (fstat(fd, &st) < 0) {
         int e = errno;

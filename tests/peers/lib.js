@@ -177,7 +177,9 @@ async function spawnPeer(script, args, o) {
  */
 async function startPeer(opts = {}) {
     const o = Object.assign({}, opts);
-    o.out = o.out || tmpdir(o.t);
+    // removed at exit, after the peer is gone: a t.after() removal could run
+    // before the peer's own stop() and race its last events.log line
+    o.out = o.out || tmpdir();
     fs.mkdirSync(o.out, { recursive: true });
     return spawnPeer('smtp-peer.js', peerArgs(o), o);
 }
@@ -190,7 +192,7 @@ async function startPeer(opts = {}) {
  */
 async function startScript(script, opts = {}) {
     const o = Object.assign({}, opts);
-    o.out = o.out || tmpdir(o.t);
+    o.out = o.out || tmpdir();   // removed at exit, as in startPeer
     fs.mkdirSync(o.out, { recursive: true });
     const args = ['--out', o.out, '--port', String(o.port || 0), '--host', o.host || '127.0.0.1'];
     if (o.script !== undefined) args.push('--script', JSON.stringify(o.script));

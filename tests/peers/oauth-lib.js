@@ -82,7 +82,7 @@ function request(url, opts = {}) {
  */
 async function startOidc(opts = {}) {
     const pki = opts.pki || lib.mkca(lib.tmpdir(opts.t));
-    const out = lib.tmpdir(opts.t);
+    const out = lib.tmpdir();   // removed at exit, after the peer is gone
     const secret = opts.secret || 's3cret-for-tests';
     const account = opts.account || 'user@example.org';
     const a = ['--cert', pki.server.cert, '--key', pki.server.key,

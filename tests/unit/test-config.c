@@ -729,6 +729,8 @@ static void test_load_missing(void **state)
     assert_int_equal(err->outcome, MC_OUTCOME_CONFIG);
     snprintf(want, sizeof(want), "%s: cannot read the config: %s", path, strerror(ENOENT));
     assert_string_equal(err->message, want);
+    assert_non_null(err->hint);                  /* says where mailconn looks */
+    assert_non_null(strstr(err->hint, "--config"));
     mc_error_free(err);
 
     /* a syntax error names the file */
