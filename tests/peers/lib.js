@@ -354,6 +354,7 @@ function sha256(data) {
 
 module.exports = {
     PEERS_DIR,
+    spawnPeer,
     tmpdir,
     mkca,
     startPeer,

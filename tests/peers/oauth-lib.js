@@ -20,16 +20,9 @@ const fs = require('node:fs');
 const path = require('node:path');
 const http = require('node:http');
 const https = require('node:https');
-const { spawn } = require('node:child_process');
 const lib = require('./lib');
 
 const PEERS_DIR = __dirname;
-const children = new Set();
-process.on('exit', () => {
-    for (const c of children) {
-        try { c.kill('SIGKILL'); } catch (_) { /* gone */ }
-    }
-});
 
 /** One HTTP(S) request, never following redirects. opts: method, headers,
  *  body (string), ca (PEM), timeoutMs (10000), cookies (a Map jar). */
@@ -89,48 +82,10 @@ async function startOidc(opts = {}) {
         '--host', opts.host || '127.0.0.1', '--port', String(opts.port || 0),
         '--access-ttl', String(opts.accessTtl || 3600), '--account', account,
         '--secret', secret, '--device-interval', String(opts.deviceInterval || 1)];
-    const errFile = path.join(out, 'oidc-peer.stderr');
-    const errFd = fs.openSync(errFile, 'a');
-    const child = spawn(process.execPath, [path.join(PEERS_DIR, 'oidc-peer.js'), ...a], {
-        stdio: ['ignore', 'pipe', errFd], cwd: PEERS_DIR,
-    });
-    fs.closeSync(errFd);
-    children.add(child);
-    const exited = new Promise((resolve) => child.once('exit', (code, signal) => {
-        children.delete(child);
-        resolve({ code, signal });
-    }));
-    const stderr = () => {
-        try { return fs.readFileSync(errFile, 'utf8'); } catch (_) { return ''; }
-    };
-    const limit = opts.readyTimeoutMs || 15000;
-    let timer;
-    const ready = await new Promise((resolve, reject) => {
-        let buf = '';
-        child.stdout.on('data', (d) => {
-            buf += d.toString();
-            const nl = buf.indexOf('\n');
-            if (nl < 0) return;
-            try {
-                const msg = JSON.parse(buf.slice(0, nl));
-                if (msg.ready) resolve(msg);
-                else reject(new Error(`oidc-peer: unexpected first line ${buf.slice(0, nl)}`));
-            } catch (e) {
-                reject(new Error(`oidc-peer: unreadable first line ${buf.slice(0, nl)}`));
-            }
-        });
-        exited.then(({ code, signal }) => reject(new Error(
-            `oidc-peer exited (code ${code}, signal ${signal}) before it was ready:\n${stderr()}`)));
-        timer = setTimeout(() => reject(new Error(`oidc-peer not ready within ${limit} ms:\n${stderr()}`)), limit);
-    }).catch(async (e) => {
-        clearTimeout(timer);
-        child.kill('SIGKILL');
-        await Promise.race([exited, lib.sleep(2000)]);
-        throw e;
-    });
-    clearTimeout(timer);
-    child.stdout.destroy();
-    child.unref();
+    const peer = await lib.spawnPeer('oidc-peer.js', a,
+        { out, t: opts.t, readyTimeoutMs: opts.readyTimeoutMs || 15000 });
+    const ready = peer.ready;
+    const stderr = peer.stderr;
 
     const ca = fs.readFileSync(pki.ca);
     const issuer = ready.issuer;
@@ -140,7 +95,6 @@ async function startOidc(opts = {}) {
         if (r.status !== 200) throw new Error(`oidc-peer ${method} ${p}: HTTP ${r.status} ${r.body}`);
         return JSON.parse(r.body);
     };
-    let stopped = null;
     const op = {
         pki, issuer, port: ready.port, pid: ready.pid, secret, account, stderr,
         authorizationUrl: `${issuer}/auth`,
@@ -188,21 +142,8 @@ async function startOidc(opts = {}) {
             }
             throw new Error('playBrowser: more than 20 redirects');
         },
-        stop() {
-            if (stopped) return stopped;
-            stopped = (async () => {
-                if (!children.has(child)) return;
-                try { child.kill('SIGTERM'); } catch (_) { return; }
-                const r = await Promise.race([exited, lib.sleep(5000).then(() => null)]);
-                if (r === null) {
-                    try { child.kill('SIGKILL'); } catch (_) { /* gone */ }
-                    await Promise.race([exited, lib.sleep(2000)]);
-                }
-            })();
-            return stopped;
-        },
+        stop: () => peer.stop(),
     };
-    if (opts.t && typeof opts.t.after === 'function') opts.t.after(() => op.stop());
     return op;
 }
 
