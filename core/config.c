@@ -657,18 +657,25 @@ static void f_name(pctx *p, mc_server *s, const char *path, json_object *v)
     set_str(p, &s->name, str);
 }
 
-static void f_host(pctx *p, mc_server *s, const char *path, json_object *v)
+/* A string that is a host name or IP literal, into *dst; false otherwise. */
+static bool want_host(pctx *p, const char *path, json_object *v, char **dst)
 {
     const char *str;
     char sb[SHOW_MAX + 8];
     if (!want_string(p, path, v, false, false, &str))
-        return;
+        return false;
     if (!host_ok(str)) {
         bad(p, path, "must be a host name or IP literal, got %s", show(v, sb, sizeof(sb)));
-        return;
+        return false;
     }
-    set_str(p, &s->host, str);
-    s->host_set = true;
+    set_str(p, dst, str);
+    return true;
+}
+
+static void f_host(pctx *p, mc_server *s, const char *path, json_object *v)
+{
+    if (want_host(p, path, v, &s->host))
+        s->host_set = true;
 }
 
 static void f_port(pctx *p, mc_server *s, const char *path, json_object *v)
@@ -889,15 +896,7 @@ static void f_tls_min(pctx *p, mc_server *s, const char *path, json_object *v)
 
 static void f_helo(pctx *p, mc_server *s, const char *path, json_object *v)
 {
-    const char *str;
-    char sb[SHOW_MAX + 8];
-    if (!want_string(p, path, v, false, false, &str))
-        return;
-    if (!host_ok(str)) {
-        bad(p, path, "must be a host name or IP literal, got %s", show(v, sb, sizeof(sb)));
-        return;
-    }
-    set_str(p, &s->helo, str);
+    want_host(p, path, v, &s->helo);
 }
 
 static void f_timeout(pctx *p, mc_server *s, const char *path, json_object *v)
