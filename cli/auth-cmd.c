@@ -16,10 +16,12 @@
 #include "secret.h"
 #include "send.h"   /* core-internal: the OAuth request for a server */
 
+/* The engine's lines carry what the provider sent (device-flow message,
+ * verification_uri, user_code): shown escaped. */
 static void say(void *payload, const char *line)
 {
     (void)payload;
-    fprintf(stderr, "%s\n", line);
+    mc__print_line(stderr, "%s", line);
     fflush(stderr);
 }
 
@@ -28,7 +30,9 @@ static char *ask(void *payload, const char *prompt)
     (void)payload;
     char *line = NULL;
     size_t cap = 0;
-    fprintf(stderr, "%s", prompt);
+    char *safe = mc__escape_dup(prompt);
+    fputs(safe ? safe : "", stderr);
+    free(safe);
     fflush(stderr);
     ssize_t n = getline(&line, &cap, stdin);
     if (n <= 0) {
@@ -217,26 +221,32 @@ out:
     return cli_exit(c);
 }
 
-void cli_server_token_state(mc_context *ctx, const mc_server *srv)
+int cli_server_token_state(mc_context *ctx, const mc_server *srv)
 {
     if (!srv->auth_provider)
-        return;
+        return 0;
     if (mc__host()->cfg_string(&srv->auth_cfg, "access_token_command")) {
         printf(" token=from-access_token_command");
-        return;
+        return 0;
     }
     mc__oauth_req r;
     mc_oauth_status st = { 0 };
     if (mc__oauth_request_ex(ctx, srv, false, &r, NULL) < 0)
-        return;
-    if (r.engine->status(&r.req, &st) < 0 || !st.stored) {
+        return 0;
+    int rc = r.engine->status(&r.req, &st);
+    if (rc == MC_EFILE) {
+        printf(" token=refused(see the error above)");
+        mc__oauth_request_free(&r);
+        return rc;
+    }
+    if (rc < 0 || !st.stored) {
         if (strcmp(r.req.grant, "client_credentials") == 0)
             printf(" token=fetched-when-needed");
         else
             printf(" token=%s", st.identity_mismatch ? "other-identity(run mailconn auth)"
                                                      : "none(run mailconn auth)");
         mc__oauth_request_free(&r);
-        return;
+        return 0;
     }
     time_t now = time(NULL);
     if (st.access_expires > now)
@@ -246,9 +256,10 @@ void cli_server_token_state(mc_context *ctx, const mc_server *srv)
     if (st.refresh_issued) {
         long long days = (now - st.refresh_issued) / 86400;
         printf(" refresh-age=%lldd", days);
-        unsigned limit = r.profile.refresh_lifetime_days;
-        if (limit && days + 14 >= (long long)limit)
-            printf(" WARNING:refresh-token-near-%u-day-limit", limit);
+        char what[64];
+        if (mc__refresh_warning(what, sizeof(what), &r.profile, st.refresh_issued, now))
+            printf(" WARNING:%s", what);
     }
     mc__oauth_request_free(&r);
+    return 0;
 }

@@ -38,7 +38,19 @@ int cmd_send(cli *c, int argc, char **argv);
 int cmd_test(cli *c, int argc, char **argv);
 int cmd_sendmail(cli *c, int argc, char **argv);
 int cmd_auth(cli *c, int argc, char **argv);
-/** " token=..." for an OAuth server (`servers`); nothing otherwise. */
-void cli_server_token_state(mc_context *ctx, const mc_server *srv);
+/* cli/queue-cmd.c: `queue`, and the queue side of sendmail */
+int cmd_queue(cli *c, int argc, char **argv);
+/** The queue, listed as mailq lists it ("Mail queue is empty" without one). */
+int cli_queue_list(cli *c, mc_context *ctx);
+/** Deliver what is due (flush: everything not held); quiet: no summary. */
+int cli_queue_run(cli *c, mc_context *ctx, bool flush, bool quiet);
+/** Queue msg durably and start delivery in a detached process. A failure
+ *  to queue is outcome TRANSIENT (75) unless the message itself is bad. */
+int cli_queue_submit(cli *c, mc_context *ctx, const char *server, mc_message *msg,
+                     char *id_out, mc_error **err);
+/** " token=..." for an OAuth server (`servers`); nothing otherwise.
+ *  @return MC_EFILE when the token store refused (the line on stderr says
+ *  why: `servers` exits 78), else 0. */
+int cli_server_token_state(mc_context *ctx, const mc_server *srv);
 
 #endif

@@ -7,20 +7,23 @@
 #include <string.h>
 
 #include "cli.h"
+#include "config.h"   /* core-internal: the config alone, for `servers --names` */
+#include "log.h"   /* core-internal: mc__print_line, the one escaping output path */
 
 static const char usage_text[] =
     "usage: mailconn [--config FILE] [--plugin-dir DIR] [-v] COMMAND\n"
     "  plugins                    list all plugins: kind, name, version, file\n"
-    "  servers                    list servers, default marked with *; token state\n"
+    "  servers [--names]          list servers, default marked with *; token state\n"
     "  check [--secrets]          validate the config (exit 0, or 78 with every error)\n"
     "  set-default NAME           move the default mark, save atomically\n"
     "  auth [--server NAME] [--browser [--port N]|--paste|--device] [--refresh-token-file F]\n"
     "  auth --revoke [--server NAME]\n"
     "  send [--server NAME] [--from A] --to A [--to A...] [--cc A...] [--bcc A...]\n"
-    "       --subject S (--body TEXT | --body-file F) [--html-file F] [--attach F...]\n"
+    "       --subject S (--body TEXT | --body-file F) [--html-file F] [--attach F...] [--queue]\n"
     "  send [--server NAME] [--from A] -t [--jobs N] [FILE.eml...]\n"
     "  test [--server NAME] --to A\n"
-    "  sendmail [-t] [-i] [-f A] [-F NAME] [RCPT...]\n";
+    "  sendmail [-t] [-i] [-f A] [-F NAME] [RCPT...]\n"
+    "  queue list|run|flush       the queue; queue drop|hold|release ID...\n";
 
 void cli_outcome(cli *c, mc_outcome o)
 {
@@ -33,72 +36,94 @@ int cli_exit(const cli *c)
     return mc_outcome_exit_code(c->worst);
 }
 
+/* The command being run ("send", "sendmail"...), for the top-level log. */
+static const char *command_name = "mailconn";
+
+/* The one place the CLI's failures reach the config's top-level log_file
+ * and syslog (DESIGN.md "System mail", Logging): usage errors (64), bad
+ * messages (65), config errors (78) and every other error it reports; what
+ * mc_send logged already, with its envelope, is skipped by the library. */
+static void log_failure(const cli *c, mc_outcome o, const mc_error *e, const char *text)
+{
+    mc__toplog_failure(c->config, command_name, mc_outcome_exit_code(o), e, text);
+}
+
 int cli_usage(cli *c, const char *fmt, ...)
 {
     va_list ap;
-    fputs("mailconn: ", stderr);
+    char *text = NULL;
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    if (vasprintf(&text, fmt, ap) < 0)
+        text = NULL;
     va_end(ap);
-    fputs("\n(see mailconn --help)\n", stderr);
+    fprintf(stderr, "mailconn: %s\n(see mailconn --help)\n", text ? text : "bad usage");
+    log_failure(c, MC_OUTCOME_USAGE, NULL, text ? text : "bad usage");
+    free(text);
     cli_outcome(c, MC_OUTCOME_USAGE);
     return cli_exit(c);
 }
 
 /* "535 5.7.8 Username and Password not accepted (AUTH PLAIN)": the server's
  * reply first, as it said it (its text carries the enhanced code), then
- * what mailconn adds; the message usually ends with the reply already. */
-static void report_reply(const mc_error *e)
+ * what mailconn adds; the message usually ends with the reply already.
+ * The reply is compared and shown escaped, as the message is. */
+static void report_reply(mc__buf *b, const mc_error *e)
 {
     const char *msg = e->message ? e->message : mc_strerror(e->code);
-    if (!e->smtp_code || !e->server_text) {
-        fputs(msg, stderr);
+    char *text = e->smtp_code && e->server_text ? mc__escape_dup(e->server_text) : NULL;
+    if (!text) {
+        mc__buf_puts(b, msg);
         return;
     }
     char reply[16];
     snprintf(reply, sizeof(reply), "%d ", e->smtp_code);
-    fprintf(stderr, "%s%s", reply, e->server_text);
-    size_t ml = strlen(msg), rl = strlen(reply), tl = strlen(e->server_text);
+    mc__buf_printf(b, "%s%s", reply, text);
+    size_t ml = strlen(msg), rl = strlen(reply), tl = strlen(text);
     size_t ctx = ml;
-    if (ml >= rl + tl && strcmp(msg + ml - tl, e->server_text) == 0
+    if (ml >= rl + tl && strcmp(msg + ml - tl, text) == 0
         && strncmp(msg + ml - tl - rl, reply, rl) == 0)
         ctx = ml - tl - rl;               /* the message ends with the reply */
-    else if (strcmp(msg, e->server_text) == 0)
+    else if (strcmp(msg, text) == 0)
         ctx = 0;                          /* nothing the reply does not say */
     while (ctx && (msg[ctx - 1] == ' ' || msg[ctx - 1] == ':'))
         ctx--;
     if (ctx)
-        fprintf(stderr, " (%.*s)", (int)ctx, msg);
+        mc__buf_printf(b, " (%.*s)", (int)ctx, msg);
+    free(text);
 }
 
+/* Every line goes out through mc__print_line: what a server said (reply
+ * texts, OAuth errors) reaches the terminal escaped. */
 void cli_report(cli *c, const char *label, const mc_error *e, int code)
 {
+    const char *lb = label ? label : "", *sep = label ? ": " : "";
     if (!e) {
-        fprintf(stderr, "mailconn: %s%s%s\n", label ? label : "", label ? ": " : "",
-                mc_strerror(code));
+        mc__print_line(stderr, "mailconn: %s%s%s", lb, sep, mc_strerror(code));
+        log_failure(c, MC_OUTCOME_TRANSIENT, NULL, mc_strerror(code));
         cli_outcome(c, MC_OUTCOME_TRANSIENT);
         return;
     }
     if (e->n_details) {
         for (size_t i = 0; i < e->n_details; i++)
-            fprintf(stderr, "mailconn: %s\n", e->details[i]);
+            mc__print_line(stderr, "mailconn: %s", e->details[i]);
     } else {
-        fprintf(stderr, "mailconn: %s%s%s: ", label ? label : "", label ? ": " : "",
-                mc_stage_name(e->stage));
-        if (e->outcome == MC_OUTCOME_UNKNOWN)
-            fputs("outcome unknown: ", stderr);
-        report_reply(e);
-        fputc('\n', stderr);
+        mc__buf b = MC__BUF_INIT;
+        report_reply(&b, e);
+        mc__print_line(stderr, "mailconn: %s%s%s: %s%s", lb, sep, mc_stage_name(e->stage),
+                       e->outcome == MC_OUTCOME_UNKNOWN ? "outcome unknown: " : "",
+                       b.data ? b.data : mc_strerror(e->code));
+        mc__buf_free(&b);
     }
     for (size_t i = 0; i < e->n_rcpts; i++) {
         const mc_rcpt_result *r = &e->rcpts[i];
         if (r->accepted || !r->smtp_code)
             continue;
-        fprintf(stderr, "mailconn: %s%srecipient %s refused: %d %s\n", label ? label : "",
-                label ? ": " : "", r->address, r->smtp_code, r->text ? r->text : r->enhanced);
+        mc__print_line(stderr, "mailconn: %s%srecipient %s refused: %d %s", lb, sep, r->address,
+                       r->smtp_code, r->text ? r->text : r->enhanced);
     }
     if (e->hint)
-        fprintf(stderr, "mailconn: hint: %s\n", e->hint);
+        mc__print_line(stderr, "mailconn: hint: %s", e->hint);
+    log_failure(c, e->outcome ? e->outcome : MC_OUTCOME_TRANSIENT, e, NULL);
     cli_outcome(c, e->outcome ? e->outcome : MC_OUTCOME_TRANSIENT);
 }
 
@@ -106,7 +131,7 @@ static void log_sink(mc_log_level level, const char *line, void *payload)
 {
     (void)payload;
     (void)level;
-    fprintf(stderr, "%s\n", line);
+    mc__print_line(stderr, "%s", line);   /* escaped already; idempotent */
 }
 
 mc_context *cli_context(cli *c, unsigned flags, const char *server)
@@ -150,11 +175,38 @@ static int cmd_plugins(cli *c, int argc, char **argv)
     return cli_exit(c);
 }
 
+/* `servers --names`: one server name a line, for shell completion. The
+ * config alone: no plugin, no token store, no network, so a TAB never
+ * waits. */
+static int print_server_names(cli *c)
+{
+    char *path = mc__config_find(c->config);
+    if (!path) {
+        cli_report(c, NULL, NULL, MC_ENOMEM);
+        return cli_exit(c);
+    }
+    mc__config *cfg = NULL;
+    mc_error *err = NULL;
+    int rc = mc__config_load(&cfg, path, &err);
+    free(path);
+    if (rc < 0) {
+        cli_report(c, NULL, err, rc);
+        mc_error_free(err);
+        return cli_exit(c);
+    }
+    for (size_t i = 0; i < cfg->n_servers; i++)
+        mc__print_line(stdout, "%s", cfg->servers[i].name);
+    mc__config_free(cfg);
+    return cli_exit(c);
+}
+
 static int cmd_servers(cli *c, int argc, char **argv)
 {
-    (void)argv;
+    if (argc == 2 && strcmp(argv[1], "--names") == 0)
+        return print_server_names(c);
     if (argc > 1)
-        return cli_usage(c, "servers takes no arguments");
+        return cli_usage(c, "servers: unknown argument \"%s\" (usage: mailconn servers [--names])",
+                         argv[1]);
     mc_context *ctx = cli_context(c, 0, NULL);
     if (!ctx)
         return cli_exit(c);
@@ -165,7 +217,8 @@ static int cmd_servers(cli *c, int argc, char **argv)
                mc_server_provider(s) ? mc_server_provider(s) : "none");
         if (mc_server_sender(s))
             printf(" sender=%s", mc_server_sender(s));
-        cli_server_token_state(ctx, s);
+        if (cli_server_token_state(ctx, s) == MC_EFILE)
+            cli_outcome(c, MC_OUTCOME_CONFIG);   /* the store refused: 78 */
         putchar('\n');
     }
     mc_context_free(ctx);
@@ -212,7 +265,9 @@ int main(int argc, char **argv)
 {
     cli c = { 0 };
     char *prog = basename(argv[0]);
-    if (strcmp(prog, "sendmail") == 0)
+    command_name = prog;
+    if (strcmp(prog, "sendmail") == 0 || strcmp(prog, "mailq") == 0
+        || strcmp(prog, "newaliases") == 0)
         return cmd_sendmail(&c, argc, argv);
 
     static const struct option opts[] = {
@@ -240,6 +295,7 @@ int main(int argc, char **argv)
         return EX_USAGE_;
     }
     char *cmd = argv[optind];
+    command_name = cmd;
     int cargc = argc - optind;
     char **cargv = argv + optind;
     optind = 0;   /* reset getopt for the command's own parsing */
@@ -259,5 +315,7 @@ int main(int argc, char **argv)
         return cmd_sendmail(&c, cargc, cargv);
     if (strcmp(cmd, "auth") == 0)
         return cmd_auth(&c, cargc, cargv);
+    if (strcmp(cmd, "queue") == 0)
+        return cmd_queue(&c, cargc, cargv);
     return cli_usage(&c, "unknown command \"%s\"", cmd);
 }

@@ -1,4 +1,4 @@
-/* mailconn send, test and sendmail. */
+/* mailconn send and test (sendmail: sendmail.c). */
 #include <errno.h>
 #include <getopt.h>
 #include <pthread.h>
@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "log.h"    /* core-internal: mc__escape_dup, mc__print_line */
+#include "message.h"   /* core-internal: mc__address_extract, mc__mailbox_span for --from */
 #include "send.h"   /* core-internal: mc__session_open_ex for `test` */
 
 typedef struct strv {
@@ -26,49 +28,25 @@ static int strv_push(strv *s, char *p)
     return 0;
 }
 
-static char *read_stream(FILE *f, size_t *len, bool dot_ends)
+/* All of f (a -t message from a file or stdin), NUL-terminated. */
+static char *read_stream(FILE *f, size_t *len)
 {
-    size_t cap = 65536, n = 0;
+    size_t cap = 65536, n = 0, r;
     char *buf = malloc(cap);
     if (!buf)
         return NULL;
-    if (!dot_ends) {
-        size_t r;
-        while ((r = fread(buf + n, 1, cap - n, f)) > 0) {
-            n += r;
-            if (n == cap) {
-                char *nb = realloc(buf, cap *= 2);
-                if (!nb) {
-                    free(buf);
-                    return NULL;
-                }
-                buf = nb;
+    while ((r = fread(buf + n, 1, cap - n, f)) > 0) {
+        n += r;
+        if (n == cap) {
+            char *nb = realloc(buf, cap *= 2);
+            if (!nb) {
+                free(buf);
+                return NULL;
             }
+            buf = nb;
         }
-    } else {
-        /* sendmail without -i: a line holding a single dot ends the input */
-        char *line = NULL;
-        size_t lcap = 0;
-        ssize_t l;
-        while ((l = getline(&line, &lcap, f)) > 0) {
-            if ((l == 2 && line[0] == '.' && line[1] == '\n')
-                || (l == 3 && line[0] == '.' && line[1] == '\r' && line[2] == '\n'))
-                break;
-            while (n + (size_t)l + 1 > cap) {
-                char *nb = realloc(buf, cap *= 2);
-                if (!nb) {
-                    free(buf);
-                    free(line);
-                    return NULL;
-                }
-                buf = nb;
-            }
-            memcpy(buf + n, line, (size_t)l);
-            n += (size_t)l;
-        }
-        free(line);
     }
-    buf[n < cap ? n : cap - 1] = '\0';
+    buf[n] = '\0';   /* n < cap: the buffer grows when it is full */
     *len = n;
     return buf;
 }
@@ -78,7 +56,7 @@ static char *read_file(const char *path, size_t *len)
     FILE *f = fopen(path, "rb");
     if (!f)
         return NULL;
-    char *b = read_stream(f, len, false);
+    char *b = read_stream(f, len);
     int saved = errno;
     fclose(f);
     errno = saved;
@@ -97,17 +75,21 @@ static size_t accepted_count(const mc_error *err)
 static void report_send(cli *c, const char *label, const mc_message *msg, int rc,
                         const mc_error *err, bool quiet)
 {
-    const char *reply = msg ? mc_message_last_reply(msg) : NULL;
+    /* the server's words, shown escaped (mc__escape_dup) */
+    char *reply = msg && mc_message_last_reply(msg) ? mc__escape_dup(mc_message_last_reply(msg))
+                                                    : NULL;
     if (rc == 0) {
         size_t n = mc_message_recipient_count(msg);
         if (!quiet)
             printf("sent %s: %zu recipient%s: %s\n", label, n, n == 1 ? "" : "s",
                    reply ? reply : "");
+        free(reply);
         return;
     }
     if (rc == MC_ERCPT && !quiet)
         printf("sent %s: %zu of %zu recipients: %s\n", label, accepted_count(err),
                err ? err->n_rcpts : 0, reply ? reply : "");
+    free(reply);
     cli_report(c, label, err, rc);
 }
 
@@ -118,6 +100,7 @@ typedef struct batch {
     mc_context  *ctx;
     const char  *server;
     const char  *from;
+    const char  *dsn[3];      /* --dsn-notify, --dsn-ret, --envid */
     char       **files;
     size_t       n_files;
     size_t       next;
@@ -162,12 +145,21 @@ static void batch_one(batch *b, const char *file)
         rc = mc_message_parse_file(&msg, file, &err);
     } else {
         size_t len = 0;
-        char *data = read_stream(stdin, &len, false);
+        char *data = read_stream(stdin, &len);
         rc = data ? mc_message_parse(&msg, data, len, &err) : MC_ENOMEM;
         free(data);
     }
-    if (rc == 0 && b->from)
-        rc = mc_message_set_envelope_from(msg, b->from, &err);
+    if (rc == 0 && b->from) {
+        /* -t: --from is the envelope sender; of "Name <a>", the address */
+        char *addr = NULL;
+        if (strchr(b->from, '<') && (rc = mc__address_extract(b->from, &addr, &err)) < 0)
+            addr = NULL;
+        if (rc == 0)
+            rc = mc_message_set_envelope_from(msg, addr ? addr : b->from, &err);
+        free(addr);
+    }
+    if (rc == 0 && (b->dsn[0] || b->dsn[1] || b->dsn[2]))
+        rc = mc_message_set_dsn(msg, b->dsn[0], b->dsn[1], b->dsn[2], &err);
     if (rc == 0) {
         rc = mc_send(b->ctx, b->server, msg, &err);
         /* the connection dropped before the final dot: nothing of the
@@ -208,8 +200,52 @@ static void *batch_worker(void *p)
 
 /* ---------------------------------------------------------------- send */
 
+/* --from A or --from 'Name <a@b>': the address for From: and the envelope,
+ * the name (unquoted) for From:; without a name the library writes
+ * sender.name when A is sender.address. */
+static int set_from(mc_message *msg, const char *from, mc_error **err)
+{
+    if (!strchr(from, '<')) {
+        int rc = mc_message_set_from(msg, from, NULL, err);
+        return rc < 0 ? rc : mc_message_set_envelope_from(msg, from, err);
+    }
+    char *addr = NULL, *name = NULL;
+    size_t off = 0, len = 0;
+    bool angle = false;
+    int rc = mc__address_extract(from, &addr, err);
+    if (rc < 0)
+        return rc;
+    if (mc__mailbox_span(from, strlen(from), &off, &len, &angle) == 0 && angle && off > 1) {
+        size_t a = 0, z = off - 1;   /* the text before '<' */
+        while (a < z && (from[a] == ' ' || from[a] == '\t'))
+            a++;
+        while (z > a && (from[z - 1] == ' ' || from[z - 1] == '\t'))
+            z--;
+        bool quoted = z - a >= 2 && from[a] == '"' && from[z - 1] == '"';
+        if (quoted) {
+            a++;
+            z--;
+        }
+        if ((name = malloc(z - a + 1))) {
+            size_t n = 0;
+            for (size_t i = a; i < z; i++) {
+                if (quoted && from[i] == '\\' && i + 1 < z)
+                    i++;
+                name[n++] = from[i];
+            }
+            name[n] = '\0';
+        }
+    }
+    rc = mc_message_set_from(msg, addr, name && *name ? name : NULL, err);
+    if (rc == 0)
+        rc = mc_message_set_envelope_from(msg, addr, err);
+    free(name);
+    free(addr);
+    return rc;
+}
+
 enum { O_SERVER = 256, O_FROM, O_TO, O_CC, O_BCC, O_SUBJECT, O_BODY, O_BODY_FILE,
-       O_HTML_FILE, O_ATTACH, O_JOBS };
+       O_HTML_FILE, O_ATTACH, O_JOBS, O_DSN_NOTIFY, O_DSN_RET, O_ENVID, O_QUEUE };
 
 int cmd_send(cli *c, int argc, char **argv)
 {
@@ -225,12 +261,17 @@ int cmd_send(cli *c, int argc, char **argv)
         { "html-file", required_argument, NULL, O_HTML_FILE },
         { "attach", required_argument, NULL, O_ATTACH },
         { "jobs", required_argument, NULL, O_JOBS },
+        { "dsn-notify", required_argument, NULL, O_DSN_NOTIFY },
+        { "dsn-ret", required_argument, NULL, O_DSN_RET },
+        { "envid", required_argument, NULL, O_ENVID },
+        { "queue", no_argument, NULL, O_QUEUE },
         { NULL, 0, NULL, 0 },
     };
     const char *server = NULL, *from = NULL, *subject = NULL, *body = NULL;
     const char *body_file = NULL, *html_file = NULL;
+    const char *dsn[3] = { NULL, NULL, NULL };   /* --dsn-notify, --dsn-ret, --envid */
     strv to = { 0 }, cc = { 0 }, bcc = { 0 }, attach = { 0 };
-    bool t = false;
+    bool t = false, queue = false;
     long jobs = 1;
     int ch, ret;
 
@@ -246,6 +287,10 @@ int cmd_send(cli *c, int argc, char **argv)
         case O_BODY_FILE: body_file = optarg; break;
         case O_HTML_FILE: html_file = optarg; break;
         case O_ATTACH: strv_push(&attach, optarg); break;
+        case O_DSN_NOTIFY: dsn[0] = optarg; break;
+        case O_DSN_RET: dsn[1] = optarg; break;
+        case O_ENVID: dsn[2] = optarg; break;
+        case O_QUEUE: queue = true; break;
         case O_JOBS: {
             char *end;
             jobs = strtol(optarg, &end, 10);
@@ -260,6 +305,10 @@ int cmd_send(cli *c, int argc, char **argv)
         }
     }
 
+    if (t && queue) {
+        ret = cli_usage(c, "send --queue: not with -t (use sendmail -t, which queues)");
+        goto out;
+    }
     if (t) {
         if (to.n || cc.n || bcc.n || subject || body || body_file || html_file || attach.n) {
             ret = cli_usage(c, "send -t takes recipients and content from the message, not flags");
@@ -271,6 +320,7 @@ int cmd_send(cli *c, int argc, char **argv)
             goto out;
         }
         batch b = { .c = c, .ctx = ctx, .server = server, .from = from,
+                    .dsn = { dsn[0], dsn[1], dsn[2] },
                     .files = argv + optind, .n_files = (size_t)(argc - optind) };
         pthread_mutex_init(&b.lock, NULL);
         b.progress = b.n_files >= PROGRESS_MIN_FILES && isatty(STDERR_FILENO);
@@ -312,33 +362,31 @@ int cmd_send(cli *c, int argc, char **argv)
         goto out;
     }
 
-    /* files named on the command line must be readable: 66 before anything is sent */
-    char *body_data = NULL, *html_data = NULL;
-    size_t body_len = 0, html_len = 0;
-    if (body_file && !(body_data = read_file(body_file, &body_len))) {
-        fprintf(stderr, "mailconn: %s: %s\n", body_file, strerror(errno));
-        cli_outcome(c, MC_OUTCOME_NOINPUT);
-        ret = cli_exit(c);
-        goto out;
+    /* files named on the command line must be readable: 66 before anything
+     * is sent; the body file is streamed at send time (constant memory) */
+    char *html_data = NULL;
+    size_t html_len = 0;
+    mc_context *ctx = NULL;
+    mc_message *msg = NULL;
+    mc_error *err = NULL;
+    int rc = 0;
+    if ((rc = mc_message_new(&msg, &err)) < 0
+        || (body_file && (rc = mc_message_set_text_file(msg, body_file, &err)) < 0)) {
+        cli_report(c, NULL, err, rc);
+        goto done;
     }
     if (html_file && !(html_data = read_file(html_file, &html_len))) {
         fprintf(stderr, "mailconn: %s: %s\n", html_file, strerror(errno));
         cli_outcome(c, MC_OUTCOME_NOINPUT);
-        free(body_data);
-        ret = cli_exit(c);
-        goto out;
+        goto done;
     }
 
-    mc_context *ctx = cli_context(c, MC_CONTEXT_ONE_SERVER, server);
-    mc_message *msg = NULL;
-    mc_error *err = NULL;
-    int rc = 0;
-    if (!ctx)
+    if (!(ctx = cli_context(c, MC_CONTEXT_ONE_SERVER, server)))
         goto done;
-    if ((rc = mc_message_new(&msg, &err)) < 0)
+    if (from && (rc = set_from(msg, from, &err)) < 0)
         goto report;
-    if (from && ((rc = mc_message_set_from(msg, from, NULL, &err)) < 0
-                 || (rc = mc_message_set_envelope_from(msg, from, &err)) < 0))
+    if ((dsn[0] || dsn[1] || dsn[2])
+        && (rc = mc_message_set_dsn(msg, dsn[0], dsn[1], dsn[2], &err)) < 0)
         goto report;
     for (size_t i = 0; i < to.n; i++)
         if ((rc = mc_message_add_recipient(msg, MC_RCPT_TO, to.v[i], &err)) < 0)
@@ -351,17 +399,27 @@ int cmd_send(cli *c, int argc, char **argv)
             goto report;
     if ((rc = mc_message_set_subject(msg, subject, &err)) < 0)
         goto report;
-    if (body)
-        rc = mc_message_set_text(msg, body, strlen(body), &err);
-    else
-        rc = mc_message_set_text(msg, body_data, body_len, &err);
-    if (rc < 0)
+    if (body && (rc = mc_message_set_text(msg, body, strlen(body), &err)) < 0)
         goto report;
     if (html_data && (rc = mc_message_set_html(msg, html_data, html_len, &err)) < 0)
         goto report;
     for (size_t i = 0; i < attach.n; i++)
         if ((rc = mc_message_add_attachment(msg, attach.v[i], &err)) < 0)
             goto report;
+    if (queue) {
+        /* --queue: written durably, delivered in the background (exit 0) */
+        char id[MC_QUEUE_ID_SIZE];
+        if (!mc_queue_configured(ctx)) {
+            cli_usage(c, "send --queue: no queue configured (a top-level \"queue\" object)");
+            goto done;
+        }
+        if ((rc = cli_queue_submit(c, ctx, server, msg, id, &err)) == 0) {
+            mc__print_line(stdout, "queued %s: %s", mc_message_id(msg) ? mc_message_id(msg)
+                                                                       : "message", id);
+            goto done;
+        }
+        goto report;
+    }
     rc = mc_send(ctx, server, msg, &err);
 report:
     report_send(c, msg && mc_message_id(msg) ? mc_message_id(msg) : "message", msg, rc, err, false);
@@ -369,7 +427,6 @@ done:
     mc_error_free(err);
     mc_message_free(msg);
     mc_context_free(ctx);
-    free(body_data);
     free(html_data);
     ret = cli_exit(c);
 out:
@@ -386,9 +443,9 @@ static void test_stage(void *payload, mc_stage stage, int code, const char *text
 {
     (void)payload;
     if (code)
-        printf("%-9s %d %s\n", mc_stage_name(stage), code, text ? text : "");
+        mc__print_line(stdout, "%-9s %d %s", mc_stage_name(stage), code, text ? text : "");
     else
-        printf("%-9s %s\n", mc_stage_name(stage), text ? text : "");
+        mc__print_line(stdout, "%-9s %s", mc_stage_name(stage), text ? text : "");
     fflush(stdout);
 }
 
@@ -437,88 +494,4 @@ int cmd_test(cli *c, int argc, char **argv)
     return cli_exit(c);
 }
 
-/* ---------------------------------------------------------------- sendmail */
-
-int cmd_sendmail(cli *c, int argc, char **argv)
-{
-    bool t = false, dot_ok = false;
-    const char *from = NULL, *full_name = NULL;
-    int i = 1;
-
-    for (; i < argc; i++) {
-        const char *a = argv[i];
-        if (a[0] != '-' || strcmp(a, "-") == 0)
-            break;
-        if (strcmp(a, "--") == 0) {
-            i++;
-            break;
-        }
-        if (strcmp(a, "-t") == 0) {
-            t = true;
-        } else if (strcmp(a, "-i") == 0 || strcmp(a, "-oi") == 0) {
-            dot_ok = true;
-        } else if (strncmp(a, "-f", 2) == 0 || strncmp(a, "-F", 2) == 0 || strncmp(a, "-B", 2) == 0) {
-            const char *v = a[2] ? a + 2 : (i + 1 < argc ? argv[++i] : NULL);
-            if (!v)
-                return cli_usage(c, "sendmail: %s needs a value", a);
-            if (a[1] == 'f')
-                from = v;
-            else if (a[1] == 'F')
-                full_name = v;
-            /* -B 8BITMIME: the body type is detected anyway */
-        } else if (strncmp(a, "-o", 2) == 0 || strcmp(a, "-bm") == 0) {
-            /* other -o options (-oem, -odi, ...) are accepted and ignored */
-        } else if (strcmp(a, "-v") == 0) {
-            c->verbose++;
-        } else {
-            return cli_usage(c, "sendmail: unsupported option \"%s\"", a);
-        }
-    }
-
-    size_t len = 0;
-    char *data = read_stream(stdin, &len, !dot_ok);
-    if (!data) {
-        fprintf(stderr, "mailconn: cannot read the message from standard input\n");
-        cli_outcome(c, MC_OUTCOME_NOINPUT);
-        return cli_exit(c);
-    }
-    mc_context *ctx = cli_context(c, MC_CONTEXT_ONE_SERVER, NULL);
-    mc_message *msg = NULL;
-    mc_error *err = NULL;
-    int rc = 0;
-    if (!ctx)
-        goto done;
-    if ((rc = mc_message_parse(&msg, data, len, &err)) < 0)
-        goto report;
-    if (from && (rc = mc_message_set_envelope_from(msg, from, &err)) < 0)
-        goto report;
-    if (full_name && (rc = mc_message_set_from_name(msg, full_name, &err)) < 0)
-        goto report;
-    if (!t) {
-        if (i >= argc) {
-            rc = MC_EUSAGE;
-            cli_usage(c, "sendmail: no recipients (name them, or use -t)");
-            goto done;
-        }
-        for (; i < argc; i++)
-            if ((rc = mc_message_add_envelope_recipient(msg, argv[i], &err)) < 0)
-                goto report;
-    } else {
-        /* -t: recipients named on the command line are added to the
-         * message's own (as Postfix's and msmtp's sendmail do), unseen */
-        for (; i < argc; i++)
-            if ((rc = mc_message_add_recipient(msg, MC_RCPT_BCC, argv[i], &err)) < 0)
-                goto report;
-    }
-    rc = mc_send(ctx, NULL, msg, &err);
-report:
-    /* silent on success, as sendmail is */
-    if (rc < 0)
-        report_send(c, "stdin", msg, rc, err, true);
-done:
-    mc_error_free(err);
-    mc_message_free(msg);
-    mc_context_free(ctx);
-    free(data);
-    return cli_exit(c);
-}
+/* sendmail: cli/sendmail.c */

@@ -1,8 +1,11 @@
 /* address: RFC 5321 mailbox checks (SMTPUTF8 aware) and RFC 5322 header
  * mailbox / address-list parsing. */
 #include <arpa/inet.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "buf.h"
 #include "error.h"
@@ -43,40 +46,6 @@ static int bad(mc_error **err, const char *addr, const char *why)
     return MC_EMESSAGE;
 }
 
-/* Length of the valid UTF-8 sequence at s (n bytes available), 0 when
- * invalid (overlong forms, surrogates and values over U+10FFFF refused). */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    size_t len;
-    unsigned cp;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf) {
-        len = 2;
-        cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        len = 3;
-        cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (n < len)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff))
-        || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
-}
-
 static bool is_atext(unsigned char c)
 {
     if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
@@ -102,7 +71,7 @@ static const char *check_dot_string(const unsigned char *s, size_t n)
         if (c == ' ' || c == '\t')
             return "space outside quotes";
         if (c >= 0x80) {
-            size_t l = utf8_seq(s + i, n - i);
+            size_t l = mc__utf8_seq(s + i, n - i);
             if (!l)
                 return "invalid UTF-8";
             i += l;
@@ -133,7 +102,7 @@ static const char *check_quoted(const unsigned char *s, size_t n, size_t *end)
                 return "bad escape in quoted local part";
             i += 2;
         } else if (c >= 0x80) {
-            size_t l = utf8_seq(s + i, n - i);
+            size_t l = mc__utf8_seq(s + i, n - i);
             if (!l)
                 return "invalid UTF-8";
             i += l;
@@ -186,7 +155,7 @@ static const char *check_domain(const unsigned char *s, size_t n)
             return "domain label starts with a hyphen";
         size_t l = 1;
         if (c >= 0x80) {
-            l = utf8_seq(s + i, n - i);
+            l = mc__utf8_seq(s + i, n - i);
             if (!l)
                 return "invalid UTF-8";
         } else if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
@@ -499,4 +468,96 @@ int mc__address_list(const char *value, int (*fn)(void *payload, const char *add
     if (in_angle)
         return bad(err, value, "unbalanced angle brackets");
     return 0;
+}
+
+/* ------------------------------------------------------- /etc/aliases */
+
+typedef struct sys_alias {
+    char *name;
+    char *target;
+} sys_alias;
+
+static pthread_once_t sys_once = PTHREAD_ONCE_INIT;
+static sys_alias *sys_tab;
+static size_t sys_n;
+
+static int addr_only(void *payload, const char *addr)
+{
+    (void)payload;
+    /* |command, /file and :include: are no addresses (nor is a bare name) */
+    return mc__address_check(addr, false, NULL) == 0 && addr[0] != '|' && addr[0] != '/'
+           && addr[0] != '"' ? 0 : MC_EMESSAGE;
+}
+
+/* One logical line "name: target, target": kept when every target is an
+ * address. */
+static void sys_entry(char *line)
+{
+    char *colon = strchr(line, ':');
+    if (!colon || colon == line)
+        return;
+    *colon = '\0';
+    char *name = line, *target = colon + 1;
+    size_t n = strlen(name);
+    while (n && is_wsp(name[n - 1]))
+        name[--n] = '\0';
+    while (*target && is_wsp(*target))
+        target++;
+    size_t tn = strlen(target);
+    while (tn && (is_wsp(target[tn - 1]) || target[tn - 1] == '\n' || target[tn - 1] == '\r'))
+        target[--tn] = '\0';
+    if (!n || !tn || strpbrk(name, " \t") || mc__address_list(target, addr_only, NULL, NULL) != 0)
+        return;
+    sys_alias *t = realloc(sys_tab, (sys_n + 1) * sizeof(*t));
+    if (!t)
+        return;
+    sys_tab = t;
+    if (!(t[sys_n].name = strdup(name)))
+        return;
+    if (!(t[sys_n].target = strdup(target))) {
+        free(t[sys_n].name);
+        return;
+    }
+    sys_n++;
+}
+
+static void sys_load(void)
+{
+    FILE *f = fopen(MC__SYSTEM_ALIASES, "re");
+    if (!f)
+        return;
+    mc__buf entry = MC__BUF_INIT;
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t l;
+    while ((l = getline(&line, &cap, f)) > 0) {
+        if (line[0] == '#')
+            continue;
+        if (is_wsp(line[0]) && entry.len) {   /* continuation */
+            if (mc__buf_put(&entry, " ", 1) < 0 || mc__buf_put(&entry, line, (size_t)l) < 0)
+                break;
+            continue;
+        }
+        if (entry.len)
+            sys_entry(entry.data);
+        mc__buf_clear(&entry);
+        if (!is_wsp(line[0]) && line[0] != '\n' && mc__buf_put(&entry, line, (size_t)l) < 0)
+            break;
+    }
+    if (entry.len)
+        sys_entry(entry.data);
+    free(line);
+    mc__buf_free(&entry);
+    fclose(f);
+}
+
+const char *mc__system_alias(const char *name)
+{
+    if (!name)
+        return NULL;
+    pthread_once(&sys_once, sys_load);
+    for (size_t i = 0; i < sys_n; i++)
+        if (strcasecmp(sys_tab[i].name, name) == 0)
+            return sys_tab[i].target;
+    return NULL;
 }

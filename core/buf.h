@@ -34,4 +34,9 @@ typedef int mc__sink_fn(void *payload, const void *data, size_t len, mc_error **
 int mc__base64_encode(mc__buf *out, const void *data, size_t len);
 /** Strict decode (whitespace not allowed). @return 0, MC_EPROTO on bad input, MC_ENOMEM. */
 int mc__base64_decode(mc__buf *out, const char *b64, size_t len);
+/** Length of the valid UTF-8 sequence at s (at most n bytes available): 1
+ *  for ASCII, 0 when invalid (RFC 3629: overlong forms, surrogates, values
+ *  past U+10FFFF and truncated sequences refused). */
+size_t mc__utf8_seq(const unsigned char *s, size_t n);
+
 #endif

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #include <json-c/json_object.h>
@@ -251,31 +252,6 @@ static void syntax_error(mc__diag *d, const char *name, const char *text, size_t
     mc__diag_add(d, "%s:%zu:%zu: JSON syntax error: %s", name, line, col, what);
 }
 
-/* Length of a valid UTF-8 sequence at s (at most n bytes), 0 if invalid. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-    unsigned c = s[0];
-    size_t len;
-    unsigned min;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF) { len = 2; min = 0x80; }
-    else if (c >= 0xE0 && c <= 0xEF) { len = 3; min = 0x800; }
-    else if (c >= 0xF0 && c <= 0xF4) { len = 4; min = 0x10000; }
-    else return 0;
-    if (n < len)
-        return 0;
-    unsigned cp = c & (0x7F >> len);
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    return len;
-}
-
 static bool number_ok(const char *s, size_t n)
 {
     size_t i = 0;
@@ -397,7 +373,7 @@ static bool scan_text(const char *name, const char *text, size_t n, mc__diag *d,
                     syntax_error(d, name, text, j, "unescaped control character in a string");
                     ok = false;
                 } else {
-                    size_t l = utf8_len((const unsigned char *)text + j, n - j);
+                    size_t l = mc__utf8_seq((const unsigned char *)text + j, n - j);
                     if (!l) {
                         syntax_error(d, name, text, j, "invalid UTF-8 in a string");
                         ok = false;
@@ -1085,7 +1061,68 @@ static void parse_aliases(pctx *p, json_object *v)
     }
 }
 
-static const char *const top_keys[] = { "servers", "aliases", "$schema", NULL };
+static const char *const top_keys[] = { "servers", "aliases", "log_file", "syslog", "queue",
+                                         "$schema", NULL };
+
+/* "queue": {"max_age_s", "retry_s", "dir"} (DESIGN.md "System mail"). */
+static void parse_queue(pctx *p, json_object *v)
+{
+    static const char *const keys[] = { "max_age_s", "retry_s", "dir", NULL };
+    if (!want_object(p, "queue", v))
+        return;
+    p->cfg->has_queue = true;
+    json_object_object_foreach(v, key, val) {
+        const char *str;
+        if (strcmp(key, "max_age_s") == 0)
+            want_int(p, "queue.max_age_s", val, 1, 31536000, &p->cfg->queue_max_age_s);
+        else if (strcmp(key, "retry_s") == 0)
+            want_int(p, "queue.retry_s", val, 1, 3600, &p->cfg->queue_retry_s);
+        else if (strcmp(key, "dir") == 0) {
+            if (want_string(p, "queue.dir", val, false, false, &str)) {
+                if (str[0] != '/')
+                    bad(p, "queue.dir", "must be an absolute path, got \"%s\"", str);
+                else
+                    set_str(p, &p->cfg->queue_dir, str);
+            }
+        } else
+            unknown_key(p, "queue", key, keys, NULL);
+    }
+}
+
+/* "syslog": true (mail), false, or a facility name. */
+static const struct { const char *name; int facility; } facilities[] = {
+    { "mail", LOG_MAIL },     { "user", LOG_USER },     { "daemon", LOG_DAEMON },
+    { "local0", LOG_LOCAL0 }, { "local1", LOG_LOCAL1 }, { "local2", LOG_LOCAL2 },
+    { "local3", LOG_LOCAL3 }, { "local4", LOG_LOCAL4 }, { "local5", LOG_LOCAL5 },
+    { "local6", LOG_LOCAL6 }, { "local7", LOG_LOCAL7 },
+};
+
+/* The top-level log keys, shared by validate_doc and mc__config_toplog. */
+static void top_log_key(pctx *p, const char *key, json_object *val)
+{
+    char sb[SHOW_MAX + 8];
+    const char *str;
+    if (strcmp(key, "log_file") == 0) {
+        if (want_string(p, "log_file", val, false, false, &str))
+            set_str(p, &p->cfg->log_file, str);
+        return;
+    }
+    if (json_object_is_type(val, json_type_boolean)) {
+        p->cfg->syslog_facility = json_object_get_boolean(val) ? LOG_MAIL : -1;
+        return;
+    }
+    if (json_object_is_type(val, json_type_string)) {
+        for (size_t i = 0; i < sizeof(facilities) / sizeof(facilities[0]); i++) {
+            if ((size_t)json_object_get_string_len(val) == strlen(facilities[i].name)
+                && strcmp(json_object_get_string(val), facilities[i].name) == 0) {
+                p->cfg->syslog_facility = facilities[i].facility;
+                return;
+            }
+        }
+    }
+    bad(p, "syslog", "must be true, false or a facility name (\"mail\", \"user\", \"daemon\", "
+                     "\"local0\"..\"local7\"), got %s", show(val, sb, sizeof(sb)));
+}
 
 static void validate_doc(pctx *p, json_object *root)
 {
@@ -1125,6 +1162,10 @@ static void validate_doc(pctx *p, json_object *root)
             }
         } else if (strcmp(key, "aliases") == 0) {
             parse_aliases(p, val);
+        } else if (strcmp(key, "log_file") == 0 || strcmp(key, "syslog") == 0) {
+            top_log_key(p, key, val);
+        } else if (strcmp(key, "queue") == 0) {
+            parse_queue(p, val);
         } else if (strcmp(key, "$schema") == 0) {
             want_string(p, "$schema", val, true, false, &str);
         } else {
@@ -1235,6 +1276,8 @@ void mc__config_free(mc__config *cfg)
         free(cfg->aliases[i].address);
     }
     free(cfg->aliases);
+    free(cfg->log_file);
+    free(cfg->queue_dir);
     if (cfg->doc) {
         wipe_doc_secrets(cfg->doc);
         json_object_put(cfg->doc);
@@ -1254,6 +1297,9 @@ static mc__config *parse_text(const char *name, const char *text, size_t len, mc
         *nomem = true;
         return NULL;
     }
+    cfg->syslog_facility = -1;
+    cfg->queue_max_age_s = 432000;
+    cfg->queue_retry_s = 60;
     const char *nul = memchr(text, '\0', len);
     if (nul) {
         syntax_error(d, name, text, (size_t)(nul - text), "NUL byte");
@@ -1333,6 +1379,140 @@ int mc__config_parse(mc__config **out, const char *text, size_t len, mc_error **
     return finish(cfg, &d, nomem, out, err);
 }
 
+/* ------------------------------------------------------------- trust */
+
+#define TRUST_HINT "make the file and each of its folders owned by you or root and writable " \
+                   "only by their owner (chmod go-w)"
+
+/* One directory on the way to a trusted file: the user's or root's, and
+ * writable by nobody else, except a root-owned sticky directory such as
+ * /tmp (there nobody but the owner may rename or remove an entry, and the
+ * entry itself is checked). OpenSSH's safe_path refuses those as well;
+ * Postfix and sudo accept them: a test's or a user's file directly in /tmp
+ * is safe as long as it is the user's own. */
+static bool dir_trusted(const char *dir, const char *file, uid_t me, char *why, size_t n)
+{
+    struct stat st;
+    if (stat(dir, &st) < 0) {
+        snprintf(why, n, "%s: cannot check the folder of %s: %s", dir, file, strerror(errno));
+        return false;
+    }
+    if (st.st_uid != me && st.st_uid != 0) {
+        snprintf(why, n, "%s: the folder of %s is owned by uid %u, not by you (uid %u) or root",
+                 dir, file, (unsigned)st.st_uid, (unsigned)me);
+        return false;
+    }
+    if ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_uid == 0 && (st.st_mode & S_ISVTX))) {
+        snprintf(why, n, "%s: the folder of %s is writable by group or others (mode %04o)",
+                 dir, file, (unsigned)(st.st_mode & 07777));
+        return false;
+    }
+    return true;
+}
+
+/* Every folder from path's own up to "/". */
+static bool dirs_trusted(const char *path, const char *file, uid_t me, char *why, size_t n)
+{
+    char *abs = NULL;
+    if (path[0] == '/') {
+        abs = strdup(path);
+    } else {
+        char *cwd = getcwd(NULL, 0);
+        if (cwd && asprintf(&abs, "%s/%s", cwd, path) < 0)
+            abs = NULL;
+        free(cwd);
+    }
+    if (!abs) {
+        snprintf(why, n, "%s: cannot check its folders: %s", file, strerror(errno ? errno : ENOMEM));
+        return false;
+    }
+    bool ok = true;
+    for (char *slash = strrchr(abs, '/'); ok && slash; slash = strrchr(abs, '/')) {
+        if (slash == abs) {
+            ok = dir_trusted("/", file, me, why, n);
+            break;
+        }
+        *slash = '\0';
+        if (slash[1] == '\0' || strcmp(slash + 1, ".") == 0)
+            continue;                     /* "a//b", "a/./b": the same folder */
+        ok = dir_trusted(abs, file, me, why, n);
+    }
+    free(abs);
+    return ok;
+}
+
+bool mc__file_trusted(const char *path, const struct stat *st, char *why, size_t n)
+{
+    uid_t me = geteuid();
+    if (st->st_uid != me && st->st_uid != 0) {
+        snprintf(why, n, "%s: owned by uid %u, not by you (uid %u) or root", path,
+                 (unsigned)st->st_uid, (unsigned)me);
+        return false;
+    }
+    if (st->st_mode & (S_IWGRP | S_IWOTH)) {
+        snprintf(why, n, "%s: writable by group or others (mode %04o)", path,
+                 (unsigned)(st->st_mode & 07777));
+        return false;
+    }
+    /* the folders of the name as given (a symlink lives there) and of
+     * what it resolves to */
+    if (!dirs_trusted(path, path, me, why, n))
+        return false;
+    char *real = realpath(path, NULL);
+    if (!real) {
+        snprintf(why, n, "%s: cannot resolve: %s", path, strerror(errno));
+        return false;
+    }
+    bool ok = strcmp(real, path) == 0 || dirs_trusted(real, path, me, why, n);
+    free(real);
+    return ok;
+}
+
+/* A file the config names (a secret file, a ca_file): refused like the
+ * config when others could change it. A missing file is reported where it
+ * is used, but not in a folder others could plant it in. */
+static void check_named_file(mc__diag *d, const char *where, const char *file, bool *nomem)
+{
+    struct stat st;
+    char why[PATH_MAX + 256];
+    bool ok;
+    if (stat(file, &st) == 0) {
+        ok = mc__file_trusted(file, &st, why, sizeof(why));
+    } else {
+        char *dir = strdup(file), *slash = dir ? strrchr(dir, '/') : NULL;
+        if (slash)
+            *(slash == dir ? slash + 1 : slash) = '\0';
+        ok = !dir || (slash && stat(dir, &st) < 0)
+             || dirs_trusted(file, file, geteuid(), why, sizeof(why));
+        free(dir);
+    }
+    if (!ok && mc__diag_add(d, "%s: %s: not trusted (others could change it)", where, why) < 0)
+        *nomem = true;
+}
+
+static void check_named_files(const mc__config *cfg, mc__diag *d, bool *nomem)
+{
+    char where[128];
+    for (size_t i = 0; i < cfg->n_servers; i++) {
+        const mc_server *s = &cfg->servers[i];
+        if (s->ca_file) {
+            snprintf(where, sizeof(where), "servers[%zu].ca_file", i);
+            check_named_file(d, where, s->ca_file, nomem);
+        }
+        if (!s->has_auth || !s->auth_cfg.obj)
+            continue;
+        static const char *const keys[] = { "password_file", "client_secret_file", "ca_file", NULL };
+        for (size_t k = 0; keys[k]; k++) {
+            json_object *v = NULL;
+            if (json_object_object_get_ex(s->auth_cfg.obj, keys[k], &v)
+                && json_object_is_type(v, json_type_string)) {
+                snprintf(where, sizeof(where), "servers[%zu].auth.%s", i, keys[k]);
+                check_named_file(d, where, json_object_get_string(v), nomem);
+            }
+        }
+    }
+}
+
 int mc__config_load(mc__config **out, const char *path, mc_error **err)
 {
     if (!out)
@@ -1363,6 +1543,18 @@ int mc__config_load(mc__config **out, const char *path, mc_error **err)
         close(fd);
         return mc__error_set(err, MC_EFILE, MC_OUTCOME_CONFIG, MC_STAGE_CONFIG,
                              "%s: not a regular file", path);
+    }
+    /* a config runs commands (*_command) and names secrets: one that
+     * someone else could change is not read at all */
+    char why[PATH_MAX + 256];
+    if (!mc__file_trusted(path, &st, why, sizeof(why))) {
+        close(fd);
+        mc__error_set(err, MC_ECONFIG, MC_OUTCOME_CONFIG, MC_STAGE_CONFIG,
+                      "%s: config not used (others could change it, and it can run commands)",
+                      why);
+        if (err)
+            mc__error_hint(*err, TRUST_HINT);
+        return MC_ECONFIG;
     }
     mc__buf b = MC__BUF_INIT;
     b.secret = true;             /* it may hold inline secrets */
@@ -1408,9 +1600,71 @@ int mc__config_load(mc__config **out, const char *path, mc_error **err)
             nomem = true;
     }
     free(inline_at);
+    if (cfg && cfg->queue_dir && strcmp(path, MC__SYSTEM_CONFIG) == 0
+        && mc__diag_add(&d, "%s: queue.dir: not allowed in the system config (the system queue "
+                            "is the spool folder built in)", path) < 0)
+        nomem = true;
+    if (cfg && !nomem && !d.n)
+        check_named_files(cfg, &d, &nomem);
     if (cfg && !nomem && !d.n && !(cfg->path = strdup(path)))
         nomem = true;
     return finish(cfg, &d, nomem, out, err);
+}
+
+int mc__config_toplog(const char *path, char **log_file, int *facility)
+{
+    *log_file = NULL;
+    *facility = -1;
+    int fd = path && *path ? open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY) : -1;
+    if (fd < 0)
+        return MC_ECONFIG;
+    /* the rule of mc__config_load: a file others could change is not read
+     * (it would choose where mailconn writes) */
+    struct stat st;
+    char why[PATH_MAX + 256];
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > CONFIG_MAX
+        || !mc__file_trusted(path, &st, why, sizeof(why))) {
+        close(fd);
+        return MC_ECONFIG;
+    }
+    mc__buf b = MC__BUF_INIT;
+    b.secret = true;             /* it may hold inline secrets */
+    char tmp[8192];
+    ssize_t n;
+    while (b.len <= CONFIG_MAX && ((n = read(fd, tmp, sizeof(tmp))) > 0 || (n < 0 && errno == EINTR)))
+        if (n > 0 && mc__buf_put(&b, tmp, (size_t)n) < 0)
+            break;
+    OPENSSL_cleanse(tmp, sizeof(tmp));
+    close(fd);
+    json_object *root = NULL;
+    json_tokener *tok = b.len && b.len <= CONFIG_MAX ? json_tokener_new() : NULL;
+    if (tok) {
+        json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+        root = json_tokener_parse_ex(tok, b.data, (int)b.len);
+        if (json_tokener_get_error(tok) != json_tokener_success) {
+            json_object_put(root);
+            root = NULL;
+        }
+        json_tokener_free(tok);
+    }
+    mc__buf_free(&b);
+    /* each key on its own: a bad "syslog" does not lose a good "log_file" */
+    mc__config c = { .syslog_facility = -1 };
+    mc__diag d = { 0 };
+    pctx p = { .cfg = &c, .d = &d };
+    json_object *v;
+    if (json_object_is_type(root, json_type_object)) {
+        if (json_object_object_get_ex(root, "log_file", &v))
+            top_log_key(&p, "log_file", v);
+        if (json_object_object_get_ex(root, "syslog", &v))
+            top_log_key(&p, "syslog", v);
+    }
+    mc__diag_free(&d);
+    wipe_doc_secrets(root);
+    json_object_put(root);
+    *log_file = c.log_file;
+    *facility = c.syslog_facility;
+    return c.log_file || c.syslog_facility >= 0 ? 0 : MC_ECONFIG;
 }
 
 /* ------------------------------------------------------------- prepare */
@@ -1647,8 +1901,8 @@ const char *mc__config_alias(const mc__config *cfg, const char *name)
 {
     if (!cfg || !name)
         return NULL;
-    for (size_t i = 0; i < cfg->n_aliases; i++)
-        if (strcmp(cfg->aliases[i].name, name) == 0)
+    for (size_t i = 0; i < cfg->n_aliases; i++)   /* names match as mail's local parts do: any case */
+        if (strcasecmp(cfg->aliases[i].name, name) == 0)
             return cfg->aliases[i].address;
     return NULL;
 }

@@ -75,7 +75,18 @@ typedef struct mc__config {
     size_t              n_aliases;
     mc_server          *def;        /* the default server or NULL */
     bool                inline_secret; /* some server has an inline secret */
+    char               *log_file;   /* top-level "log_file": every outcome and failure */
+    int                 syslog_facility; /* top-level "syslog": LOG_MAIL...; -1: off */
+    /* top-level "queue" (DESIGN.md "System mail"): has_queue when present */
+    bool                has_queue;
+    int                 queue_max_age_s; /* 432000 */
+    int                 queue_retry_s;   /* 60: the first pause, doubling up to 3600 */
+    char               *queue_dir;      /* NULL: <state>/queue (system config: spooldir) */
 } mc__config;
+
+/** The system config: it may not name a queue "dir" (the system queue is
+ *  the build's spooldir). */
+#define MC__SYSTEM_CONFIG "/etc/mailconn/config.json"
 
 /** Where the config lives: --config, $MAILCONN_CONFIG,
  *  $XDG_CONFIG_HOME/mailconn/config.json (~/.config when unset),
@@ -83,11 +94,21 @@ typedef struct mc__config {
  *  XDG path when neither does). Returns a malloc'd string or NULL on OOM. */
 char *mc__config_find(const char *explicit_path);
 
+struct stat;
+/** Whether a file is safe to take commands or secrets from (st: its
+ *  fstat/stat): owned by the user or root, not writable by group or others,
+ *  and the same for every folder from its own up to "/" (of the name as
+ *  given and of what it resolves to), a root-owned sticky folder such as
+ *  /tmp excepted. When not, why (size n) reads "PATH: what is wrong". */
+bool mc__file_trusted(const char *path, const struct stat *st, char *why, size_t n);
+
 /**
  * Read and validate the shape of the whole config: strict JSON (syntax
  * errors with line and column), duplicate keys, types, ranges, unknown
  * keys, strings without NUL/CR/LF, names, secret single-source, the default
- * rule, file mode (inline secret in a group/other-readable file). Errors are
+ * rule, file mode (inline secret in a group/other-readable file), trust
+ * (mc__file_trusted: the config, then its secret files and ca_files, before
+ * any secret is read or command run: MC_ECONFIG). Errors are
  * collected in err->details, each "path: message"; err->message is the first
  * and the count.
  * @return 0, MC_EFILE (cannot read: outcome CONFIG), MC_ECONFIG, MC_ENOMEM.
@@ -95,6 +116,16 @@ char *mc__config_find(const char *explicit_path);
 int mc__config_load(mc__config **out, const char *path, mc_error **err);
 /** Parse from memory (tests and fuzzing): no file-mode checks. */
 int mc__config_parse(mc__config **out, const char *text, size_t len, mc_error **err);
+
+/**
+ * The top-level log of a config that may not load (the CLI's failures
+ * before a server is chosen, 78 included): read path as mc__config_load
+ * does (a file others could change is not read) and take "log_file" and
+ * "syslog" when the document is JSON and these two keys are valid, whatever
+ * else is wrong in it. *log_file (malloc'd, or NULL) and *facility (-1: no
+ * syslog) are set in any case. @return 0 when found, MC_ECONFIG otherwise.
+ */
+int mc__config_toplog(const char *path, char **log_file, int *facility);
 
 /**
  * Second pass, with plugins: the transport and provider of each server

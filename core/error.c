@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "log.h"
 
 const char *mc_strerror(int code)
 {
@@ -55,7 +56,7 @@ const char *mc_stage_name(mc_stage stage)
         [MC_STAGE_AUTH] = "auth",       [MC_STAGE_MAIL] = "mail",
         [MC_STAGE_RCPT] = "rcpt",       [MC_STAGE_DATA] = "data",
         [MC_STAGE_QUIT] = "quit",       [MC_STAGE_OAUTH] = "oauth",
-        [MC_STAGE_MESSAGE] = "message",
+        [MC_STAGE_MESSAGE] = "message", [MC_STAGE_QUEUE] = "queue",
     };
     if ((unsigned)stage < sizeof(names) / sizeof(names[0]) && names[stage])
         return names[stage];
@@ -93,6 +94,7 @@ void mc_error_free(mc_error *err)
 {
     if (!err)
         return;
+    mc__toplog_forget(err);   /* no longer "in the top-level log already" */
     free(err->server_text);
     free(err->message);
     free(err->hint);
@@ -115,8 +117,13 @@ int mc__error_setv(mc_error **err, int code, mc_outcome outcome, mc_stage stage,
     e->outcome = outcome;
     e->stage = stage;
     e->transient = outcome == MC_OUTCOME_TRANSIENT || outcome == MC_OUTCOME_UNKNOWN;
-    if (fmt && vasprintf(&e->message, fmt, ap) < 0)
-        e->message = NULL;
+    char *raw = NULL;
+    if (fmt && vasprintf(&raw, fmt, ap) < 0)
+        raw = NULL;
+    /* the message is one line for display and may quote a server (an OAuth
+     * error_description, a reply): escaped like every log line */
+    e->message = raw ? mc__escape_dup(raw) : NULL;
+    free(raw);
     if (!e->message)
         e->message = strdup(mc_strerror(code));
     *err = e;

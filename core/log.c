@@ -1,12 +1,23 @@
-/* log: one sink, one level and one redaction list per process. */
+/* log: one sink, one level and one redaction list per process; the one
+ * escaping function every line that may carry a server's words goes
+ * through before it reaches a terminal or a file. */
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 
 #include "buf.h"
+#include "config.h"
 #include "log.h"
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -102,6 +113,83 @@ char *mc__redact_dup(const char *s)
     return r;
 }
 
+/* ---------------------------------------------------------------- escaping */
+
+/* Length of the valid UTF-8 sequence at s that is not a C1 control
+ * (U+0080..U+009F: C2 80..C2 9F), or 0. */
+static size_t utf8_ok(const unsigned char *s, size_t n)
+{
+    size_t len = mc__utf8_seq(s, n);
+    if (len == 2 && s[0] == 0xc2 && s[1] <= 0x9f)
+        return 0;
+    return len;
+}
+
+int mc__escape_put(mc__buf *b, const char *text, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *s = (const unsigned char *)text;
+    size_t i = 0;
+    while (i < len) {
+        size_t run = i;
+        for (;;) {          /* the longest run shown as it is */
+            if (run >= len)
+                break;
+            unsigned c = s[run];
+            if (c == '\t' || (c >= 0x20 && c < 0x7f)) {
+                run++;
+                continue;
+            }
+            size_t u = c >= 0x80 ? utf8_ok(s + run, len - run) : 0;
+            if (!u)
+                break;
+            run += u;
+        }
+        if (run > i && mc__buf_put(b, s + i, run - i) < 0)
+            return MC_ENOMEM;
+        if (run >= len)
+            break;
+        char esc[4] = { '\\', 'x', hex[s[run] >> 4], hex[s[run] & 15] };
+        if (mc__buf_put(b, esc, sizeof(esc)) < 0)
+            return MC_ENOMEM;
+        i = run + 1;
+    }
+    /* an empty text still yields "" rather than NULL data */
+    return mc__buf_put(b, "", 0);
+}
+
+char *mc__escape_dup(const char *text)
+{
+    if (!text)
+        return NULL;
+    mc__buf b = MC__BUF_INIT;
+    if (mc__escape_put(&b, text, strlen(text)) < 0) {
+        mc__buf_free(&b);
+        return NULL;
+    }
+    return mc__buf_detach(&b);
+}
+
+void mc__print_line(FILE *f, const char *fmt, ...)
+{
+    va_list ap;
+    char *raw = NULL;
+    va_start(ap, fmt);
+    int n = vasprintf(&raw, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    mc__buf b = MC__BUF_INIT;
+    if (mc__escape_put(&b, raw, (size_t)n) == 0 && mc__buf_put(&b, "\n", 1) == 0)
+        fwrite(b.data, 1, b.len, f);
+    else
+        fputs("mailconn: out of memory\n", f);
+    mc__buf_free(&b);
+    free(raw);
+}
+
+/* ---------------------------------------------------------------- lines */
+
 void mc__logv(mc_log_level lvl, const char *fmt, va_list ap)
 {
     pthread_mutex_lock(&lock);
@@ -114,9 +202,12 @@ void mc__logv(mc_log_level lvl, const char *fmt, va_list ap)
         pthread_mutex_unlock(&lock);
         return;
     }
-    char *line = redact_locked(raw);
+    char *red = redact_locked(raw);
     OPENSSL_cleanse(raw, strlen(raw));
     free(raw);
+    /* a line may quote a server (the transcript, OAuth errors): shown escaped */
+    char *line = red ? mc__escape_dup(red) : NULL;
+    free(red);
     if (line) {
         if (sink)
             sink(lvl, line, sink_payload);
@@ -133,4 +224,156 @@ void mc__log(mc_log_level lvl, const char *fmt, ...)
     va_start(ap, fmt);
     mc__logv(lvl, fmt, ap);
     va_end(ap);
+}
+
+/* ---------------------------------------------------------------- the top-level log */
+
+#define SYSLOG_TEXT_MAX 4000   /* a datagram every syslog daemon takes whole */
+
+static pthread_mutex_t mark_lock = PTHREAD_MUTEX_INITIALIZER;
+static const mc_error **marks;
+static size_t n_marks, cap_marks;
+
+void mc__toplog_mark(const mc_error *err)
+{
+    if (!err)
+        return;
+    pthread_mutex_lock(&mark_lock);
+    if (n_marks == cap_marks) {
+        size_t cap = cap_marks ? cap_marks * 2 : 8;
+        const mc_error **m = realloc(marks, cap * sizeof(*m));
+        if (m) {
+            marks = m;
+            cap_marks = cap;
+        }
+    }
+    if (n_marks < cap_marks)
+        marks[n_marks++] = err;
+    pthread_mutex_unlock(&mark_lock);
+}
+
+/* Whether err is marked; forget it when `drop`. */
+static bool marked(const mc_error *err, bool drop)
+{
+    bool found = false;
+    pthread_mutex_lock(&mark_lock);
+    for (size_t i = 0; i < n_marks; i++) {
+        if (marks[i] == err) {
+            found = true;
+            if (drop)
+                marks[i] = marks[--n_marks];
+            break;
+        }
+    }
+    if (drop && !n_marks) {
+        free(marks);
+        marks = NULL;
+        cap_marks = 0;
+    }
+    pthread_mutex_unlock(&mark_lock);
+    return found;
+}
+
+void mc__toplog_forget(const mc_error *err)
+{
+    if (err)
+        marked(err, true);
+}
+
+/* RFC 3164 on the local socket, as syslog(3) writes it, without touching
+ * the application's openlog() ident: "<PRI>Mmm dd hh:mm:ss mailconn[PID]: text". */
+static void send_syslog(int pri, const char *text)
+{
+    char when[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    if (!localtime_r(&now, &tm) || !strftime(when, sizeof(when), "%b %e %H:%M:%S", &tm))
+        snprintf(when, sizeof(when), "Jan  1 00:00:00");
+    char *msg = NULL;
+    int n = asprintf(&msg, "<%d>%s mailconn[%ld]: %.*s", pri, when, (long)getpid(),
+                     SYSLOG_TEXT_MAX, text);
+    if (n < 0)
+        return;
+    struct sockaddr_un sa = { .sun_family = AF_UNIX, .sun_path = "/dev/log" };
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0 && sendto(fd, msg, (size_t)n, MSG_NOSIGNAL, (struct sockaddr *)&sa, sizeof(sa)) < 0
+        && errno == EPROTOTYPE) {
+        /* a stream socket (some daemons): one NUL-terminated message */
+        close(fd);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+            (void)!send(fd, msg, (size_t)n + 1, MSG_NOSIGNAL);
+    }
+    if (fd >= 0)
+        close(fd);
+    free(msg);
+}
+
+void mc__toplog_write(const mc__toplog *to, int pri, const char *line)
+{
+    if (!to || !line || (!to->log_file && to->facility < 0))
+        return;
+    char *red = mc__redact_dup(line);
+    char *text = red ? mc__escape_dup(red) : NULL;
+    free(red);
+    if (!text)
+        return;
+    if (to->log_file) {
+        char when[32];
+        time_t now = time(NULL);
+        struct tm tm;
+        strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tm));
+        mc__buf b = MC__BUF_INIT;
+        mc__buf_printf(&b, "%s %s\n", when, text);
+        /* O_NOFOLLOW: root's cron mail must not follow a link someone
+         * planted where the log goes */
+        int fd = open(to->log_file,
+                      O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW, 0600);
+        if (fd < 0 || !b.data || write(fd, b.data, b.len) != (ssize_t)b.len)
+            mc__log(MC_LOG_WARN, "cannot append to log_file %s: %s", to->log_file,
+                    b.data ? strerror(errno) : "out of memory");
+        if (fd >= 0)
+            close(fd);
+        mc__buf_free(&b);
+    }
+    if (to->facility >= 0)
+        send_syslog(to->facility | pri, text);
+    free(text);
+}
+
+void mc__toplog_failure(const char *config_path, const char *command, int exit_code,
+                        const mc_error *err, const char *text)
+{
+    if (err && marked(err, false))
+        return;                /* the send path logged it, with its envelope */
+    char *path = mc__config_find(config_path), *log_file = NULL;
+    int facility = -1;
+    if (!path || mc__config_toplog(path, &log_file, &facility) < 0) {
+        free(path);
+        return;
+    }
+    free(path);
+    mc__buf line = MC__BUF_INIT;
+    mc__buf_printf(&line, "command=%s outcome=failed exit=%d", command ? command : "mailconn",
+                   exit_code);
+    if (err) {
+        mc__buf_printf(&line, " stage=%s", mc_stage_name(err->stage));
+        if (err->smtp_code && err->server_text)
+            mc__buf_printf(&line, " reply=\"%d %s\"", err->smtp_code, err->server_text);
+        mc__buf_puts(&line, " error=\"");
+        if (err->n_details) {
+            for (size_t i = 0; i < err->n_details; i++)
+                mc__buf_printf(&line, "%s%s", i ? "; " : "", err->details[i]);
+        } else {
+            mc__buf_puts(&line, err->message ? err->message : mc_strerror(err->code));
+        }
+        mc__buf_puts(&line, "\"");
+    } else {
+        mc__buf_printf(&line, " error=\"%s\"", text ? text : "");
+    }
+    mc__toplog to = { log_file, facility };
+    if (line.data)
+        mc__toplog_write(&to, LOG_ERR, line.data);
+    mc__buf_free(&line);
+    free(log_file);
 }

@@ -12,7 +12,11 @@
  *
  * Transfer encodings. The composer never emits 8bit: a text part is 7bit
  * when it is pure ASCII (no NUL) with lines of at most 998 octets, and
- * quoted-printable (charset=UTF-8) otherwise; attachments are base64. So
+ * quoted-printable (charset=UTF-8) otherwise; attachments are base64. A
+ * text part set from a file (mc_message_set_text_file) follows the same
+ * rules through the same streaming encoder (textenc): prepare reads the
+ * file once to choose the encoding and count the exact encoded size, the
+ * writer encodes it again chunk by chunk. So
  * mc__message_8bit() is false for composed messages and says, for parsed
  * ones, whether the input's header or body holds a byte over 127. A file
  * larger than the header pass's read is scanned past it only on that
@@ -42,6 +46,7 @@
 #define B64_LINE_IN 57                     /* input bytes per 76-char line */
 #define B64_CHUNK   (B64_LINE_IN * 864)    /* 49248 bytes read -> 67392 written */
 #define RAW_CHUNK   (64 * 1024)
+#define TEXT_CHUNK  (11 * 1024)            /* text file bytes per encoder call */
 #define HEADER_MAX  (8 * 1024 * 1024)      /* header block of a parsed file */
 #define LINE_SOFT   78
 #define LINE_HARD   998
@@ -69,13 +74,15 @@ typedef struct attachment {
     uint64_t size;
 } attachment;
 
-typedef enum seg_kind { SEG_MEM, SEG_RAW, SEG_FILE, SEG_B64FILE } seg_kind;
+typedef enum seg_kind { SEG_MEM, SEG_RAW, SEG_FILE, SEG_B64FILE, SEG_TEXTFILE } seg_kind;
 
 typedef struct seg {
     seg_kind    kind;
     size_t      off, len;     /* SEG_MEM: range of m->mem; SEG_RAW: of m->raw */
-    const char *path;         /* SEG_FILE, SEG_B64FILE */
-    uint64_t    foff, fsize;  /* file range (SEG_FILE), file size (SEG_B64FILE) */
+    const char *path;         /* SEG_FILE, SEG_B64FILE, SEG_TEXTFILE */
+    uint64_t    foff, fsize;  /* file range (SEG_FILE), file size (SEG_B64FILE, _TEXTFILE) */
+    uint64_t    osize;        /* SEG_TEXTFILE: encoded size */
+    bool        qp;           /* SEG_TEXTFILE: quoted-printable, else 7bit */
 } seg;
 
 struct mc_message {
@@ -86,10 +93,17 @@ struct mc_message {
     bool       from_set;           /* mc_message_set_from was called */
     char      *env_from;
     strvec     to, cc, bcc, env_rcpts;
+    strvec     rto, rcc, rbcc;         /* parsed: Resent-To/Cc/Bcc */
+    strvec     xrcpt;                  /* parsed: recipients added by the caller */
+    char      *dsn_notify, *dsn_ret, *dsn_envid;   /* mc__message_set_dsn */
     char      *subject;
     char      *text, *html;
     size_t     text_len, html_len;
     bool       has_text, has_html;
+    char      *text_path;          /* mc_message_set_text_file: text streamed from it */
+    uint64_t   tf_size, tf_osize;  /* its size and encoded size when last scanned */
+    bool       tf_qp;              /* it needs quoted-printable */
+    bool       tf_marker;          /* it contains "=_mc_" (boundaries are checked) */
     attachment *att;
     size_t     n_att;
     xheader   *xh;
@@ -631,8 +645,16 @@ void mc_message_free(mc_message *m)
     vec_free(&m->cc);
     vec_free(&m->bcc);
     vec_free(&m->env_rcpts);
+    vec_free(&m->rto);
+    vec_free(&m->rcc);
+    vec_free(&m->rbcc);
+    vec_free(&m->xrcpt);
+    free(m->dsn_notify);
+    free(m->dsn_ret);
+    free(m->dsn_envid);
     free(m->subject);
     free(m->text);
+    free(m->text_path);
     free(m->html);
     for (size_t i = 0; i < m->n_att; i++) {
         free(m->att[i].path);
@@ -704,6 +726,9 @@ int mc_message_set_from_name(mc_message *m, const char *display_name, mc_error *
 int mc_message_set_envelope_from(mc_message *m, const char *address, mc_error **err)
 {
     CHECK_MSG(m);
+    /* the null reverse-path (RFC 5321 4.5.5): kept as "" */
+    if (address && (!*address || strcmp(address, "<>") == 0))
+        return replace_str(&m->env_from, "", err);
     int rc = mc__address_check(address, true, err);
     if (rc < 0)
         return rc;
@@ -720,7 +745,10 @@ int mc_message_add_recipient(mc_message *m, mc_rcpt_kind kind, const char *addre
     int rc = mc__address_check(address, true, err);
     if (rc < 0)
         return rc;
-    strvec *v = kind == MC_RCPT_CC ? &m->cc : kind == MC_RCPT_BCC ? &m->bcc : &m->to;
+    /* a parsed message keeps its header: an added recipient is unseen, and
+     * joins whichever recipient headers prepare uses (Resent-* or not) */
+    strvec *v = m->parsed ? &m->xrcpt
+                : kind == MC_RCPT_CC ? &m->cc : kind == MC_RCPT_BCC ? &m->bcc : &m->to;
     return vec_add(v, address) < 0 ? oom(err) : 0;
 }
 
@@ -770,7 +798,11 @@ int mc_message_set_text(mc_message *m, const char *text, size_t len, mc_error **
 {
     CHECK_MSG(m);
     int rc = refuse_parsed(m, "text", err);
-    return rc ? rc : set_body(&m->text, &m->text_len, &m->has_text, text, len, err);
+    if (rc == 0 && (rc = set_body(&m->text, &m->text_len, &m->has_text, text, len, err)) == 0) {
+        free(m->text_path);
+        m->text_path = NULL;
+    }
+    return rc;
 }
 
 int mc_message_set_html(mc_message *m, const char *html, size_t len, mc_error **err)
@@ -797,6 +829,27 @@ static int file_size(const char *path, uint64_t *size, const char *what, mc_erro
         return mc__error_set(err, MC_EFILE, MC_OUTCOME_NOINPUT, MC_STAGE_MESSAGE,
                              "%s %s: not a regular file", what, path);
     *size = (uint64_t)st.st_size;
+    return 0;
+}
+
+int mc_message_set_text_file(mc_message *m, const char *path, mc_error **err)
+{
+    CHECK_MSG(m);
+    int rc = refuse_parsed(m, "text", err);
+    if (rc)
+        return rc;
+    if (!path || !*path)
+        return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_MESSAGE,
+                             "text file: no path");
+    uint64_t size;
+    if ((rc = file_size(path, &size, "text file", err)) < 0)
+        return rc;
+    if ((rc = replace_str(&m->text_path, path, err)) < 0)
+        return rc;
+    free(m->text);
+    m->text = NULL;
+    m->text_len = 0;
+    m->has_text = true;
     return 0;
 }
 
@@ -936,8 +989,11 @@ static char *shown(const char *s, size_t n)
     return p;
 }
 
+/* lenient (sendmail input, as Postfix's cleanup reads it): a first line
+ * that is not a header field makes everything body, and a later line that
+ * is neither a header field nor a continuation starts the body. */
 static int parse_headers(const char *data, size_t len, hdr_fn *fn, void *payload,
-                         size_t *body_off, mc_error **err)
+                         size_t *body_off, bool lenient, mc_error **err)
 {
     mc__buf name = MC__BUF_INIT, value = MC__BUF_INIT;
     bool have = false;
@@ -986,6 +1042,10 @@ static int parse_headers(const char *data, size_t len, hdr_fn *fn, void *payload
             goto done;
         }
         if (is_wsp(data[pos])) {
+            if (!have && lenient) {
+                *body_off = pos;   /* only on the first line: no header at all */
+                goto done;
+            }
             if (!have) {
                 rc = mc__error_set(err, MC_EMESSAGE, MC_OUTCOME_DATA, MC_STAGE_MESSAGE,
                                    "header line %u: continuation without a header", line);
@@ -1004,6 +1064,11 @@ static int parse_headers(const char *data, size_t len, hdr_fn *fn, void *payload
         while (i < cend && is_wsp(data[i]))
             i++;
         if (ne == pos || i >= cend || data[i] != ':') {
+            if (lenient) {
+                FLUSH();
+                *body_off = pos;
+                goto done;
+            }
             char *s = shown(data + pos, cend - pos);
             rc = mc__error_set(err, MC_EMESSAGE, MC_OUTCOME_DATA, MC_STAGE_MESSAGE,
                                "header line %u: not a header field: \"%s\"", line,
@@ -1054,7 +1119,8 @@ int mc__header_parse(const char *data, size_t len,
     if (!data && len)
         return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_MESSAGE, "no data");
     plain_cb p = { fn, payload };
-    return parse_headers(data ? data : "", len, plain_hdr, &p, body_off ? body_off : &dummy, err);
+    return parse_headers(data ? data : "", len, plain_hdr, &p, body_off ? body_off : &dummy, false,
+                         err);
 }
 
 typedef struct collect {
@@ -1098,7 +1164,10 @@ static int collect_hdr(void *payload, const char *name, const char *value, size_
     int rc = 0;
     strvec *v = strcasecmp(name, "To") == 0 ? &m->to
                 : strcasecmp(name, "Cc") == 0 ? &m->cc
-                : strcasecmp(name, "Bcc") == 0 ? &m->bcc : NULL;
+                : strcasecmp(name, "Bcc") == 0 ? &m->bcc
+                : strcasecmp(name, "Resent-To") == 0 ? &m->rto
+                : strcasecmp(name, "Resent-Cc") == 0 ? &m->rcc
+                : strcasecmp(name, "Resent-Bcc") == 0 ? &m->rbcc : NULL;
     if (v) {
         rc = mc__address_list(value, add_cb, v, c->err);
     } else if (strcasecmp(name, "From") == 0 && m->from_idx < 0) {
@@ -1120,11 +1189,11 @@ static int collect_hdr(void *payload, const char *name, const char *value, size_
     return rc;
 }
 
-static int parse_into(mc_message *m, size_t hdr_len, mc_error **err)
+static int parse_into(mc_message *m, size_t hdr_len, bool lenient, mc_error **err)
 {
     collect c = { m, err };
     size_t body_off;
-    int rc = parse_headers(m->raw, hdr_len, collect_hdr, &c, &body_off, err);
+    int rc = parse_headers(m->raw, hdr_len, collect_hdr, &c, &body_off, lenient, err);
     if (rc < 0)
         return rc;
     m->body_off = body_off;
@@ -1133,7 +1202,8 @@ static int parse_into(mc_message *m, size_t hdr_len, mc_error **err)
     return 0;
 }
 
-int mc_message_parse(mc_message **out, const char *data, size_t len, mc_error **err)
+static int parse_mem(mc_message **out, const char *data, size_t len, bool lenient,
+                     mc_error **err)
 {
     if (!out || (!data && len))
         return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_MESSAGE, "no data");
@@ -1151,7 +1221,7 @@ int mc_message_parse(mc_message **out, const char *data, size_t len, mc_error **
         memcpy(m->raw, data, len);
     m->raw[len] = '\0';
     m->raw_len = len;
-    if ((rc = parse_into(m, len, err)) < 0) {
+    if ((rc = parse_into(m, len, lenient, err)) < 0) {
         mc_message_free(m);
         return rc;
     }
@@ -1159,6 +1229,90 @@ int mc_message_parse(mc_message **out, const char *data, size_t len, mc_error **
         m->raw_8bit = true;
     *out = m;
     return 0;
+}
+
+int mc_message_parse(mc_message **out, const char *data, size_t len, mc_error **err)
+{
+    return parse_mem(out, data, len, false, err);
+}
+
+int mc__message_parse_sendmail(mc_message **out, const char *data, size_t len, mc_error **err)
+{
+    if (!out || (!data && len))
+        return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_MESSAGE, "no data");
+    /* an mbox "From " line first: dropped */
+    if (len >= 5 && memcmp(data, "From ", 5) == 0) {
+        const char *nl = memchr(data, '\n', len);
+        size_t skip = nl ? (size_t)(nl - data) + 1 : len;
+        data += skip;
+        len -= skip;
+    }
+    return parse_mem(out, data, len, true, err);
+}
+
+/* NOTIFY: "NEVER", or a list of SUCCESS, FAILURE, DELAY without repeats;
+ * the canonical upper-case form in out (at least 32 bytes). */
+static bool dsn_notify_canon(const char *v, char *out)
+{
+    static const char *const items[] = { "SUCCESS", "FAILURE", "DELAY" };
+    if (strcasecmp(v, "never") == 0) {
+        strcpy(out, "NEVER");
+        return true;
+    }
+    out[0] = '\0';
+    unsigned seen = 0;
+    for (const char *p = v;;) {
+        size_t n = strcspn(p, ","), k = 0;
+        while (k < 3 && !(strlen(items[k]) == n && strncasecmp(p, items[k], n) == 0))
+            k++;
+        if (k == 3 || (seen & (1u << k)))
+            return false;
+        seen |= 1u << k;
+        if (*out)
+            strcat(out, ",");
+        strcat(out, items[k]);
+        if (!p[n])
+            return true;
+        p += n + 1;
+    }
+}
+
+int mc_message_set_dsn(mc_message *m, const char *notify, const char *ret, const char *envid,
+                       mc_error **err)
+{
+    CHECK_MSG(m);
+    char nb[32];
+    if (notify && !dsn_notify_canon(notify, nb))
+        return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_MESSAGE,
+                             "DSN notify \"%s\": expected NEVER, or a list of SUCCESS, FAILURE, "
+                             "DELAY", notify);
+    if (ret && strcasecmp(ret, "full") != 0 && strcasecmp(ret, "hdrs") != 0)
+        return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_MESSAGE,
+                             "DSN ret \"%s\": expected FULL or HDRS", ret);
+    if (envid) {
+        size_t n = strlen(envid);
+        bool ok = n >= 1 && n <= 100;
+        for (size_t i = 0; ok && i < n; i++)
+            ok = (unsigned char)envid[i] >= 33 && (unsigned char)envid[i] <= 126;
+        if (!ok)
+            return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_MESSAGE, "%s",
+                                 "DSN envid: expected 1..100 printable ASCII characters");
+    }
+    const char *r = !ret ? NULL : strcasecmp(ret, "full") == 0 ? "FULL" : "HDRS";
+    int rc;
+    if ((rc = replace_str(&m->dsn_notify, notify ? nb : NULL, err)) < 0
+        || (rc = replace_str(&m->dsn_ret, r, err)) < 0
+        || (rc = replace_str(&m->dsn_envid, envid, err)) < 0)
+        return rc;
+    return 0;
+}
+
+void mc__message_dsn(const mc_message *m, const char **notify, const char **ret,
+                     const char **envid)
+{
+    *notify = m ? m->dsn_notify : NULL;
+    *ret = m ? m->dsn_ret : NULL;
+    *envid = m ? m->dsn_envid : NULL;
 }
 
 /* Offset just after the blank line ending the header block within data,
@@ -1286,7 +1440,7 @@ int mc_message_parse_file(mc_message **out, const char *path, mc_error **err)
         mc_message_free(m);
         return oom(err);
     }
-    if ((rc = parse_into(m, hdr_len, err)) < 0) {
+    if ((rc = parse_into(m, hdr_len, false, err)) < 0) {
         mc_message_free(m);
         return rc;
     }
@@ -1314,6 +1468,7 @@ static int seg_push(mc_message *m, seg s)
     m->segs[m->n_segs++] = s;
     m->size += s.kind == SEG_MEM || s.kind == SEG_RAW ? s.len
                : s.kind == SEG_FILE ? s.fsize
+               : s.kind == SEG_TEXTFILE ? s.osize
                : 4 * ((s.fsize + 2) / 3) + 2 * ((s.fsize + B64_LINE_IN - 1) / B64_LINE_IN);
     return 0;
 }
@@ -1345,42 +1500,211 @@ static bool text_7bit(const char *t, size_t n)
     return true;
 }
 
+/* The text-part encoder, streaming: lines end at LF, CR or CRLF and go
+ * out with CRLF, the last line too; quoted-printable (RFC 2045 6.7) keeps
+ * lines within 76 with soft breaks and encodes white space before a line
+ * end, so one byte is held back until what follows it is known. Memory
+ * bodies and text files go through this one encoder. With out NULL it only
+ * counts. At most TEXTENC_MAX(n) bytes out for n in (a held byte with a
+ * soft break, "=XX" and the CRLF of the line end). */
+typedef struct textenc {
+    bool   qp;
+    bool   cr;      /* the previous byte was a CR: an LF now ends no line */
+    bool   mid;     /* 7bit: inside a line */
+    int    held;    /* qp: the byte held back, -1 none */
+    size_t col;     /* qp: output column */
+} textenc;
+
+#define TEXTENC_INIT(q) { .qp = (q), .held = -1 }
+#define TEXTENC_MAX(n)  (8 * (size_t)(n) + 8)
+
+static size_t qp_byte(textenc *st, unsigned char c, bool last, char *out)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    bool lit = (c >= 33 && c <= 126 && c != '=') || (is_wsp((char)c) && !last);
+    size_t tok = lit ? 1 : 3, o = 0;
+    if (st->col + tok > (last ? 76u : 75u)) {
+        if (out)
+            memcpy(out, "=\r\n", 3);
+        o = 3;
+        st->col = 0;
+    }
+    if (out) {
+        if (lit) {
+            out[o] = (char)c;
+        } else {
+            out[o] = '=';
+            out[o + 1] = hex[c >> 4];
+            out[o + 2] = hex[c & 15];
+        }
+    }
+    st->col += tok;
+    return o + tok;
+}
+
+static size_t textenc_run(textenc *st, const char *in, size_t n, char *out)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)in[i];
+        if (c == '\n' && st->cr) {
+            st->cr = false;
+            continue;
+        }
+        st->cr = c == '\r';
+        if (c == '\n' || c == '\r') {
+            if (st->qp && st->held >= 0)
+                o += qp_byte(st, (unsigned char)st->held, true, out ? out + o : NULL);
+            st->held = -1;
+            st->col = 0;
+            st->mid = false;
+            if (out)
+                memcpy(out + o, "\r\n", 2);
+            o += 2;
+        } else if (st->qp) {
+            if (st->held >= 0)
+                o += qp_byte(st, (unsigned char)st->held, false, out ? out + o : NULL);
+            st->held = c;
+        } else {
+            if (out)
+                out[o] = (char)c;
+            o++;
+            st->mid = true;
+        }
+    }
+    return o;
+}
+
+/* The end of the text: the last line's CRLF when it had none. */
+static size_t textenc_end(textenc *st, char *out)
+{
+    size_t o = 0;
+    if (st->qp && st->held >= 0)
+        o += qp_byte(st, (unsigned char)st->held, true, out);
+    if (o || st->mid) {
+        if (out)
+            memcpy(out + o, "\r\n", 2);
+        o += 2;
+    }
+    st->held = -1;
+    st->mid = st->cr = false;
+    st->col = 0;
+    return o;
+}
+
 /* Content of a text part, CRLF line ends, ending in CRLF when not empty. */
 static int put_text(mc__buf *b, const char *t, size_t n, bool qp)
 {
-    size_t out_line = 0;
-    for (size_t i = 0; i < n;) {
-        size_t e = i;
-        while (e < n && t[e] != '\n' && t[e] != '\r')
-            e++;
-        if (!qp) {
-            if (mc__buf_put(b, t + i, e - i) < 0)
-                return MC_ENOMEM;
-        } else {
-            for (size_t k = i; k < e; k++) {
-                unsigned char c = (unsigned char)t[k];
-                bool last = k + 1 == e;
-                bool lit = (c >= 33 && c <= 126 && c != '=') || (is_wsp((char)c) && !last);
-                size_t tok = lit ? 1 : 3;
-                if (out_line + tok > (last ? 76u : 75u)) {
-                    if (mc__buf_put(b, "=\r\n", 3) < 0)
-                        return MC_ENOMEM;
-                    out_line = 0;
-                }
-                int rc = lit ? mc__buf_put(b, &t[k], 1) : mc__buf_printf(b, "=%02X", c);
-                if (rc < 0)
-                    return MC_ENOMEM;
-                out_line += tok;
-            }
-        }
-        if (mc__buf_put(b, "\r\n", 2) < 0)
+    textenc st = TEXTENC_INIT(qp);
+    for (size_t i = 0; i <= n;) {
+        size_t k = n - i < TEXT_CHUNK ? n - i : TEXT_CHUNK;
+        if (mc__buf_grow(b, TEXTENC_MAX(k)) < 0)
             return MC_ENOMEM;
-        out_line = 0;
-        if (e < n && t[e] == '\r' && e + 1 < n && t[e + 1] == '\n')
-            e++;
-        i = e + 1;
+        if (k)
+            b->len += textenc_run(&st, t + i, k, b->data + b->len);
+        else
+            b->len += textenc_end(&st, b->data + b->len);
+        b->data[b->len] = '\0';
+        if (!k)
+            break;
+        i += k;
     }
     return 0;
+}
+
+/* Read a text file once: whether it needs quoted-printable (the rule of
+ * text_7bit), its exact encoded size, and whether "=_mc_" (the boundary
+ * prefix) occurs in it. */
+static int scan_text_file(mc_message *m, mc_error **err)
+{
+    static const char marker[] = "=_mc_";
+    int fd = open(m->text_path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return file_error(err, "text file", m->text_path, errno);
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        int e = errno;
+        close(fd);
+        return file_error(err, "text file", m->text_path, e);
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return mc__error_set(err, MC_EFILE, MC_OUTCOME_NOINPUT, MC_STAGE_MESSAGE,
+                             "text file %s: not a regular file", m->text_path);
+    }
+    char *chunk = malloc(RAW_CHUNK);
+    if (!chunk) {
+        close(fd);
+        return oom(err);
+    }
+    textenc e7 = TEXTENC_INIT(false), eq = TEXTENC_INIT(true);
+    uint64_t size = 0, o7 = 0, oq = 0;
+    bool seven = true, found = false;
+    size_t line = 0, mk = 0;
+    int rc = 0;
+    for (;;) {
+        ssize_t r = read_full(fd, chunk, RAW_CHUNK);
+        if (r < 0) {
+            rc = file_error(err, "text file", m->text_path, errno);
+            break;
+        }
+        for (ssize_t i = 0; i < r; i++) {
+            unsigned char c = (unsigned char)chunk[i];
+            if (c == 0 || c >= 0x80)
+                seven = false;
+            else if (c == '\n' || c == '\r')
+                line = 0;
+            else if (++line > LINE_HARD)
+                seven = false;
+            if (!found) {
+                mk = c == (unsigned char)marker[mk] ? mk + 1 : c == '=' ? 1 : 0;
+                found = mk == sizeof(marker) - 1;
+            }
+        }
+        o7 += textenc_run(&e7, chunk, (size_t)r, NULL);
+        oq += textenc_run(&eq, chunk, (size_t)r, NULL);
+        size += (uint64_t)r;
+        if (r < RAW_CHUNK)
+            break;
+    }
+    free(chunk);
+    close(fd);
+    if (rc < 0)
+        return rc;
+    o7 += textenc_end(&e7, NULL);
+    oq += textenc_end(&eq, NULL);
+    m->tf_size = size;
+    m->tf_qp = !seven;
+    m->tf_osize = seven ? o7 : oq;
+    m->tf_marker = found;
+    return 0;
+}
+
+/* Does the file at path contain needle? Read in overlapping chunks; a
+ * read error answers no (sending it fails on that read). */
+static bool file_contains(const char *path, const char *needle)
+{
+    size_t nl = strlen(needle);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    char *chunk = malloc(RAW_CHUNK);
+    bool hit = false;
+    off_t off = 0;
+    while (chunk && !hit) {
+        ssize_t r = pread(fd, chunk, RAW_CHUNK, off);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        hit = memmem(chunk, (size_t)r, needle, nl) != NULL;
+        if ((size_t)r < nl || r < RAW_CHUNK)
+            break;
+        off += r - (ssize_t)(nl - 1);
+    }
+    free(chunk);
+    close(fd);
+    return hit;
 }
 
 static int put_text_part(mc__buf *b, const char *type, const char *t, size_t n)
@@ -1391,6 +1715,34 @@ static int put_text_part(mc__buf *b, const char *type, const char *t, size_t n)
                        type, qp ? "quoted-printable" : "7bit") < 0)
         return MC_ENOMEM;
     return put_text(b, t, n, qp);
+}
+
+/* The text/plain part: from memory, or a segment streaming the text file
+ * (scanned by scan_text_file) through the same encoder. */
+static int put_plain_part(mc_message *m)
+{
+    mc__buf *b = &m->mem;
+    if (!m->text_path)
+        return put_text_part(b, "text/plain", m->text ? m->text : "", m->text_len);
+    if (mc__buf_printf(b, "Content-Type: text/plain; charset=UTF-8\r\n"
+                          "Content-Transfer-Encoding: %s\r\n\r\n",
+                       m->tf_qp ? "quoted-printable" : "7bit") < 0)
+        return MC_ENOMEM;
+    if (!m->tf_osize)
+        return 0;
+    seg s = { .kind = SEG_TEXTFILE, .path = m->text_path, .fsize = m->tf_size,
+              .osize = m->tf_osize, .qp = m->tf_qp };
+    if (mem_cut(m) < 0 || seg_push(m, s) < 0)
+        return MC_ENOMEM;
+    m->mem_mark = b->len;
+    return 0;
+}
+
+/* The text part's encoded length is zero (its part needs a CRLF before
+ * the next delimiter). */
+static bool text_empty(const mc_message *m)
+{
+    return m->text_path ? m->tf_osize == 0 : m->text_len == 0;
 }
 
 /* A display name as a phrase: atoms as they are, else a quoted string,
@@ -1472,18 +1824,20 @@ static int make_boundary(char *out, const mc_message *m)
             return -1;
         /* 7bit text is copied as it is: the boundary must not occur in it
          * (quoted-printable and base64 can never contain "=_") */
-        if ((!m->has_text || !memmem(m->text, m->text_len, out, strlen(out)))
-            && (!m->has_html || !memmem(m->html, m->html_len, out, strlen(out))))
+        if ((!m->has_text || !m->text || !memmem(m->text, m->text_len, out, strlen(out)))
+            && (!m->has_html || !m->html || !memmem(m->html, m->html_len, out, strlen(out)))
+            && (!m->text_path || m->tf_qp || !m->tf_marker
+                || !file_contains(m->text_path, out)))
             return 0;
     }
 }
 
-static int put_alternative(mc__buf *b, const mc_message *m, const char *bnd)
+static int put_alternative(mc__buf *b, mc_message *m, const char *bnd)
 {
     if (mc__buf_printf(b, "Content-Type: multipart/alternative;\r\n boundary=\"%s\"\r\n\r\n"
                           "--%s\r\n", bnd, bnd) < 0
-        || put_text_part(b, "text/plain", m->text, m->text_len) < 0
-        || (m->text_len == 0 && mc__buf_puts(b, "\r\n") < 0)
+        || put_plain_part(m) < 0
+        || (text_empty(m) && mc__buf_puts(b, "\r\n") < 0)
         || mc__buf_printf(b, "--%s\r\n", bnd) < 0
         || put_text_part(b, "text/html", m->html, m->html_len) < 0
         || (m->html_len == 0 && mc__buf_puts(b, "\r\n") < 0)
@@ -1493,17 +1847,22 @@ static int put_alternative(mc__buf *b, const mc_message *m, const char *bnd)
 }
 
 /* The single text part: text, else html, else an empty text/plain. */
-static int put_single(mc__buf *b, const mc_message *m)
+static int put_single(mc__buf *b, mc_message *m)
 {
     if (!m->has_text && m->has_html)
         return put_text_part(b, "text/html", m->html, m->html_len);
-    return put_text_part(b, "text/plain", m->text ? m->text : "", m->text_len);
+    return put_plain_part(m);
 }
 
 static int build_composed(mc_message *m, const char *from_addr, const char *from_name,
                           mc_error **err)
 {
     mc__buf *b = &m->mem;
+    if (m->text_path) {
+        int rc = scan_text_file(m, err);
+        if (rc < 0)
+            return rc;
+    }
     if (mc__buf_printf(b, "Date: %s\r\nFrom: ", m->date) < 0
         || put_mailbox(b, from_name, from_addr) < 0 || mc__buf_puts(b, "\r\n") < 0
         || put_addr_header(b, "To", &m->to) < 0 || put_addr_header(b, "Cc", &m->cc) < 0)
@@ -1533,8 +1892,8 @@ static int build_composed(mc_message *m, const char *from_addr, const char *from
     if ((alt ? put_alternative(b, m, b2) : put_single(b, m)) < 0)
         return oom(err);
     /* an empty body still needs the CRLF that starts the next delimiter */
-    size_t single_len = !m->has_text && m->has_html ? m->html_len : m->text_len;
-    if (!alt && single_len == 0 && mc__buf_puts(b, "\r\n") < 0)
+    bool single_empty = !m->has_text && m->has_html ? m->html_len == 0 : text_empty(m);
+    if (!alt && single_empty && mc__buf_puts(b, "\r\n") < 0)
         return oom(err);
     for (size_t i = 0; i < m->n_att; i++) {
         const attachment *a = &m->att[i];
@@ -1778,15 +2137,19 @@ int mc__message_prepare(mc_message *m, const mc__msg_defaults *d, mc_error **err
                      ? d->sender_address : NULL;
     int rc;
 
-    /* envelope sender: explicit, else sender.address, else From: */
-    const char *env = m->env_from ? m->env_from : sa ? sa : m->from_addr;
+    /* envelope sender: explicit, else sender.address, else From:; the null
+     * sender stays null unless sender.override says otherwise */
+    bool null_env = m->env_from && !*m->env_from && !(d->sender_override && sa);
+    const char *env = m->env_from && *m->env_from ? m->env_from : sa ? sa : m->from_addr;
+    if (null_env)
+        env = "";
     if (!env) {
         rc = msg_error(err, "%s", "no sender address");
         if (err)
             mc__error_hint(*err, "set \"sender.address\" in the config, or give a From address");
         return rc;
     }
-    if (!has_domain(env)) {
+    if (!null_env && !has_domain(env)) {
         if (!sa) {
             rc = msg_error(err, "sender \"%s\" has no domain", env);
             if (err)
@@ -1797,7 +2160,7 @@ int mc__message_prepare(mc_message *m, const mc__msg_defaults *d, mc_error **err
     }
     if (d->sender_override && sa)
         env = sa;
-    if ((rc = mc__address_check(env, false, err)) < 0)
+    if (!null_env && (rc = mc__address_check(env, false, err)) < 0)
         return rc;
     if (!(m->p_env_from = strdup(env)))
         return oom(err);
@@ -1812,7 +2175,15 @@ int mc__message_prepare(mc_message *m, const mc__msg_defaults *d, mc_error **err
         from_addr = has_domain(m->from_addr) ? m->from_addr : sa ? sa : env;
     else
         from_addr = sa ? sa : env;
-    if (!from_name && !m->from_addr)
+    if (!*from_addr) {   /* the null sender, and nothing else to write in From: */
+        rc = msg_error(err, "%s", "no sender address for the From: header");
+        if (err)
+            mc__error_hint(*err, "set \"sender.address\" in the config, or give a From address");
+        return rc;
+    }
+    /* no name given: the configured one, also for an explicit From that is
+     * sender.address itself */
+    if (!from_name && (!m->from_addr || (m->from_set && sa && strcasecmp(m->from_addr, sa) == 0)))
         from_name = m->fallback_name ? m->fallback_name : d->sender_name;
     if (from_name && has_crlf(from_name))
         return msg_error(err, "sender name: %s", "line break refused");
@@ -1825,8 +2196,11 @@ int mc__message_prepare(mc_message *m, const mc__msg_defaults *d, mc_error **err
             if ((rc = rcpt_add(&c, m->env_rcpts.v[i])) < 0)
                 return rc;
     } else {
-        const strvec *lists[] = { &m->to, &m->cc, &m->bcc };
-        for (size_t l = 0; l < 3; l++)
+        /* RFC 5322 3.6.6: a resent message goes to its Resent-* recipients */
+        bool resent = m->rto.n || m->rcc.n || m->rbcc.n;
+        const strvec *lists[] = { resent ? &m->rto : &m->to, resent ? &m->rcc : &m->cc,
+                                  resent ? &m->rbcc : &m->bcc, &m->xrcpt };
+        for (size_t l = 0; l < 4; l++)
             for (size_t i = 0; i < lists[l]->n; i++)
                 if ((rc = rcpt_add(&c, lists[l]->v[i])) < 0)
                     return rc;
@@ -2075,6 +2449,49 @@ static int write_raw_file(writer *w, const seg *s)
     return rc;
 }
 
+/* A text file through the text encoder: exactly the bytes and the encoded
+ * size that prepare counted, else the file changed. */
+static int write_text_file(writer *w, const seg *s, char *in)
+{
+    int fd = open(s->path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return file_error(w->err, "text file", s->path, errno);
+    textenc st = TEXTENC_INIT(s->qp);
+    uint64_t left = s->fsize, out = 0;
+    int rc = 0;
+    for (;;) {
+        /* one byte more than expected is read to see the end */
+        size_t want = left < TEXT_CHUNK ? (size_t)left + 1 : TEXT_CHUNK;
+        ssize_t got = read_full(fd, in, want);
+        if (got < 0) {
+            rc = file_error(w->err, "text file", s->path, errno);
+            break;
+        }
+        if ((uint64_t)got > left || (got == 0 && left)) {
+            rc = changed(w, s->path);
+            break;
+        }
+        if (w->stage.len + TEXTENC_MAX(got) > STAGE_CAP && (rc = flush(w)) != 0)
+            break;
+        if (mc__buf_grow(&w->stage, TEXTENC_MAX(got)) < 0) {
+            rc = oom(w->err);
+            break;
+        }
+        char *o = w->stage.data + w->stage.len;
+        size_t n = got ? textenc_run(&st, in, (size_t)got, o) : textenc_end(&st, o);
+        w->stage.len += n;
+        w->stage.data[w->stage.len] = '\0';
+        out += n;
+        left -= (uint64_t)got;
+        if (got == 0)
+            break;
+    }
+    if (rc == 0 && out != s->osize)
+        rc = changed(w, s->path);
+    close(fd);
+    return rc;
+}
+
 int mc__message_write(void *msg, mc__sink_fn *sink, void *sink_payload, mc_error **err)
 {
     mc_message *m = msg;
@@ -2107,6 +2524,13 @@ int mc__message_write(void *msg, mc__sink_fn *sink, void *sink_payload, mc_error
                 break;
             }
             rc = write_b64(&w, s, in);
+            break;
+        case SEG_TEXTFILE:
+            if (!in && !(in = malloc(B64_CHUNK))) {
+                rc = oom(err);
+                break;
+            }
+            rc = write_text_file(&w, s, in);
             break;
         }
     }

@@ -102,4 +102,27 @@ int mc__mailbox_span(const char *s, size_t n, size_t *off, size_t *len, bool *an
  *  mc__message_8bit() instead scans such a file on first use (cached). */
 bool mc__message_8bit_maybe(const mc_message *m);
 
+/* ---- appended by helper E (sendmail compatibility, issue 12) */
+
+/** mc_message_parse() for sendmail input, read as Postfix reads it: an
+ *  mbox "From " first line is dropped; a first line that is not a header
+ *  field makes the whole input body; a later line that is neither a header
+ *  field nor a continuation ends the header block and starts the body (the
+ *  blank line between them is written when the message is). A header block
+ *  with a NUL or bare CR is still MC_EMESSAGE. */
+int mc__message_parse_sendmail(mc_message **out, const char *data, size_t len, mc_error **err);
+
+#define MC__SYSTEM_ALIASES "/etc/aliases"
+/** The target of `name` (any case) in /etc/aliases, for a config without
+ *  "aliases": only entries whose every target is an address (no |command,
+ *  /file, :include: or bare name) are read; continuation lines and #
+ *  comments as in aliases(5). Read once per process. Borrowed, or NULL. */
+const char *mc__system_alias(const char *name);
+
+/** The DSN requests of mc_message_set_dsn(), canonical upper case: NOTIFY
+ *  ("NEVER" or e.g. "FAILURE,DELAY"), RET ("FULL"/"HDRS"), ENVID; each
+ *  NULL when not requested. Borrowed. */
+void mc__message_dsn(const mc_message *m, const char **notify, const char **ret,
+                     const char **envid);
+
 #endif

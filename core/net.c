@@ -1,10 +1,12 @@
 /* net: TCP connect with bounded waits. Every resolved address (IPv4 and
- * IPv6) is tried in turn with a non-blocking connect and poll; the socket
- * handed back is blocking, with per-wait timeouts, TCP_NODELAY and
+ * IPv6) is tried in turn with a non-blocking connect and poll, all of them
+ * by one deadline; the socket handed back is blocking, with per-wait
+ * timeouts (for plugins of ABI 1.0, which read it blocking), TCP_NODELAY and
  * close-on-exec. */
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -21,11 +23,19 @@
 
 #define DEFAULT_TIMEOUT_MS 60000
 
-static long long now_ms(void)
+int64_t mc__mono_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t mc__connect_deadline(const mc_connect_opts *o)
+{
+    if (o && MC_SIZE_HAS(o, mc_connect_opts, deadline_ms) && o->deadline_ms > 0)
+        return o->deadline_ms;
+    int timeout_ms = o && o->timeout_ms > 0 ? o->timeout_ms : DEFAULT_TIMEOUT_MS;
+    return mc__mono_ms() + timeout_ms;
 }
 
 /* "host:port", or "[v6]:port" for an IPv6 literal. */
@@ -47,24 +57,23 @@ static void reason(char *out, size_t len, int e)
         out[0] = (char)tolower((unsigned char)out[0]);
 }
 
-/* Wait for a non-blocking connect. @return 0, or an errno value
- * (ETIMEDOUT when the wait ran out). */
-static int wait_connected(int fd, int timeout_ms)
+/* Wait for a non-blocking connect until deadline (mc__mono_ms). @return 0,
+ * or an errno value (ETIMEDOUT when the deadline passed). */
+static int wait_connected(int fd, int64_t deadline)
 {
-    long long deadline = now_ms() + timeout_ms;
     for (;;) {
-        long long left = deadline - now_ms();
+        int64_t left = deadline - mc__mono_ms();
         if (left <= 0)
             return ETIMEDOUT;
         struct pollfd p = { .fd = fd, .events = POLLOUT };
-        int n = poll(&p, 1, (int)left);
+        int n = poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
             return errno;
         }
         if (n == 0)
-            return ETIMEDOUT;
+            continue;   /* the loop checks the clock */
         int soerr = 0;
         socklen_t sl = sizeof(soerr);
         if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
@@ -90,9 +99,14 @@ static int make_blocking(int fd, int timeout_ms)
     return 0;
 }
 
-/* One address. @return the connected socket, or -1 with *e set. */
-static int try_one(const struct addrinfo *ai, int timeout_ms, int *e)
+/* One address, by deadline. @return the connected socket, or -1 with *e
+ * set. */
+static int try_one(const struct addrinfo *ai, int64_t deadline, int timeout_ms, int *e)
 {
+    if (deadline - mc__mono_ms() <= 0) {
+        *e = ETIMEDOUT;
+        return -1;
+    }
     int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
                     ai->ai_protocol);
     if (fd < 0) {
@@ -102,7 +116,7 @@ static int try_one(const struct addrinfo *ai, int timeout_ms, int *e)
     int rc = 0;
     if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
         if (errno == EINPROGRESS || errno == EINTR)
-            rc = wait_connected(fd, timeout_ms);
+            rc = wait_connected(fd, deadline);
         else
             rc = errno;
     }
@@ -129,6 +143,7 @@ int mc__tcp_connect(const mc_connect_opts *o, int *fd_out, mc_error **err)
         return mc__error_set(err, MC_ENET, MC_OUTCOME_TRANSIENT, MC_STAGE_CONNECT,
                              "%s: port 0 is not a port to connect to", peer);
     int timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : DEFAULT_TIMEOUT_MS;
+    int64_t deadline = mc__connect_deadline(o);
 
     char port[8];
     snprintf(port, sizeof(port), "%u", (unsigned)o->port);
@@ -156,7 +171,7 @@ int mc__tcp_connect(const mc_connect_opts *o, int *fd_out, mc_error **err)
     for (const struct addrinfo *ai = res; ai; ai = ai->ai_next) {
         int e = 0;
         tried++;
-        int fd = try_one(ai, timeout_ms, &e);
+        int fd = try_one(ai, deadline, timeout_ms, &e);
         if (fd >= 0) {
             freeaddrinfo(res);
             *fd_out = fd;

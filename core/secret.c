@@ -26,7 +26,8 @@
 
 extern char **environ;
 
-#define SECRET_MAX (64 * 1024)          /* bytes kept from a file or a command */
+#define SECRET_MAX (64 * 1024)          /* longest first line of a file or a command */
+#define SECRET_KEEP (SECRET_MAX + 2)    /* enough to tell a longer line (CR LF) */
 #define COMMAND_TIMEOUT_MS (10 * 1000)  /* DESIGN.md: *_command has 10 s */
 
 static int fail(mc_error **err, const char *fmt, ...) MC__FMT(2, 3);
@@ -61,6 +62,17 @@ static char *first_line(const char *data, size_t len)
     memcpy(s, data, n);
     s[n] = '\0';
     return s;
+}
+
+/* Length of the first line of data without its CR LF (all of data when
+ * there is no LF). */
+static size_t line_length(const char *data, size_t len)
+{
+    const char *nl = memchr(data, '\n', len);
+    size_t n = nl ? (size_t)(nl - data) : len;
+    while (nl && n > 0 && data[n - 1] == '\r')
+        n--;
+    return n;
 }
 
 static long long now_ms(void)
@@ -170,11 +182,11 @@ int mc__secret_command(const char *command, int timeout_ms, char **out, mc_error
         if (n == 0)
             break;
         /* keep reading to the end (the child must not block on a full
-         * pipe) but keep only what a secret can need */
-        if (b.len < SECRET_MAX) {
+         * pipe) but keep only enough to tell a line too long */
+        if (b.len < SECRET_KEEP) {
             size_t keep = (size_t)n;
-            if (keep > SECRET_MAX - b.len)
-                keep = SECRET_MAX - b.len;
+            if (keep > SECRET_KEEP - b.len)
+                keep = SECRET_KEEP - b.len;
             if (mc__buf_put(&b, tmp, keep) < 0)
                 oom = true;
         }
@@ -225,6 +237,10 @@ int mc__secret_command(const char *command, int timeout_ms, char **out, mc_error
     if (b.len && memchr(b.data, '\0', b.len)) {
         mc__buf_free(&b);
         return fail(err, "command printed a NUL byte");
+    }
+    if (line_length(b.data ? b.data : "", b.len) > SECRET_MAX) {
+        mc__buf_free(&b);
+        return fail(err, "the command's first line is longer than %d KiB", SECRET_MAX / 1024);
     }
     char *line = first_line(b.data ? b.data : "", b.len);
     mc__buf_free(&b);
@@ -279,11 +295,17 @@ static int read_secret_file(const char *where, const char *path, char **out, mc_
         return fail(err, "%s: \"%s\" is readable by group or others (mode %04o); chmod 600 it",
                     where, path, (unsigned)(st.st_mode & 07777));
     }
+    /* a secret someone else can replace is theirs, not the user's */
+    char why[PATH_MAX + 256];
+    if (!mc__file_trusted(path, &st, why, sizeof(why))) {
+        close(fd);
+        return fail(err, "%s: %s: not trusted (others could change it)", where, why);
+    }
     mc__buf b = MC__BUF_INIT;
     b.secret = true;
     char tmp[4096];
     int rc = 0;
-    while (b.len < SECRET_MAX) {
+    while (b.len < SECRET_KEEP) {
         ssize_t n = read(fd, tmp, sizeof(tmp));
         if (n < 0) {
             if (errno == EINTR)
@@ -309,6 +331,9 @@ static int read_secret_file(const char *where, const char *path, char **out, mc_
         char *line = NULL;
         if (memchr(data, '\0', first))
             rc = fail(err, "%s: \"%s\" holds a NUL byte in its first line", where, path);
+        else if (line_length(data, b.len) > SECRET_MAX)
+            rc = fail(err, "%s: \"%s\": the first line is longer than %d KiB", where, path,
+                      SECRET_MAX / 1024);
         else if (!(line = first_line(data, b.len)))
             rc = mc__error_set(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, MC_STAGE_CONFIG, NULL);
         else if (!*line)

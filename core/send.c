@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -80,6 +81,28 @@ static void add_hint(mc_error *e, const mc_oauth_profile *profile, const char *m
             continue;
         mc__error_hint(e, smtp_hints[i].hint);
         return;
+    }
+}
+
+/* A refusal of the message itself (MAIL, RCPT, DATA): the provider's hints
+ * too, e.g. Microsoft's SendAsDenied (PROVIDERS.md). */
+static void provider_hint(mc_session *s, mc_error *e)
+{
+    const mc__plugin *prov;
+    if (!e || e->hint || !e->smtp_code || !s->srv->auth_provider
+        || (e->stage != MC_STAGE_MAIL && e->stage != MC_STAGE_RCPT && e->stage != MC_STAGE_DATA)
+        || mc__registry_get(s->ctx->reg, MC_PLUGIN_AUTH, s->srv->auth_provider, &prov, NULL) < 0)
+        return;
+    const mc_auth_ops *ops = prov->desc->ops;
+    mc_oauth_profile prof;
+    if (!ops->oauth || !ops->oauth_profile || ops->oauth_profile(&s->srv->auth_cfg, &prof, NULL) < 0
+        || !prof.hints || !e->server_text)
+        return;
+    for (const mc_hint *h = prof.hints; h->match; h++) {
+        if (strstr(e->server_text, h->match) || strstr(e->enhanced, h->match)) {
+            mc__error_hint(e, h->hint);
+            return;
+        }
     }
 }
 
@@ -163,6 +186,45 @@ static int auth_basic(mc_session *s, const mc_auth_ops *ops, const char *mech, m
     return rc;
 }
 
+size_t mc__refresh_warning(char *buf, size_t size, const mc_oauth_profile *p,
+                           long long issued, long long now)
+{
+    if (!issued || now < issued || size == 0)
+        return 0;
+    long long days = (now - issued) / 86400;
+    int n = 0;
+    if (p->refresh_lifetime_days && days + 14 >= (long long)p->refresh_lifetime_days)
+        n = snprintf(buf, size, "refresh-token-near-%u-day-limit", p->refresh_lifetime_days);
+    else if (p->refresh_testing_days && days + 1 == (long long)p->refresh_testing_days)
+        n = snprintf(buf, size, "refresh-token-near-%u-day-testing-limit",
+                     p->refresh_testing_days);
+    return n > 0 && (size_t)n < size ? (size_t)n : 0;
+}
+
+/* A refresh token near its provider's cliff (mc__refresh_warning, the rule
+ * of `mailconn servers`) is warned about in the top-level log, where cron
+ * users see it: they never run `servers`. */
+static void warn_refresh_age(const mc_session *s, const mc__oauth_req *r)
+{
+    const mc__config *cfg = s->ctx->cfg;
+    mc_oauth_status st = { 0 };
+    char what[64];
+    if ((!r->profile.refresh_lifetime_days && !r->profile.refresh_testing_days) || !cfg
+        || (!cfg->log_file && cfg->syslog_facility < 0) || !r->engine->status
+        || r->engine->status(&r->req, &st) < 0 || !st.refresh_issued)
+        return;
+    long long now = (long long)time(NULL);
+    if (!mc__refresh_warning(what, sizeof(what), &r->profile, st.refresh_issued, now))
+        return;
+    long long days = (now - st.refresh_issued) / 86400;
+    char line[512];
+    snprintf(line, sizeof(line), "server=%s warning=%s "
+             "refresh-age=%lldd hint=\"run mailconn auth --server %s before it expires\"",
+             s->srv->name, what, days, s->srv->name);
+    mc__toplog top = { cfg->log_file, cfg->syslog_facility };
+    mc__toplog_write(&top, LOG_WARNING, line);
+}
+
 static int auth_oauth(mc_session *s, const char *mech, mc_error **err)
 {
     const mc_server *srv = s->srv;
@@ -200,8 +262,10 @@ static int auth_oauth(mc_session *s, const char *mech, mc_error **err)
         mc__redact_add(token);
         c.token = token;
         rc = mc__smtp_auth(s->smtp, mech, &c, srv->allow_plaintext_auth, &e);
-        if (rc == 0)
+        if (rc == 0) {
+            warn_refresh_age(s, &r);
             break;
+        }
         add_hint(e, &r.profile, mech);
         /* a refused token: forget it, refresh once, retry once (no loop) */
         bool retry = attempt == 0 && rc == MC_EAUTH && e && e->smtp_code >= 500
@@ -401,34 +465,60 @@ void mc_session_close(mc_session *s)
 
 static const char *alias_lookup(void *payload, const char *name)
 {
-    return mc__config_alias(payload, name);
+    /* the config's aliases; without any, /etc/aliases' address entries */
+    const mc__config *cfg = payload;
+    return cfg && cfg->n_aliases ? mc__config_alias(cfg, name) : mc__system_alias(name);
 }
 
-static void log_outcome(const mc_server *srv, mc_message *msg, const char *outcome,
-                        const char *reply)
+/* One line per message outcome: to the server's log_file (as it always
+ * was) and to the config's top-level log (log_file, syslog); a failure or
+ * a partial delivery is marked, so the application's report of the same
+ * error (mc__toplog_failure) is not logged twice. */
+static void log_outcome(const mc_session *s, mc_message *msg, const char *outcome,
+                        const char *reply, const mc_error *e)
 {
-    if (!srv->log_file)
+    const mc_server *srv = s->srv;
+    const mc__config *cfg = s->ctx->cfg;
+    mc__toplog top = { cfg ? cfg->log_file : NULL, cfg ? cfg->syslog_facility : -1 };
+    if (!srv->log_file && !top.log_file && top.facility < 0)
         return;
-    char when[32];
-    time_t now = time(NULL);
-    struct tm tm;
-    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tm));
     mc__buf line = MC__BUF_INIT;
-    mc__buf_printf(&line, "%s server=%s from=<%s> to=", when, srv->name,
+    mc__buf_printf(&line, "server=%s from=<%s> to=", srv->name,
                    mc__message_envelope_from(msg) ? mc__message_envelope_from(msg) : "");
     const char *const *r = mc__message_rcpts(msg);
     for (size_t i = 0; i < mc__message_rcpt_count(msg); i++)
         mc__buf_printf(&line, "%s<%s>", i ? "," : "", r[i]);
-    mc__buf_printf(&line, " outcome=%s reply=\"%s\" message-id=<%s>\n", outcome,
-                   reply ? reply : "", mc_message_id(msg) ? mc_message_id(msg) : "");
+    char *shown = mc__escape_dup(reply ? reply : "");   /* a server's words: escaped */
+    mc__buf_printf(&line, " outcome=%s reply=\"%s\" message-id=<%s>", outcome,
+                   shown ? shown : "", mc_message_id(msg) ? mc_message_id(msg) : "");
+    free(shown);
+    if (line.data && (top.log_file || top.facility >= 0)) {
+        mc__toplog_write(&top, strcmp(outcome, "sent") == 0      ? LOG_INFO
+                               : strcmp(outcome, "partial") == 0 ? LOG_WARNING
+                                                                 : LOG_ERR,
+                         line.data);
+        mc__toplog_mark(e);
+    }
+    if (!srv->log_file) {
+        mc__buf_free(&line);
+        return;
+    }
+    char when[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tm));
     char *safe = line.data ? mc__redact_dup(line.data) : NULL;
+    mc__buf out = MC__BUF_INIT;
+    if (safe)
+        mc__buf_printf(&out, "%s %s\n", when, safe);
     int fd = open(srv->log_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0 || !safe || write(fd, safe, strlen(safe)) < 0)
+    if (fd < 0 || !out.data || write(fd, out.data, out.len) < 0)
         mc__log(MC_LOG_WARN, "%s: cannot append to log_file %s: %s", srv->name, srv->log_file,
                 strerror(errno));
     if (fd >= 0)
         close(fd);
     free(safe);
+    mc__buf_free(&out);
     mc__buf_free(&line);
 }
 
@@ -476,6 +566,7 @@ static int send_one(mc_session *s, mc_message *msg, mc_error **err)
         .size = mc__message_size(msg),
         .smtputf8 = mc__message_smtputf8(msg),
     };
+    mc__message_dsn(msg, &env.dsn_notify, &env.dsn_ret, &env.dsn_envid);
 
     bool reopened = false;
     for (int attempt = 0;; attempt++) {
@@ -504,7 +595,7 @@ static int send_one(mc_session *s, mc_message *msg, mc_error **err)
             }
             mc__rcpts_free(rcpts, env.n_rcpts);
             s->reused = true;
-            log_outcome(srv, msg, rc == 0 ? "sent" : "partial", s->last_reply);
+            log_outcome(s, msg, rc == 0 ? "sent" : "partial", s->last_reply, e);
             if (err && !*err)
                 *err = e;
             else
@@ -549,8 +640,9 @@ static int send_one(mc_session *s, mc_message *msg, mc_error **err)
             continue;
         }
 failed:
-        log_outcome(srv, msg, e && e->code == MC_EUNKNOWN ? "unknown" : "failed",
-                    e && e->server_text ? e->server_text : (e ? e->message : ""));
+        provider_hint(s, e);
+        log_outcome(s, msg, e && e->code == MC_EUNKNOWN ? "unknown" : "failed",
+                    e && e->server_text ? e->server_text : (e ? e->message : ""), e);
         if (s->smtp && !mc__smtp_alive(s->smtp)) {
             mc__smtp_free(s->smtp);
             s->smtp = NULL;

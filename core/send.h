@@ -23,6 +23,15 @@ typedef struct mc__oauth_req {
     const mc_oauth_engine_ops *engine;
 } mc__oauth_req;
 int  mc__oauth_request(mc_context *ctx, const mc_server *srv, mc__oauth_req *out, mc_error **err);
+/** The warning for a refresh token issued at `issued` (Unix time) near its
+ *  provider's cliff, written to buf ("refresh-token-near-90-day-limit"
+ *  within 14 days of refresh_lifetime_days; "refresh-token-near-7-day-
+ *  testing-limit" during the last day before refresh_testing_days — past
+ *  it the token still works, so the app is not in test status). @return
+ *  the length written, 0 when there is nothing to warn about. The one rule
+ *  of `mailconn servers` and of the top-level log. */
+size_t mc__refresh_warning(char *buf, size_t size, const mc_oauth_profile *p,
+                           long long issued, long long now);
 void mc__oauth_request_free(mc__oauth_req *r);
 /** mc__oauth_request, resolving the client secret only when asked: the
  *  token state (`mailconn servers`) needs the identity, not the secret. */

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "net.h"
 #include "sasl.h"
 #include "smtp.h"
 
@@ -61,26 +62,42 @@ static void parse_enhanced(const char *t, char out[12])
     out[j] = '\0';
 }
 
+/* the numbers in the parser's messages */
+_Static_assert(MC__REPLY_LINE_MAX == 4096 && MC__REPLY_LINES_MAX == 1000
+               && MC__REPLY_BYTES_MAX == 65536, "update the reply parser's messages");
+
 static void parser_reset(mc__reply_parser *p)
 {
     mc__buf_clear(&p->line);
     p->code = 0;
+    p->lines = 0;
+    p->bytes = 0;
+}
+
+/* A protocol violation: say which (p->why), forget the reply so far. */
+static int refuse(mc__reply_parser *p, const char *why)
+{
+    p->why = why;
+    parser_reset(p);
+    return MC_EPROTO;
 }
 
 /* One complete line (CR LF stripped) in p->line. 1: the reply is complete,
- * 0: more lines follow, MC_EPROTO. */
+ * 0: more lines follow, MC_EPROTO (p->why set). */
 static int take_line(mc__reply_parser *p, mc__reply *r)
 {
     const char *l = p->line.data;
     size_t n = p->line.len;
-    if (!l || n < 3 || memchr(l, '\0', n))
-        return MC_EPROTO;
+    if (!l || n < 3)
+        return refuse(p, "a line without a reply code");
+    if (memchr(l, '\0', n))
+        return refuse(p, "a NUL byte");
     if (l[0] < '2' || l[0] > '5' || !isdigit((unsigned char)l[1])
         || !isdigit((unsigned char)l[2]))
-        return MC_EPROTO;
+        return refuse(p, "not a reply code");
     char sep = n > 3 ? l[3] : ' ';   /* a bare "250" is a final line */
     if (sep != ' ' && sep != '-')
-        return MC_EPROTO;
+        return refuse(p, "neither space nor hyphen after the reply code");
     int code = (l[0] - '0') * 100 + (l[1] - '0') * 10 + (l[2] - '0');
     bool first = p->code == 0;
     if (first) {
@@ -89,7 +106,7 @@ static int take_line(mc__reply_parser *p, mc__reply *r)
         r->enhanced[0] = '\0';
         mc__buf_clear(&r->text);
     } else if (code != p->code) {
-        return MC_EPROTO;
+        return refuse(p, "mismatched reply codes across the lines of one reply");
     } else if (mc__buf_put(&r->text, "\n", 1) < 0) {
         return MC_ENOMEM;
     }
@@ -99,6 +116,8 @@ static int take_line(mc__reply_parser *p, mc__reply *r)
         parse_enhanced(r->text.data, r->enhanced);
     if (sep == ' ') {
         p->code = 0;
+        p->lines = 0;
+        p->bytes = 0;
         return 1;
     }
     return 0;
@@ -114,9 +133,14 @@ int mc__reply_feed(mc__reply_parser *p, const char *data, size_t len, size_t *us
         size_t seg = nl ? (size_t)(nl - (data + i)) : len - i;
         /* +1: the CR before the LF is not part of the line */
         if (p->line.len + seg > MC__REPLY_LINE_MAX + 1) {
-            parser_reset(p);
             *used = len;
-            return MC_EPROTO;
+            return refuse(p, "a line over 4096 bytes");
+        }
+        /* the whole reply as received, line ends included: checked before
+         * the bytes are kept, so an endless reply never grows memory */
+        if (p->bytes + p->line.len + seg + (nl ? 1 : 0) > MC__REPLY_BYTES_MAX) {
+            *used = len;
+            return refuse(p, "a reply over 65536 bytes");
         }
         if (mc__buf_put(&p->line, data + i, seg) < 0) {
             parser_reset(p);
@@ -126,9 +150,16 @@ int mc__reply_feed(mc__reply_parser *p, const char *data, size_t len, size_t *us
         if (!nl)
             break;
         i++;
+        p->bytes += p->line.len + 1;
         if (p->line.len && p->line.data[p->line.len - 1] == '\r')
             p->line.data[--p->line.len] = '\0';
-        int rc = p->line.len > MC__REPLY_LINE_MAX ? MC_EPROTO : take_line(p, r);
+        int rc;
+        if (++p->lines > MC__REPLY_LINES_MAX)
+            rc = refuse(p, "a reply over 1000 lines");
+        else if (p->line.len > MC__REPLY_LINE_MAX)
+            rc = refuse(p, "a line over 4096 bytes");
+        else
+            rc = take_line(p, r);
         mc__buf_clear(&p->line);
         if (rc < 0) {
             parser_reset(p);
@@ -240,6 +271,8 @@ static void parse_cap_line(mc__smtp_caps *caps, bool *size_ext, const char *l, s
         caps->smtputf8 = true;
     } else if (keyword_is(l, k, "ENHANCEDSTATUSCODES")) {
         caps->enhanced = true;
+    } else if (keyword_is(l, k, "DSN")) {
+        caps->dsn = true;
     } else if (keyword_is(l, k, "SIZE")) {
         if (k < n && l[k] == '=')
             return;
@@ -456,39 +489,84 @@ static void log_reply(const mc__smtp *s)
     }
 }
 
+/* A complete reply is in s->reply: log it, keep its first line. */
+static void got_reply(mc__smtp *s)
+{
+    log_reply(s);
+    free(s->last);
+    char *line = first_line(s);
+    if (!line || asprintf(&s->last, "%03d %s", s->reply.code, line) < 0)
+        s->last = NULL;
+    free(line);
+    if (s->reply.code == 421)
+        s->alive = false;   /* the server is closing the connection */
+}
+
+static int reply_timeout_ms(const mc__smtp *s)
+{
+    return s->connect.timeout_ms > 0 ? s->connect.timeout_ms : 60000;
+}
+
+/* The time the reply now awaited must be complete by: timeout_ms from now,
+ * however the server trickles it. Handed to the stream when it keeps
+ * deadlines (ABI 1.1: it also waits while the server is still reading what
+ * was written, a body's end in the socket buffer); returned, to be checked
+ * between reads, for a stream that does not (0: the stream keeps it). */
+static int64_t reply_deadline(mc__smtp *s)
+{
+    int64_t deadline = mc__mono_ms() + reply_timeout_ms(s);
+    const mc_stream_ops *ops = s->stream->ops;
+    if (MC_SIZE_HAS(ops, mc_stream_ops, set_read_deadline) && ops->set_read_deadline) {
+        ops->set_read_deadline(s->stream, deadline);
+        return 0;
+    }
+    return deadline;
+}
+
+/* What a stream says when its read deadline passes. */
+static ssize_t reply_timed_out(const mc__smtp *s, mc_error **lower)
+{
+    const char *h = s->connect.host ? s->connect.host : "server";
+    return mc__error_set(lower, MC_ETIMEOUT, MC_OUTCOME_TRANSIENT, MC_STAGE_NONE,
+                         strchr(h, ':') ? "[%s]:%u: timed out after %d s waiting for the server"
+                                        : "%s:%u: timed out after %d s waiting for the server",
+                         h, (unsigned)s->connect.port, (reply_timeout_ms(s) + 999) / 1000);
+}
+
 /* Read one complete reply into s->reply. after_dot: the final dot is out,
- * so a lost connection means the outcome is unknown. */
+ * so anything but one complete, parsable reply (a lost connection, a
+ * timeout, a malformed or oversized reply) means the outcome is unknown. */
 static int read_reply(mc__smtp *s, mc_stage stage, bool after_dot, mc_error **err)
 {
+    int64_t deadline = reply_deadline(s);
     for (;;) {
         if (s->in.len) {
             size_t used = 0;
             int rc = mc__reply_feed(&s->parser, s->in.data, s->in.len, &used, &s->reply);
             mc__buf_consume(&s->in, used);
             if (rc == 1) {
-                log_reply(s);
-                free(s->last);
-                char *line = first_line(s);
-                if (!line || asprintf(&s->last, "%03d %s", s->reply.code, line) < 0)
-                    s->last = NULL;
-                free(line);
-                if (s->reply.code == 421)
-                    s->alive = false;   /* the server is closing the connection */
+                got_reply(s);
                 return 0;
             }
             if (rc < 0) {
                 s->alive = false;
+                if (after_dot)
+                    return mc__error_set(err, MC_EUNKNOWN, MC_OUTCOME_UNKNOWN, MC_STAGE_DATA,
+                                         "unparsable reply after the final dot (%s): the "
+                                         "message may have been accepted and is not resent",
+                                         rc == MC_ENOMEM ? "out of memory" : s->parser.why);
                 if (rc == MC_ENOMEM)
                     return mc__error_set(err, rc, MC_OUTCOME_TRANSIENT, stage, "out of memory");
                 return mc__error_set(err, MC_EPROTO, MC_OUTCOME_PROTOCOL, stage,
                                      "the server broke the protocol at %s: malformed reply "
-                                     "(bad code, mismatched multi-line codes, or a line over "
-                                     "%d bytes)", mc_stage_name(stage), MC__REPLY_LINE_MAX);
+                                     "(%s)", mc_stage_name(stage), s->parser.why);
             }
         }
         char chunk[READ_CHUNK];
         mc_error *lower = NULL;
-        ssize_t n = s->stream->ops->read(s->stream, chunk, sizeof(chunk), &lower);
+        ssize_t n = !deadline || mc__mono_ms() < deadline
+                    ? s->stream->ops->read(s->stream, chunk, sizeof(chunk), &lower)
+                    : reply_timed_out(s, &lower);
         if (n > 0) {
             if (mc__buf_put(&s->in, chunk, (size_t)n) < 0) {
                 s->alive = false;
@@ -643,6 +721,7 @@ static int starttls(mc__smtp *s, mc_error **err)
                              "server sent data after its STARTTLS reply (response injection)");
     }
     mc_error *lower = NULL;
+    s->connect.deadline_ms = mc__mono_ms() + reply_timeout_ms(s);   /* the handshake's */
     rc = s->transport->starttls(s->stream, &s->connect, &lower);
     if (rc < 0) {
         s->alive = false;
@@ -969,8 +1048,82 @@ typedef struct txn {
     size_t n_deferred;   /* recipients to send in a further transaction */
 } txn;
 
+/* Bytes waiting in the connection, without waiting for any: a stream that
+ * keeps read deadlines (ABI 1.1) tries a read before it waits, so one read
+ * with a deadline already past hands over what is there, or times out at
+ * once. Appended to s->in. @return 0, or the error of a connection found
+ * closed or broken (nothing was waiting: MC_ETIMEOUT, which is fine). A
+ * stream of ABI 1.0 is not asked: only what was read already counts. */
+static int probe_pending(mc__smtp *s, mc_error **err)
+{
+    const mc_stream_ops *ops = s->stream->ops;
+    if (!MC_SIZE_HAS(ops, mc_stream_ops, set_read_deadline) || !ops->set_read_deadline)
+        return 0;
+    char chunk[READ_CHUNK];
+    mc_error *lower = NULL;
+    ops->set_read_deadline(s->stream, mc__mono_ms());   /* now: no wait */
+    ssize_t n = ops->read(s->stream, chunk, sizeof(chunk), &lower);
+    ops->set_read_deadline(s->stream, 0);
+    if (n > 0 && mc__buf_put(&s->in, chunk, (size_t)n) < 0)
+        n = MC_ENOMEM;
+    if (n > 0 || n == MC_ETIMEOUT) {
+        mc_error_free(lower);
+        return 0;
+    }
+    s->alive = false;
+    if (n == 0) {
+        mc_error_free(lower);
+        return mc__error_set(err, MC_ENET, MC_OUTCOME_TRANSIENT, MC_STAGE_DATA,
+                             "connection closed by the server before the final dot");
+    }
+    if (n == MC_ENOMEM) {
+        mc_error_free(lower);
+        return mc__error_set(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, MC_STAGE_DATA,
+                             "out of memory");
+    }
+    return pass_lower(err, lower, (int)n, MC_STAGE_DATA);
+}
+
+/* Between the 354 and the final dot the server has nothing to say: the
+ * only reply still due is the one to the dot. Bytes waiting from it (read
+ * and not yet parsed: a reply sent in the same write as the 354, say; or
+ * arrived in the connection meanwhile, see probe_pending) are a protocol
+ * violation, and a reply there is not the final reply: the message is not
+ * sent. Except one complete 421 and nothing after it: the server is
+ * closing (RFC 5321 3.8), a transient failure. Either way the connection
+ * is dropped without the final dot, so the server discards whatever data
+ * it got. `when`: "before the message data", ... */
+static int early_reply(mc__smtp *s, const char *when, mc_error **err)
+{
+    if (!s->in.len) {
+        int rc = probe_pending(s, err);
+        if (rc < 0 || !s->in.len)
+            return rc;
+    }
+    s->alive = false;
+    size_t used = 0;
+    int rc = mc__reply_feed(&s->parser, s->in.data, s->in.len, &used, &s->reply);
+    mc__buf_consume(&s->in, used);
+    if (rc == 1) {
+        got_reply(s);
+        if (s->reply.code == 421 && !s->in.len)
+            return reply_error(s, MC_STAGE_DATA, "DATA", err);
+    }
+    int code = rc == 1 ? s->reply.code : 0;
+    parser_reset(&s->parser);
+    mc__buf_clear(&s->in);
+    if (code)
+        return mc__error_set(err, MC_EPROTO, MC_OUTCOME_PROTOCOL, MC_STAGE_DATA,
+                             "the server broke the protocol at data: a %d reply %s, which is "
+                             "not the final reply; the message was not sent", code, when);
+    return mc__error_set(err, MC_EPROTO, MC_OUTCOME_PROTOCOL, MC_STAGE_DATA,
+                         "the server broke the protocol at data: bytes %s, which are not the "
+                         "final reply; the message was not sent", when);
+}
+
 /* DATA after a 354: the body through dot-stuffing, the terminator in the
- * same final write, then the final reply. */
+ * same final write (once nothing is waiting from the server), then the
+ * final reply: exactly one, with nothing after it. */
 static int send_body(mc__smtp *s, mc__writer_fn *writer, void *writer_payload, mc_error **err)
 {
     data_sink d = { .s = s };
@@ -984,6 +1137,8 @@ static int send_body(mc__smtp *s, mc__writer_fn *writer, void *writer_payload, m
     }
     int rc = writer(writer_payload, sink_write, &d, err);
     if (rc == 0) {
+        if ((rc = early_reply(s, "before the final dot", err)) < 0)
+            return rc;
         d.len += mc__dotstuff_end(&d.ds, d.buf + d.len);
         mc__log(MC_LOG_TRANSCRIPT, "C: <message data, %" PRIu64 " bytes>", d.total);
         mc__log(MC_LOG_TRANSCRIPT, "C: .");
@@ -998,7 +1153,14 @@ static int send_body(mc__smtp *s, mc__writer_fn *writer, void *writer_payload, m
     }
     if (rc < 0)
         return rc;
-    return read_reply(s, MC_STAGE_DATA, true, err);
+    rc = read_reply(s, MC_STAGE_DATA, true, err);
+    if (rc == 0 && s->in.len) {
+        s->alive = false;
+        return mc__error_set(err, MC_EUNKNOWN, MC_OUTCOME_UNKNOWN, MC_STAGE_DATA,
+                             "more than one reply after the final dot (%d, then more): the "
+                             "message may have been accepted and is not resent", s->reply.code);
+    }
+    return rc;
 }
 
 /* The DATA reply when no recipient was accepted: a 354 still needs an
@@ -1033,6 +1195,39 @@ static void unaccept(mc__smtp *s, mc_rcpt_result *res, const size_t *batch, size
             record(s, &res[batch[j]]);
 }
 
+/* RFC 3461 4: xtext, "+XX" for '+', '=' and anything outside '!'..'~' */
+static int put_xtext(mc__buf *b, const char *v)
+{
+    for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
+        int rc = *p >= '!' && *p <= '~' && *p != '+' && *p != '='
+                 ? mc__buf_put(b, p, 1) : mc__buf_printf(b, "+%02X", *p);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* "RCPT TO:<a>", with NOTIFY= and ORCPT= when DSN was asked and offered
+ * (ORCPT only for an ASCII address: rfc822 is an ASCII type). malloc'd. */
+static char *rcpt_line(const mc__smtp *s, const mc__envelope *env, const char *rcpt)
+{
+    mc__buf b = MC__BUF_INIT;
+    int rc = mc__buf_printf(&b, "RCPT TO:<%s>", rcpt);
+    if (rc == 0 && env->dsn_notify && s->caps.dsn) {
+        rc = mc__buf_printf(&b, " NOTIFY=%s", env->dsn_notify);
+        bool ascii = true;
+        for (const char *p = rcpt; *p; p++)
+            ascii = ascii && (unsigned char)*p < 0x80;
+        if (rc == 0 && ascii && (rc = mc__buf_puts(&b, " ORCPT=rfc822;")) == 0)
+            rc = put_xtext(&b, rcpt);
+    }
+    if (rc < 0) {
+        mc__buf_free(&b);
+        return NULL;
+    }
+    return mc__buf_detach(&b);
+}
+
 static int transaction(mc__smtp *s, const mc__envelope *env, const size_t *batch, size_t k,
                        mc__writer_fn *writer, void *writer_payload, mc_rcpt_result *res,
                        size_t *deferred, txn *t, mc_error **err)
@@ -1052,6 +1247,12 @@ static int transaction(mc__smtp *s, const mc__envelope *env, const size_t *batch
         rc = mc__buf_puts(&mail, " BODY=8BITMIME");
     if (rc == 0 && env->smtputf8 && s->caps.smtputf8)
         rc = mc__buf_puts(&mail, " SMTPUTF8");
+    if (rc == 0 && env->dsn_ret && s->caps.dsn)
+        rc = mc__buf_printf(&mail, " RET=%s", env->dsn_ret);
+    if (rc == 0 && env->dsn_envid && s->caps.dsn && (rc = mc__buf_puts(&mail, " ENVID=")) == 0)
+        rc = put_xtext(&mail, env->dsn_envid);
+    if (rc == 0 && (env->dsn_notify || env->dsn_ret || env->dsn_envid) && !s->caps.dsn)
+        mc__log(MC_LOG_INFO, "the server does not offer DSN: NOTIFY, RET and ENVID dropped");
     if (rc < 0) {
         mc__buf_free(&mail);
         return mc__error_set(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, MC_STAGE_MAIL, "out of memory");
@@ -1065,11 +1266,8 @@ static int transaction(mc__smtp *s, const mc__envelope *env, const size_t *batch
         if (rc == 0)
             rc = add_line(&cmds, mail.data, NULL);
         for (size_t j = 0; rc == 0 && j < k; j++) {
-            char *line = NULL;
-            if (asprintf(&line, "RCPT TO:<%s>", env->rcpts[batch[j]]) < 0)
-                rc = MC_ENOMEM;
-            else
-                rc = add_line(&cmds, line, NULL);
+            char *line = rcpt_line(s, env, env->rcpts[batch[j]]);
+            rc = line ? add_line(&cmds, line, NULL) : MC_ENOMEM;
             free(line);
         }
         if (rc == 0)
@@ -1106,6 +1304,8 @@ static int transaction(mc__smtp *s, const mc__envelope *env, const size_t *batch
          * DATA replies are still to be read */
         mc_error *local = NULL;
         rc = reply_error(s, MC_STAGE_MAIL, "MAIL FROM", &local);
+        if (s->reply.code < 400)
+            s->alive = false;   /* a 3xx: what the server expects next is unknown */
         if (pipe && s->alive) {
             int r2 = 0;
             for (size_t j = 0; r2 == 0 && j < k && s->alive; j++)
@@ -1122,8 +1322,8 @@ static int transaction(mc__smtp *s, const mc__envelope *env, const size_t *batch
 
     for (size_t j = 0; j < k; j++) {
         if (!pipe) {
-            char *line = NULL;
-            if (asprintf(&line, "RCPT TO:<%s>", env->rcpts[batch[j]]) < 0)
+            char *line = rcpt_line(s, env, env->rcpts[batch[j]]);
+            if (!line)
                 return mc__error_set(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, MC_STAGE_RCPT,
                                      "out of memory");
             rc = command(s, MC_STAGE_RCPT, line, NULL, err);
@@ -1134,6 +1334,12 @@ static int transaction(mc__smtp *s, const mc__envelope *env, const size_t *batch
         if (rc < 0)
             return rc;
         notify(s, MC_STAGE_RCPT);
+        if (s->reply.code >= 300 && s->reply.code < 400) {
+            /* a 354 (or any 3xx) is no recipient's answer: the server may
+             * have taken the DATA as begun; drop the connection */
+            s->alive = false;
+            return reply_error(s, MC_STAGE_RCPT, "RCPT TO", err);
+        }
         mc_rcpt_result *r = &res[batch[j]];
         record(s, r);
         if (r->accepted) {
@@ -1169,8 +1375,17 @@ static int transaction(mc__smtp *s, const mc__envelope *env, const size_t *batch
         notify(s, MC_STAGE_DATA);
         unaccept(s, res, batch, k);
         rc = reply_error(s, MC_STAGE_DATA, "DATA", err);
-        if (s->alive && s->reply.code >= 400)
+        if (s->reply.code < 400)
+            s->alive = false;   /* a 2xx or other 3xx to DATA: the state is unknown */
+        else if (s->alive)
             abandon(s, false, NULL);
+        return rc;
+    }
+    /* nothing may wait behind the 354 (a reply in the same write is no
+     * reply to the data, which is not sent yet) */
+    if ((rc = early_reply(s, "before the message data", err)) < 0) {
+        if (rc == MC_ETEMP)
+            unaccept(s, res, batch, k);
         return rc;
     }
     rc = send_body(s, writer, writer_payload, err);

@@ -11,12 +11,18 @@
 #include "buf.h"
 
 #define MC__REPLY_LINE_MAX 4096   /* longer: protocol violation */
+/* One whole reply (greeting, EHLO, a 334 challenge, anything): at most this
+ * many lines and bytes as received (line ends included), or it is a
+ * protocol violation, so what a server sends never grows memory unbounded. */
+#define MC__REPLY_LINES_MAX 1000
+#define MC__REPLY_BYTES_MAX (64 * 1024)
 
 typedef struct mc__smtp_caps {
     bool     esmtp;          /* EHLO accepted */
     bool     starttls, pipelining, eightbitmime, smtputf8, enhanced, auth;
     uint64_t size;           /* SIZE limit, 0 = none announced */
     char     auth_mechs[256];/* space-separated, upper-case, as offered */
+    bool     dsn;            /* DSN (RFC 3461) */
 } mc__smtp_caps;
 
 /** One reply, possibly multi-line. */
@@ -27,13 +33,19 @@ typedef struct mc__reply {
 } mc__reply;
 
 /** Incremental reply parser over bytes as they arrive (fuzzed).
- *  feed(): returns 1 when a whole reply is in r (*used = bytes consumed),
- *  0 when more bytes are needed (all consumed), or MC_EPROTO (unparsable
- *  line, mismatched codes across lines, a line over MC__REPLY_LINE_MAX). */
+ *  feed(): returns 1 when a whole reply is in r (*used = bytes consumed; the
+ *  bytes after it are left to the caller, untouched), 0 when more bytes are
+ *  needed (all consumed), or MC_EPROTO (unparsable line, a NUL byte,
+ *  mismatched codes across lines, a line over MC__REPLY_LINE_MAX, a reply
+ *  over MC__REPLY_LINES_MAX lines or MC__REPLY_BYTES_MAX bytes), with
+ *  `why` saying which (static text). */
 typedef struct mc__reply_parser {
-    mc__buf line;
-    int     code;            /* of the first line, 0 before */
-    bool    enhanced_ok;     /* the server announced ENHANCEDSTATUSCODES */
+    mc__buf     line;
+    int         code;        /* of the first line, 0 before */
+    bool        enhanced_ok; /* the server announced ENHANCEDSTATUSCODES */
+    size_t      lines;       /* complete lines of the reply so far */
+    size_t      bytes;       /* bytes of those lines, line ends included */
+    const char *why;         /* after MC_EPROTO: what was wrong */
 } mc__reply_parser;
 int  mc__reply_feed(mc__reply_parser *p, const char *data, size_t len, size_t *used,
                     mc__reply *r);
@@ -115,6 +127,10 @@ typedef struct mc__envelope {
     uint64_t           size;       /* for SIZE=, 0 = unknown */
     bool               eightbit;   /* BODY=8BITMIME */
     bool               smtputf8;
+    /* DSN (RFC 3461), sent when the server offers it; NULL = not asked */
+    const char        *dsn_notify; /* NOTIFY= on each RCPT, with ORCPT=rfc822;<rcpt> */
+    const char        *dsn_ret;    /* RET= on MAIL */
+    const char        *dsn_envid;  /* ENVID= (xtext) on MAIL */
 } mc__envelope;
 
 /** Writes the whole message (raw bytes, LF or CRLF) into sink. May be
@@ -131,12 +147,21 @@ typedef int mc__writer_fn(void *payload, mc__sink_fn *sink, void *sink_payload, 
  * transient failure), DATA streamed through dot-stuffing in large writes;
  * PIPELINING (MAIL, RCPTs and DATA in one write) when offered. RSET first
  * when a previous transaction ran on this connection.
+ * Between the 354 and the final dot the server has nothing to say: bytes
+ * waiting from it when the data is about to start or before the dot (what
+ * was read and not parsed; with a stream of ABI 1.1 also what is waiting
+ * in the connection, looked for without waiting) are MC_EPROTO, stage data,
+ * and the connection is dropped without the dot, except one complete 421
+ * (MC_ETEMP). A 3xx to MAIL or RCPT (a 354 to a pipelined RCPT), or a
+ * 2xx to DATA, is MC_EPROTO and drops the connection. After the dot,
+ * anything but exactly one complete, parsable reply is MC_EUNKNOWN.
  * *rcpts_out (always set on return, caller frees with mc__rcpts_free) has
  * one result per recipient.
  * @return 0 (all accepted), MC_ERCPT (some refused: the others got it;
  *         outcome PERMANENT or TRANSIENT), MC_EREFUSED / MC_ETEMP (MAIL,
- *         DATA or final reply), MC_EUNKNOWN (connection lost after the final
- *         dot), MC_EPROTO, MC_ENET, MC_ETIMEOUT, MC_EMESSAGE.
+ *         DATA or final reply), MC_EUNKNOWN (after the final dot: the
+ *         connection lost, a timeout, a malformed, oversized or second
+ *         reply), MC_EPROTO, MC_ENET, MC_ETIMEOUT, MC_EMESSAGE.
  */
 int mc__smtp_send(mc__smtp *s, const mc__envelope *env, mc__writer_fn *writer,
                   void *writer_payload, mc_rcpt_result **rcpts_out, mc_error **err);

@@ -26,14 +26,36 @@ static int check_request(const mc_oauth_request *req, mc_error **err)
     return mc__oauth_check_url(req->profile->token_url, "token_url", err);
 }
 
-static int margin(const mc_oauth_request *req)
+/* min(refresh_margin_s, half the token's lifetime): a token that lives
+ * shorter than twice the margin is not refreshed on every send */
+static long long margin(const mc_oauth_request *req, const mc__oauth_store *s)
 {
-    return req->refresh_margin_s >= 0 ? req->refresh_margin_s : MC__OAUTH_DEFAULT_MARGIN;
+    long long m = req->refresh_margin_s >= 0 ? req->refresh_margin_s : MC__OAUTH_DEFAULT_MARGIN;
+    if (s->access_issued_at > 0 && s->expires_at > s->access_issued_at &&
+        s->expires_at - s->access_issued_at <= 2 * MC__OAUTH_EXPIRES_MAX) {
+        /* both positive, expires_at the larger: the difference fits */
+        /* rounded up: a 1 s token is due at once */
+        long long half = (s->expires_at - s->access_issued_at + 1) / 2;
+        if (half < m)
+            m = half;
+    }
+    return m;
+}
+
+bool mc__oauth_store_usable(const mc_oauth_request *req, const mc__oauth_store *s,
+                            long long now)
+{
+    /* expires_at comes from a file: compared without overflow (a
+     * difference too large for long long is far more than any margin) */
+    long long left;
+    if (!s->access_token || s->expires_at <= now)
+        return false;
+    return __builtin_sub_overflow(s->expires_at, now, &left) || left > margin(req, s);
 }
 
 static bool usable(const mc_oauth_request *req, const mc__oauth_store *s)
 {
-    return s->access_token && s->expires_at - margin(req) > mc__oauth_now();
+    return mc__oauth_store_usable(req, s, mc__oauth_now());
 }
 
 static int mismatch(const mc_oauth_request *req, const mc__oauth_store *s, mc_error **err)
@@ -215,6 +237,10 @@ static int engine_import(const mc_oauth_request *req, const char *refresh_token,
         return mc__oauth_fail(err, MC_EINVAL, MC_OUTCOME_USAGE, NULL,
                               "the refresh token to import is empty");
     H->redact(refresh_token);
+    if (!mc__oauth_refresh_token_ok(refresh_token, strlen(refresh_token)))
+        return mc__oauth_fail(err, MC_EINVAL, MC_OUTCOME_USAGE, NULL,
+                              "the refresh token to import has a control character, space or "
+                              "8-bit byte in it");
     mc__oauth_held lock;
     rc = mc__oauth_lock(req, &lock, err);
     if (rc)
@@ -283,7 +309,17 @@ static int engine_status(const mc_oauth_request *req, mc_oauth_status *out)
         return MC_EINVAL;
     mc__oauth_store s;
     bool found = false;
-    int rc = mc__oauth_store_load(req, &s, &found, NULL);
+    mc_error *e = NULL;
+    int rc = mc__oauth_store_load(req, &s, &found, &e);
+    if (e) {
+        /* no error record here: what is wrong goes to the log (stderr) */
+        H->log(MC_LOG_ERROR, "server %s: %s", req->server ? req->server : "?",
+               e->message ? e->message : "token store unreadable");
+        H->free(e->message);
+        H->free(e->hint);
+        H->free(e->server_text);
+        H->free(e);
+    }
     if (rc || !found) {
         mc__oauth_store_clear(&s);
         return rc;

@@ -30,9 +30,7 @@ extern char **environ;
 
 static long long mono_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return mc__oauth_mono_ms();
 }
 
 static void say(const mc_oauth_authorize_opts *o, const char *fmt, ...) MC__PRINTF(2, 3);
@@ -166,42 +164,54 @@ static void answer(int fd, int status, const char *title, const char *text)
         (void)!send(fd, msg, (size_t)m, MSG_NOSIGNAL);
 }
 
-/* Read one HTTP request head (bounded size and time); the target in *target. */
-static int read_request(int fd, long long deadline, char **target)
+/* The listener serves several connections at once, each bounded in size
+ * and time: a local user who connects and says nothing (or trickles)
+ * holds one slot for CLIENT_WAIT_MS, never the browser's redirect. */
+#define CLIENTS_MAX 8
+#define CLIENT_WAIT_MS 5000
+
+typedef struct client {
+    int       fd;              /* -1: free */
+    long long deadline;
+    size_t    len;
+    char      buf[REQUEST_MAX + 1];
+} client;
+
+static void client_close(client *c)
 {
-    char buf[REQUEST_MAX + 1];
-    size_t len = 0;
+    if (c->fd >= 0)
+        close(c->fd);
+    OPENSSL_cleanse(c->buf, sizeof c->buf);
+    c->fd = -1;
+    c->len = 0;
+}
+
+/* The target of a GET request head; MC_EINVAL for anything else. */
+static int request_target(const char *buf, char **target)
+{
     *target = NULL;
-    while (len < REQUEST_MAX) {
-        long long left = deadline - mono_ms();
-        if (left <= 0)
-            return MC_ETIMEOUT;
-        struct pollfd p = { fd, POLLIN, 0 };
-        int r = poll(&p, 1, (int)(left > 5000 ? 5000 : left));
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            continue;
-        ssize_t n = recv(fd, buf + len, REQUEST_MAX - len, 0);
-        if (n <= 0)
-            return MC_ENET;
-        len += (size_t)n;
-        buf[len] = '\0';
-        if (strstr(buf, "\r\n\r\n") || strstr(buf, "\n\n"))
-            break;
-    }
-    buf[len] = '\0';
-    int rc = MC_EINVAL;
-    if (!strncmp(buf, "GET ", 4)) {
-        char *t = buf + 4;
-        size_t n = strcspn(t, " \r\n");
-        if (n > 0 && t[0] == '/') {
-            *target = strndup(t, n);
-            rc = *target ? 0 : MC_ENOMEM;
-        }
-    }
-    OPENSSL_cleanse(buf, sizeof buf);
-    return rc;
+    if (strncmp(buf, "GET ", 4))
+        return MC_EINVAL;
+    const char *t = buf + 4;
+    size_t n = strcspn(t, " \r\n");
+    if (n == 0 || t[0] != '/')
+        return MC_EINVAL;
+    *target = strndup(t, n);
+    return *target ? 0 : MC_ENOMEM;
+}
+
+/* Read what client c sent. @return 1 a whole request head is there (or the
+ * size bound is reached), 0 more to come, -1 the connection is done. */
+static int client_read(client *c)
+{
+    ssize_t n = recv(c->fd, c->buf + c->len, REQUEST_MAX - c->len, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return 0;
+    if (n <= 0)
+        return -1;
+    c->len += (size_t)n;
+    c->buf[c->len] = '\0';
+    return c->len >= REQUEST_MAX || strstr(c->buf, "\r\n\r\n") || strstr(c->buf, "\n\n") ? 1 : 0;
 }
 
 static int flow_loopback(const mc_oauth_request *req, const mc_oauth_authorize_opts *o,
@@ -252,60 +262,124 @@ static int flow_loopback(const mc_oauth_request *req, const mc_oauth_authorize_o
     mc__oauth_redirect r;
     memset(&r, 0, sizeof r);
     bool got = false;
+    client *cl = calloc(CLIENTS_MAX, sizeof *cl);
+    if (!cl) {
+        close(lfd);
+        reap_browser(browser);
+        return mc__oauth_fail(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, NULL, "out of memory");
+    }
+    for (size_t i = 0; i < CLIENTS_MAX; i++)
+        cl[i].fd = -1;
     while (!got) {
-        long long left = deadline - mono_ms();
-        if (left <= 0) {
+        long long now = mono_ms();
+        if (now >= deadline) {
             rc = mc__oauth_fail(err, MC_EOAUTH, MC_OUTCOME_TRANSIENT,
                                 "run `mailconn auth` again, or use --paste or --device",
                                 "no redirect from the browser within %d s", wait_s(o));
             break;
         }
-        struct pollfd p = { lfd, POLLIN, 0 };
-        int n = poll(&p, 1, (int)(left > 1000 ? 1000 : left));
+        /* one poll for the listener and every connection, until the
+         * earliest deadline (at most 1 s) */
+        struct pollfd p[1 + CLIENTS_MAX];
+        size_t slot_of[1 + CLIENTS_MAX];
+        nfds_t np = 0;
+        long long wake = deadline;
+        p[np++] = (struct pollfd){ lfd, POLLIN, 0 };
+        for (size_t i = 0; i < CLIENTS_MAX; i++) {
+            if (cl[i].fd < 0)
+                continue;
+            slot_of[np] = i;
+            p[np++] = (struct pollfd){ cl[i].fd, POLLIN, 0 };
+            if (cl[i].deadline < wake)
+                wake = cl[i].deadline;
+        }
+        long long wait = wake - now;
+        int n = poll(p, np, (int)(wait < 0 ? 0 : wait > 1000 ? 1000 : wait));
         if (n < 0 && errno != EINTR) {
             rc = mc__oauth_fail(err, MC_ENET, MC_OUTCOME_TRANSIENT, NULL, "poll: %s",
                                 strerror(errno));
             break;
         }
-        if (n <= 0)
-            continue;
-        int cfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-        if (cfd < 0)
-            continue;
-        char *target = NULL;
-        long long rdl = mono_ms() + 10000;
-        if (rdl > deadline)
-            rdl = deadline;
-        if (read_request(cfd, rdl, &target) != 0) {
-            answer(cfd, 400, "Bad request", "mailconn expected the authorization redirect.");
-            close(cfd);
-            continue;
-        }
-        mc__oauth_redirect cand;
-        if (mc__oauth_parse_redirect(target, &cand) != 0 || (!cand.code && !cand.error)) {
-            /* a favicon or a stray visitor */
-            answer(cfd, 404, "Not found", "This is mailconn's authorization listener.");
-            if (!mc__oauth_parse_redirect(target, &cand))
+        now = mono_ms();
+        for (nfds_t k = 1; n > 0 && k < np && !got; k++) {
+            client *c = &cl[slot_of[k]];
+            if (!(p[k].revents & (POLLIN | POLLHUP | POLLERR)) || c->fd != p[k].fd)
+                continue;
+            int st = client_read(c);
+            if (st == 0)
+                continue;
+            if (st < 0) {
+                client_close(c);
+                continue;
+            }
+            char *target = NULL;
+            mc__oauth_redirect cand;
+            if (request_target(c->buf, &target) != 0) {
+                answer(c->fd, 400, "Bad request", "mailconn expected the authorization redirect.");
+            } else if (mc__oauth_parse_redirect(target, &cand) != 0 ||
+                       (!cand.code && !cand.error)) {
+                /* a favicon or a stray visitor */
+                answer(c->fd, 404, "Not found", "This is mailconn's authorization listener.");
+                if (!mc__oauth_parse_redirect(target, &cand))
+                    mc__oauth_redirect_clear(&cand);
+            } else if (!cand.state || strcmp(cand.state, state)) {
+                /* not this authorization's redirect (stale, or any local
+                 * user's request): refused, and the listener keeps waiting
+                 * for the real one until the bound */
+                answer(c->fd, 400, "Authorization not accepted",
+                       "This request does not belong to the authorization mailconn is waiting "
+                       "for. Use the newest URL mailconn printed.");
                 mc__oauth_redirect_clear(&cand);
-        } else if (!cand.state || strcmp(cand.state, state)) {
-            answer(cfd, 400, "Authorization not accepted",
-                   "The state does not match this authorization: start again.");
-            r = cand;
-            got = true;
-        } else if (cand.error) {
-            answer(cfd, 200, "Authorization refused",
-                   "mailconn was not authorized. You can close this window.");
-            r = cand;
-            got = true;
-        } else {
-            answer(cfd, 200, "mailconn is authorized",
-                   "You can close this window and return to the terminal.");
-            r = cand;
-            got = true;
+                say(o, "Ignored a request to 127.0.0.1:%u whose state does not match; still "
+                    "waiting...", ntohs(sa.sin_port));
+            } else if (cand.error) {
+                answer(c->fd, 200, "Authorization refused",
+                       "mailconn was not authorized. You can close this window.");
+                r = cand;
+                got = true;
+            } else {
+                answer(c->fd, 200, "mailconn is authorized",
+                       "You can close this window and return to the terminal.");
+                r = cand;
+                got = true;
+            }
+            mc__oauth_wipe_free(target);
+            client_close(c);
         }
-        mc__oauth_wipe_free(target);
-        close(cfd);
+        /* connections past their own bound are dropped */
+        for (size_t i = 0; i < CLIENTS_MAX; i++)
+            if (cl[i].fd >= 0 && now >= cl[i].deadline)
+                client_close(&cl[i]);
+        if (got || n <= 0 || !(p[0].revents & POLLIN))
+            continue;
+        int cfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (cfd < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                /* the pending connection stays: no busy loop on it */
+                struct timespec ts = { 0, 100 * 1000 * 1000 };
+                nanosleep(&ts, NULL);
+            }
+            continue;
+        }
+        /* a free slot, else the one waiting longest makes room */
+        size_t use = 0;
+        for (size_t i = 0; i < CLIENTS_MAX; i++) {
+            if (cl[i].fd < 0) {
+                use = i;
+                break;
+            }
+            if (cl[i].deadline < cl[use].deadline)
+                use = i;
+        }
+        client_close(&cl[use]);
+        cl[use].fd = cfd;
+        cl[use].len = 0;
+        cl[use].buf[0] = '\0';
+        cl[use].deadline = now + CLIENT_WAIT_MS < deadline ? now + CLIENT_WAIT_MS : deadline;
     }
+    for (size_t i = 0; i < CLIENTS_MAX; i++)
+        client_close(&cl[i]);
+    free(cl);
     close(lfd);
     reap_browser(browser);
     if (got) {
@@ -362,17 +436,7 @@ static int flow_paste(const mc_oauth_request *req, const mc_oauth_authorize_opts
 
 /* ------------------------------------------------------------ device */
 
-typedef struct device_answer {
-    char     *device_code;
-    char     *user_code;
-    char     *verification_uri;
-    char     *verification_uri_complete;
-    char     *message;
-    long long expires_in;
-    long long interval;
-} device_answer;
-
-static void device_clear(device_answer *d)
+void mc__oauth_device_clear(mc__oauth_device *d)
 {
     mc__oauth_wipe_free(d->device_code);
     free(d->user_code);
@@ -382,61 +446,97 @@ static void device_clear(device_answer *d)
     memset(d, 0, sizeof *d);
 }
 
-static char *jget(json_object *o, const char *key)
+/* a string member: 1 (*out malloc'd), 0 absent or not a string, -1 with a
+ * NUL inside (json-c keeps the length; strdup would cut it short) */
+static int jget(json_object *o, const char *key, char **out)
 {
     json_object *v = NULL;
-    if (json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_string))
-        return strdup(json_object_get_string(v));
-    return NULL;
+    *out = NULL;
+    if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
+        return 0;
+    const char *t = json_object_get_string(v);
+    if (strlen(t) != (size_t)json_object_get_string_len(v))
+        return -1;
+    *out = strdup(t);
+    return *out ? 1 : -1;
 }
 
-static long long jnum(json_object *o, const char *key, long long dflt)
+static int device_bad(mc_error **err, const char *url, const char *fmt, ...) MC__PRINTF(3, 4);
+static int device_bad(mc_error **err, const char *url, const char *fmt, ...)
 {
-    json_object *v = NULL;
-    if (!json_object_object_get_ex(o, key, &v) || !v)
-        return dflt;
-    if (json_object_is_type(v, json_type_int))
-        return (long long)json_object_get_int64(v);
-    if (json_object_is_type(v, json_type_string)) {
-        char *end = NULL;
-        long long n = strtoll(json_object_get_string(v), &end, 10);
-        return end && !*end ? n : dflt;
-    }
-    return dflt;
+    char what[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    return mc__oauth_fail(err, MC_EOAUTH, MC_OUTCOME_TRANSIENT, NULL,
+                          "device authorization endpoint%s%s answered %s", url ? " " : "",
+                          url ? url : "", what);
 }
 
-static int device_parse(const char *body, size_t len, device_answer *d)
+/* seconds member: the default when absent, clamped to lo..hi, else refused */
+static int device_seconds(json_object *o, const char *key, long long dflt, long long lo,
+                          long long hi, long long *out, const char *url, mc_error **err)
+{
+    char shown[48];
+    int r = mc__oauth_json_seconds(o, key, lo, hi, out, shown);
+    if (r == 0)
+        *out = dflt;
+    if (r == -1)
+        return device_bad(err, url, "an %s that is not a number (%s)", key, shown);
+    if (r == -2)
+        return device_bad(err, url, "a negative %s (%s)", key, shown);
+    return 0;
+}
+
+int mc__oauth_device_parse(const char *url, const char *body, size_t len, mc__oauth_device *d,
+                           mc_error **err)
 {
     memset(d, 0, sizeof *d);
     json_tokener *tok = json_tokener_new();
     if (!tok)
-        return MC_ENOMEM;
+        return mc__oauth_fail(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, NULL, "out of memory");
     json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-    json_object *o = json_tokener_parse_ex(tok, body, (int)len);
+    json_object *o = json_tokener_parse_ex(tok, body, (int)(len > MC__OAUTH_BODY_MAX
+                                                                ? MC__OAUTH_BODY_MAX : len));
     bool ok = o && json_tokener_get_error(tok) == json_tokener_success &&
               json_object_is_type(o, json_type_object);
     json_tokener_free(tok);
-    if (ok) {
-        d->device_code = jget(o, "device_code");
-        d->user_code = jget(o, "user_code");
-        d->verification_uri = jget(o, "verification_uri");
-        if (!d->verification_uri)
-            d->verification_uri = jget(o, "verification_url");   /* Google */
-        d->verification_uri_complete = jget(o, "verification_uri_complete");
-        d->message = jget(o, "message");
-        d->expires_in = jnum(o, "expires_in", 600);
-        d->interval = jnum(o, "interval", 5);
+    int rc = 0;
+    if (!ok) {
+        rc = device_bad(err, url, "a body that is not a JSON object");
+        goto done;
+    }
+    int r1 = jget(o, "device_code", &d->device_code);
+    int r2 = jget(o, "user_code", &d->user_code);
+    int r3 = jget(o, "verification_uri", &d->verification_uri);
+    if (r3 == 0)
+        r3 = jget(o, "verification_url", &d->verification_uri);   /* Google */
+    int r4 = jget(o, "verification_uri_complete", &d->verification_uri_complete);
+    int r5 = jget(o, "message", &d->message);
+    if (r1 < 0 || r2 < 0 || r3 < 0 || r4 < 0 || r5 < 0) {
+        rc = device_bad(err, url, "a string with a NUL in it");
+        goto done;
+    }
+    if (!d->device_code || !*d->device_code || !d->user_code || !d->verification_uri) {
+        rc = device_bad(err, url, "without device_code, user_code and verification_uri");
+        goto done;
+    }
+    rc = device_seconds(o, "expires_in", 600, 1, MC__OAUTH_EXPIRES_MAX, &d->expires_in, url, err);
+    if (!rc)
+        rc = device_seconds(o, "interval", 5, 1, MC__OAUTH_INTERVAL_MAX, &d->interval, url, err);
+done:
+    if (o) {
         json_object *v = NULL;
         if (json_object_object_get_ex(o, "device_code", &v) &&
             json_object_is_type(v, json_type_string))
             OPENSSL_cleanse((char *)json_object_get_string(v),
                             (size_t)json_object_get_string_len(v));
-        ok = d->device_code && d->user_code && d->verification_uri;
     }
     json_object_put(o);
-    if (!ok)
-        device_clear(d);
-    return ok ? 0 : MC_EOAUTH;
+    if (rc)
+        mc__oauth_device_clear(d);
+    return rc;
 }
 
 static int flow_device(const mc_oauth_request *req, const mc_oauth_authorize_opts *o,
@@ -456,7 +556,7 @@ static int flow_device(const mc_oauth_request *req, const mc_oauth_authorize_opt
     mc__obuf_free(&form);
     if (rc)
         return rc;
-    device_answer d;
+    mc__oauth_device d;
     if (h.status < 200 || h.status > 299) {
         char *oerr = NULL;
         mc_error *before = err ? *err : NULL;
@@ -477,12 +577,11 @@ static int flow_device(const mc_oauth_request *req, const mc_oauth_authorize_opt
         free(oerr);
         return rc;
     }
-    rc = device_parse(h.body.data ? h.body.data : "", h.body.len, &d);
+    rc = mc__oauth_device_parse(p->device_authorization_url, h.body.data ? h.body.data : "",
+                                h.body.len, &d, err);
     mc__oauth_http_free(&h);
     if (rc)
-        return mc__oauth_fail(err, MC_EOAUTH, MC_OUTCOME_TRANSIENT, NULL,
-                              "device authorization endpoint answered without device_code, "
-                              "user_code and verification_uri");
+        return rc;
     H->redact(d.device_code);
     if (d.message)
         say(o, "%s", d.message);
@@ -490,8 +589,10 @@ static int flow_device(const mc_oauth_request *req, const mc_oauth_authorize_opt
         d.verification_uri, d.user_code);
     if (d.verification_uri_complete)
         say(o, "(or open %s)", d.verification_uri_complete);
-    long long interval = d.interval > 0 ? d.interval : 5;
-    long long bound = d.expires_in > 0 && d.expires_in < wait_s(o) ? d.expires_in : wait_s(o);
+    /* interval 1 .. 60 s, expires_in 1 s .. 1 year (mc__oauth_device_parse):
+     * no sum below can overflow; one absolute deadline bounds it all */
+    long long interval = d.interval;
+    long long bound = d.expires_in < wait_s(o) ? d.expires_in : wait_s(o);
     long long deadline = mono_ms() + bound * 1000;
     say(o, "Waiting for the approval (at most %lld s)...", bound);
 
@@ -512,16 +613,18 @@ static int flow_device(const mc_oauth_request *req, const mc_oauth_authorize_opt
                                 req->server);
             break;
         }
-        while (mono_ms() < wake) {
-            long long left = wake - mono_ms();
+        for (long long left; (left = wake - mono_ms()) > 0;) {
             struct timespec ts = { (time_t)(left / 1000), (long)(left % 1000) * 1000000L };
             nanosleep(&ts, NULL);
         }
         mc__oauth_tokens t;
         char *oerr = NULL;
-        rc = mc__oauth_token_request(req, p->token_url, poll_form.data, &t, &oerr, err);
+        rc = mc__oauth_token_request_until(req, p->token_url, poll_form.data, deadline, &t,
+                                           &oerr, err);
         if (rc == MC_ETEMP && oerr && !strcmp(oerr, "slow_down")) {
-            interval += 5;
+            /* RFC 8628 3.5: 5 s more, within the clamp */
+            interval = interval + 5 > MC__OAUTH_INTERVAL_MAX ? MC__OAUTH_INTERVAL_MAX
+                                                             : interval + 5;
             H->log(MC_LOG_DEBUG, "oauth: slow_down: polling every %lld s", interval);
         }
         free(oerr);
@@ -543,7 +646,7 @@ static int flow_device(const mc_oauth_request *req, const mc_oauth_authorize_opt
     }
 done:
     mc__obuf_free(&poll_form);
-    device_clear(&d);
+    mc__oauth_device_clear(&d);
     return rc;
 }
 

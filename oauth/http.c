@@ -7,6 +7,7 @@
 
 #include <curl/curl.h>
 #include <openssl/crypto.h>
+#include <openssl/x509_vfy.h>
 
 #include "oauth.h"
 
@@ -54,15 +55,41 @@ void mc__oauth_http_free(mc__oauth_http *h)
     h->status = 0;
 }
 
-static int curl_failure(mc_error **err, CURLcode cc, const char *url, const char *detail)
+/* The certificate's chain ends at a CA this client does not know: the one
+ * case auth.ca_file helps with (not a wrong host name, not an expired or
+ * revoked certificate). */
+static bool unknown_ca(long verify)
+{
+    switch (verify) {
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+    case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+    case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+    case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static int curl_failure(mc_error **err, CURLcode cc, long verify, const char *url,
+                        const char *detail)
 {
     const char *why = detail && *detail ? detail : curl_easy_strerror(cc);
     switch (cc) {
     case CURLE_PEER_FAILED_VERIFICATION:
-    case CURLE_SSL_CACERT_BADFILE:
-    case CURLE_SSL_CERTPROBLEM:
         return mc__oauth_fail(err, MC_EOAUTH, MC_OUTCOME_PERMANENT,
-                              "set auth.ca_file to the CA that signed the OAuth server's certificate",
+                              unknown_ca(verify)
+                                  ? "set auth.ca_file to the CA that signed the OAuth server's "
+                                    "certificate"
+                                  : NULL,
+                              "TLS verification of %s failed: %s", url, why);
+    case CURLE_SSL_CACERT_BADFILE:
+        return mc__oauth_fail(err, MC_EOAUTH, MC_OUTCOME_PERMANENT,
+                              "check that auth.ca_file names a readable PEM file of CA certificates",
+                              "TLS verification of %s failed: %s", url, why);
+    case CURLE_SSL_CERTPROBLEM:
+        return mc__oauth_fail(err, MC_EOAUTH, MC_OUTCOME_PERMANENT, NULL,
                               "TLS verification of %s failed: %s", url, why);
     case CURLE_UNSUPPORTED_PROTOCOL:
     case CURLE_URL_MALFORMAT:
@@ -76,6 +103,12 @@ static int curl_failure(mc_error **err, CURLcode cc, const char *url, const char
 
 int mc__oauth_post(const mc_oauth_request *req, const char *url, const char *form,
                    mc__oauth_http *out, mc_error **err)
+{
+    return mc__oauth_post_until(req, url, form, 0, out, err);
+}
+
+int mc__oauth_post_until(const mc_oauth_request *req, const char *url, const char *form,
+                         long long deadline_ms, mc__oauth_http *out, mc_error **err)
 {
     memset(out, 0, sizeof *out);
     int rc = mc__oauth_check_url(url, "OAuth endpoint", err);
@@ -116,6 +149,18 @@ int mc__oauth_post(const mc_oauth_request *req, const char *url, const char *for
     }
 
     int t = req->timeout_s > 0 ? req->timeout_s : MC__OAUTH_DEFAULT_TIMEOUT;
+    long long t_ms = (long long)t * 1000;
+    if (deadline_ms > 0) {
+        /* the whole request ends by the caller's deadline too */
+        long long left = deadline_ms - mc__oauth_mono_ms();
+        if (left <= 0) {
+            rc = mc__oauth_fail(err, MC_EOAUTH, MC_OUTCOME_TRANSIENT, NULL,
+                                "no time left to request %s", url);
+            goto done;
+        }
+        if (left < t_ms)
+            t_ms = left;
+    }
     char errbuf[CURL_ERROR_SIZE] = "";
     sink s = { &out->body, false, false };
     curl_easy_setopt(c, CURLOPT_URL, url);
@@ -130,8 +175,8 @@ int mc__oauth_post(const mc_oauth_request *req, const char *url, const char *for
     } else {
         curl_easy_setopt(c, CURLOPT_CAPATH, SYSTEM_CA_PATH);
     }
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, (long)t);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, (long)t);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)t_ms);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)t_ms);
     curl_easy_setopt(c, CURLOPT_MAXFILESIZE, (long)MC__OAUTH_BODY_MAX);
     curl_easy_setopt(c, CURLOPT_POST, 1L);
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.data);
@@ -154,7 +199,9 @@ int mc__oauth_post(const mc_oauth_request *req, const char *url, const char *for
     } else if (s.oom) {
         rc = mc__oauth_fail(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, NULL, "out of memory");
     } else if (cc != CURLE_OK) {
-        rc = curl_failure(err, cc, url, errbuf);
+        long verify = 0;
+        curl_easy_getinfo(c, CURLINFO_SSL_VERIFYRESULT, &verify);
+        rc = curl_failure(err, cc, verify, url, errbuf);
     } else {
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
         H->log(MC_LOG_DEBUG, "oauth: %s answered HTTP %ld (%zu bytes)", url, out->status,
@@ -180,16 +227,23 @@ done:
 int mc__oauth_token_request(const mc_oauth_request *req, const char *url, const char *form,
                             mc__oauth_tokens *out, char **oauth_error, mc_error **err)
 {
+    return mc__oauth_token_request_until(req, url, form, 0, out, oauth_error, err);
+}
+
+int mc__oauth_token_request_until(const mc_oauth_request *req, const char *url,
+                                  const char *form, long long deadline_ms,
+                                  mc__oauth_tokens *out, char **oauth_error, mc_error **err)
+{
     mc__oauth_http h;
     memset(out, 0, sizeof *out);
     out->expires_in = -1;
     if (oauth_error)
         *oauth_error = NULL;
-    int rc = mc__oauth_post(req, url, form, &h, err);
+    int rc = mc__oauth_post_until(req, url, form, deadline_ms, &h, err);
     if (rc)
         return rc;
     if (h.status >= 200 && h.status <= 299) {
-        rc = mc__oauth_parse_tokens(h.body.data, h.body.len, out, err);
+        rc = mc__oauth_parse_tokens_from(url, h.body.data, h.body.len, out, err);
         if (!rc) {
             H->redact(out->access_token);
             if (out->refresh_token)

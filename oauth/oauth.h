@@ -19,6 +19,8 @@ extern const mc_host_api *mc__oauth_host;
 #define MC__OAUTH_DEFAULT_TIMEOUT 30
 #define MC__OAUTH_DEFAULT_MARGIN 600
 #define MC__OAUTH_DEFAULT_EXPIRES 3600     /* a token response without expires_in */
+#define MC__OAUTH_EXPIRES_MAX (365LL * 86400)   /* expires_in is clamped to 1 s .. 1 year */
+#define MC__OAUTH_INTERVAL_MAX 60          /* device polling: every 1 .. 60 s */
 
 /* ------------------------------------------------------------ buffers */
 
@@ -80,6 +82,22 @@ void mc__oauth_redirect_clear(mc__oauth_redirect *r);
 
 /* ------------------------------------------------------------ responses */
 
+/** An access token of RFC 6750's b64token set: 1*( ALPHA / DIGIT / "-" /
+ *  "." / "_" / "~" / "+" / "/" ) *"=" (len bytes, no NUL). */
+bool mc__oauth_access_token_ok(const char *s, size_t len);
+/** A refresh token of printable ASCII without SP (%x21-7E; RFC 6749 A.17
+ *  less the space): no control character, NUL, SP or 8-bit byte. */
+bool mc__oauth_refresh_token_ok(const char *s, size_t len);
+
+/** A count of seconds in JSON member key: a number or a numeric string
+ *  ("3600"), clamped to lo..hi (a huge value is the longest the caller
+ *  allows). @return 1 (*out set), 0 absent or null, -1 not a number, -2
+ *  negative; shown (when non-NULL, size 48) gets the value as sent,
+ *  control characters as '?', for a message. */
+struct json_object;
+int mc__oauth_json_seconds(struct json_object *o, const char *key, long long lo, long long hi,
+                           long long *out, char shown[48]);
+
 typedef struct mc__oauth_tokens {
     char     *access_token;    /* malloc'd, wiped on clear */
     char     *refresh_token;   /* NULL when none was issued */
@@ -94,6 +112,12 @@ void mc__oauth_tokens_clear(mc__oauth_tokens *t);
  *  access_token, wrong types, a token_type other than Bearer). */
 int mc__oauth_parse_tokens(const char *body, size_t len, mc__oauth_tokens *out,
                            mc_error **err);
+/** The same, naming the endpoint url in every message. Also refused: an
+ *  access token outside b64token, a refresh token with a control
+ *  character, SP or NUL, a negative expires_in; expires_in is clamped to
+ *  1 s .. 1 year (numeric strings accepted). */
+int mc__oauth_parse_tokens_from(const char *url, const char *body, size_t len,
+                                mc__oauth_tokens *out, mc_error **err);
 
 /** Turn an error answer (HTTP status + body) into an mc_error:
  *  invalid_grant -> MC_EAUTH (AUTH, hint to run `mailconn auth`),
@@ -128,11 +152,18 @@ typedef struct mc__oauth_http {
 int mc__oauth_post(const mc_oauth_request *req, const char *url, const char *form,
                    mc__oauth_http *out, mc_error **err);
 void mc__oauth_http_free(mc__oauth_http *h);
+/** The same, ending by deadline_ms (mc__oauth_mono_ms; 0 = none) as well
+ *  as within timeout_s. */
+int mc__oauth_post_until(const mc_oauth_request *req, const char *url, const char *form,
+                         long long deadline_ms, mc__oauth_http *out, mc_error **err);
 
 /** POST a token request and parse the answer (2xx: tokens; else the error
  *  mapping of mc__oauth_error_from). oauth_error as there. */
 int mc__oauth_token_request(const mc_oauth_request *req, const char *url, const char *form,
                             mc__oauth_tokens *out, char **oauth_error, mc_error **err);
+int mc__oauth_token_request_until(const mc_oauth_request *req, const char *url,
+                                  const char *form, long long deadline_ms,
+                                  mc__oauth_tokens *out, char **oauth_error, mc_error **err);
 
 /* ------------------------------------------------------------ token store */
 
@@ -140,6 +171,7 @@ typedef struct mc__oauth_store {
     char     *provider, *client_id, *user, *token_url;   /* identity */
     char     *access_token;
     long long expires_at;
+    long long access_issued_at;   /* when the access token came; 0 = unknown */
     char     *refresh_token;
     long long refresh_issued_at;
     long long refresh_used_at;
@@ -150,18 +182,27 @@ void mc__oauth_store_clear(mc__oauth_store *s);
 /** Paths <state>/tokens/<server>.json and .lock; malloc'd. */
 int  mc__oauth_store_path(const mc_oauth_request *req, const char *ext, char **out,
                           mc_error **err);
-/** Load the token file. *found false when there is none.
- *  @return 0, MC_EFILE (unreadable or corrupt). */
+/** Load the token file. *found false when there is none (nor <state> or
+ *  tokens/). @return 0, MC_EFILE (unreadable or corrupt; or not safely the
+ *  store's own: <state> another user's or writable by group or others,
+ *  tokens/ another user's or not 0700, the file a symbolic link, not a
+ *  regular file or another user's: outcome CONFIG, the path named). */
 int  mc__oauth_store_load(const mc_oauth_request *req, mc__oauth_store *out, bool *found,
                           mc_error **err);
-/** Serialise (the identity from req) and replace the file atomically, 0600;
- *  creates <state> and <state>/tokens 0700. @return 0, MC_EFILE. */
+/** Serialise (the identity from req) and replace the file atomically, 0600:
+ *  an O_EXCL temp file in tokens/, renamed over the name (which must be a
+ *  regular file of this user's, or nothing); creates <state> and
+ *  <state>/tokens 0700, checked as for load. @return 0, MC_EFILE. */
 int  mc__oauth_store_save(const mc_oauth_request *req, const mc__oauth_store *s,
                           mc_error **err);
 /** Parse / serialise a token file body (exposed for the unit test). */
 int  mc__oauth_store_parse(const char *text, size_t len, mc__oauth_store *out);
 char *mc__oauth_store_serialise(const mc_oauth_request *req, const mc__oauth_store *s);
 bool mc__oauth_store_identity_matches(const mc_oauth_request *req, const mc__oauth_store *s);
+/** The access token is good at now for longer than the refresh margin:
+ *  min(refresh_margin_s, half the token's lifetime when known). */
+bool mc__oauth_store_usable(const mc_oauth_request *req, const mc__oauth_store *s,
+                            long long now);
 /** Remove the token and lock files. @return 0, MC_EFILE. */
 int  mc__oauth_store_delete(const mc_oauth_request *req, mc_error **err);
 
@@ -176,6 +217,8 @@ void mc__oauth_unlock(mc__oauth_held *l);
 
 /** Seconds since the epoch. */
 long long mc__oauth_now(void);
+/** Milliseconds of CLOCK_MONOTONIC (deadlines). */
+long long mc__oauth_mono_ms(void);
 
 /** Store tokens from a fresh grant (authorize, import): keeps the identity,
  *  refresh_issued_at = now when a refresh token came. Registers the tokens
@@ -184,6 +227,25 @@ int mc__oauth_store_tokens(const mc_oauth_request *req, mc__oauth_store *s,
                            const mc__oauth_tokens *t, bool refreshed, mc_error **err);
 
 /* ------------------------------------------------------------ flows */
+
+/** A device authorization response (RFC 8628 3.2). */
+typedef struct mc__oauth_device {
+    char     *device_code;     /* wiped on clear */
+    char     *user_code;
+    char     *verification_uri;            /* or Google's verification_url */
+    char     *verification_uri_complete;   /* NULL when absent */
+    char     *message;                     /* Microsoft; NULL when absent */
+    long long expires_in;      /* 1 s .. 1 year; 600 when absent */
+    long long interval;        /* 1 .. 60 s; 5 when absent */
+} mc__oauth_device;
+
+/** Parse a 2xx device authorization body (strict JSON). Numbers may come
+ *  as numeric strings; huge ones are clamped; a negative or non-numeric
+ *  expires_in or interval, a string with a NUL, or a missing device_code,
+ *  user_code or verification_uri is MC_EOAUTH (TRANSIENT) naming url. */
+int  mc__oauth_device_parse(const char *url, const char *body, size_t len,
+                            mc__oauth_device *d, mc_error **err);
+void mc__oauth_device_clear(mc__oauth_device *d);
 
 int mc__oauth_authorize(const mc_oauth_request *req, const mc_oauth_authorize_opts *o,
                         mc_error **err);

@@ -1,7 +1,16 @@
-/* oauth/store: <state>/tokens/<server>.json (0600, replaced atomically through
- * host->file_replace) and the single-flight lock: an in-process mutex per
- * server plus flock on <state>/tokens/<server>.lock across processes. */
+/* oauth/store: <state>/tokens/<server>.json (0600, replaced atomically) and
+ * the single-flight lock: an in-process mutex per server plus flock on
+ * <state>/tokens/<server>.lock across processes.
+ *
+ * The store trusts nothing it does not own (DESIGN.md "Token stores and
+ * fleets", `file`): <state> must be this user's and not writable by group
+ * or others, tokens/ this user's and 0700 (created so), each file in it a
+ * regular file of this user's. Files are opened relative to the tokens/
+ * folder (openat, O_NOFOLLOW), a new file is written to a temp file made
+ * with O_EXCL and renamed over the old one; a violation is an error naming
+ * the path and what is wrong (MC_EFILE, outcome CONFIG), never a silent use. */
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -15,6 +24,7 @@
 #include <json-c/json_object.h>
 #include <json-c/json_tokener.h>
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
 
 #include "oauth.h"
 
@@ -53,29 +63,161 @@ int mc__oauth_store_path(const mc_oauth_request *req, const char *ext, char **ou
     return 0;
 }
 
-static int make_dirs(const mc_oauth_request *req, mc_error **err)
+static int oom(mc_error **err)
 {
-    /* <state> and its missing parents, then tokens/, each 0700 */
-    char *path = NULL;
-    if (asprintf(&path, "%s/tokens", req->state_dir) < 0)
-        return mc__oauth_fail(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, NULL, "out of memory");
+    return mc__oauth_fail(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, NULL, "out of memory");
+}
+
+/* the missing parents of <state>, each 0700 (not <state> itself) */
+static int make_parents(const char *state_dir, mc_error **err)
+{
+    char *path = strdup(state_dir);
+    if (!path)
+        return oom(err);
     int rc = 0;
-    for (char *p = path + 1; ; p++) {
-        if (*p == '/' || *p == '\0') {
-            char c = *p;
-            *p = '\0';
-            if (mkdir(path, 0700) != 0 && errno != EEXIST) {
-                rc = mc__oauth_fail(err, MC_EFILE, MC_OUTCOME_CONFIG, NULL,
-                                    "cannot create %s: %s", path, strerror(errno));
-                break;
-            }
-            *p = c;
-            if (c == '\0')
-                break;
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(path, 0700) != 0 && errno != EEXIST) {
+            rc = mc__oauth_fail(err, MC_EFILE, MC_OUTCOME_CONFIG, NULL,
+                                "cannot create %s: %s", path, strerror(errno));
+            break;
         }
+        *p = '/';
     }
     free(path);
     return rc;
+}
+
+static int unsafe(mc_error **err, const char *hint, const char *fmt, ...) MC__PRINTF(3, 4);
+static int unsafe(mc_error **err, const char *hint, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return mc__oauth_fail(err, MC_EFILE, MC_OUTCOME_CONFIG, hint, "token store refused: %s", msg);
+}
+
+/* A folder of the store: this user's; tokens/ (private) 0700, <state> not
+ * writable by group or others. */
+static int check_dir(int fd, const char *path, bool private_dir, mc_error **err)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return mc__oauth_fail(err, MC_EFILE, MC_OUTCOME_CONFIG, NULL, "cannot stat %s: %s",
+                              path, strerror(errno));
+    char hint[1200];
+    if (!S_ISDIR(st.st_mode))
+        return unsafe(err, NULL, "%s is not a folder", path);
+    if (st.st_uid != geteuid()) {
+        snprintf(hint, sizeof hint, "remove %s (or chown it to uid %u) and authorize again", path,
+                 (unsigned)geteuid());
+        return unsafe(err, hint, "%s is owned by uid %u, not by this user (uid %u)", path,
+                      (unsigned)st.st_uid, (unsigned)geteuid());
+    }
+    if (private_dir && (st.st_mode & 077)) {
+        snprintf(hint, sizeof hint, "chmod 700 %s, after checking the files in it", path);
+        return unsafe(err, hint, "%s is open to group or others (mode %04o, must be 0700)", path,
+                      (unsigned)(st.st_mode & 07777));
+    }
+    if (!private_dir && (st.st_mode & 022)) {
+        snprintf(hint, sizeof hint, "chmod go-w %s, after checking the files in it", path);
+        return unsafe(err, hint, "%s is writable by group or others (mode %04o)", path,
+                      (unsigned)(st.st_mode & 07777));
+    }
+    return 0;
+}
+
+/* A file of the store, open: a regular file of this user's. */
+static int check_file(const struct stat *st, const char *path, mc_error **err)
+{
+    char hint[1200];
+    if (!S_ISREG(st->st_mode)) {
+        snprintf(hint, sizeof hint, "remove %s and authorize again", path);
+        return unsafe(err, hint, "%s is not a regular file", path);
+    }
+    if (st->st_uid != geteuid()) {
+        snprintf(hint, sizeof hint, "remove %s and authorize again", path);
+        return unsafe(err, hint, "%s is owned by uid %u, not by this user (uid %u)", path,
+                      (unsigned)st->st_uid, (unsigned)geteuid());
+    }
+    return 0;
+}
+
+/* open(at) failed on a name of the store: a symbolic link says so */
+static int open_failed(const char *path, const char *what, mc_error **err)
+{
+    int e = errno;
+    char hint[1200];
+    if (e == ELOOP || e == EMLINK) {
+        snprintf(hint, sizeof hint, "remove %s and authorize again", path);
+        return unsafe(err, hint, "%s is a symbolic link", path);
+    }
+    struct stat st;
+    if (e == ENOTDIR && lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) {
+        /* O_DIRECTORY | O_NOFOLLOW on a symbolic link: ENOTDIR */
+        snprintf(hint, sizeof hint, "remove %s and authorize again", path);
+        return unsafe(err, hint, "%s is a symbolic link", path);
+    }
+    if (e == ENOTDIR)
+        return unsafe(err, NULL, "%s is not a folder", path);
+    return mc__oauth_fail(err, MC_EFILE, MC_OUTCOME_CONFIG, NULL, "cannot %s %s: %s", what, path,
+                          strerror(e));
+}
+
+/* <state>/tokens, checked, as an open folder in *out; with create, it and
+ * <state> are made (0700) when missing; without, *out is -1 when either
+ * is missing (nothing stored). */
+static int open_tokens_dir(const mc_oauth_request *req, bool create, int *out, mc_error **err)
+{
+    *out = -1;
+    char *tpath = NULL;
+    int rc = mc__oauth_store_path(req, "", &tpath, err);   /* validates state and name */
+    if (rc)
+        return rc;
+    free(tpath);
+    if (asprintf(&tpath, "%s/tokens", req->state_dir) < 0)
+        return oom(err);
+    if (create) {
+        rc = make_parents(req->state_dir, err);
+        if (!rc && mkdir(req->state_dir, 0700) != 0 && errno != EEXIST)
+            rc = mc__oauth_fail(err, MC_EFILE, MC_OUTCOME_CONFIG, NULL, "cannot create %s: %s",
+                                req->state_dir, strerror(errno));
+        if (rc) {
+            free(tpath);
+            return rc;
+        }
+    }
+    int sfd = open(req->state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (sfd < 0) {
+        rc = !create && errno == ENOENT ? 0 : open_failed(req->state_dir, "open", err);
+        free(tpath);
+        return rc;
+    }
+    rc = check_dir(sfd, req->state_dir, false, err);
+    if (!rc && create && mkdirat(sfd, "tokens", 0700) != 0 && errno != EEXIST)
+        rc = mc__oauth_fail(err, MC_EFILE, MC_OUTCOME_CONFIG, NULL, "cannot create %s: %s", tpath,
+                            strerror(errno));
+    int tfd = -1;
+    if (!rc) {
+        tfd = openat(sfd, "tokens", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (tfd < 0 && !(!create && errno == ENOENT))
+            rc = open_failed(tpath, "open", err);
+    }
+    if (!rc && tfd >= 0)
+        rc = check_dir(tfd, tpath, true, err);
+    close(sfd);
+    free(tpath);
+    if (rc) {
+        if (tfd >= 0)
+            close(tfd);
+        return rc;
+    }
+    *out = tfd;
+    return 0;
 }
 
 void mc__oauth_store_clear(mc__oauth_store *s)
@@ -109,6 +251,24 @@ static char *str_member(json_object *o, const char *key)
     if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
         return NULL;
     return strdup(json_object_get_string(v));
+}
+
+/* a token member: absent or empty is fine (0, *out NULL); one outside its
+ * character set (or with a NUL inside) makes the file invalid (-1) */
+static int token_member(json_object *o, const char *key, bool access, char **out)
+{
+    *out = NULL;
+    json_object *v = NULL;
+    if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
+        return 0;
+    const char *t = json_object_get_string(v);
+    size_t n = (size_t)json_object_get_string_len(v);
+    if (n == 0)
+        return 0;
+    if (access ? !mc__oauth_access_token_ok(t, n) : !mc__oauth_refresh_token_ok(t, n))
+        return -1;
+    *out = strdup(t);
+    return 0;
 }
 
 static long long int_member(json_object *o, const char *key)
@@ -147,24 +307,20 @@ int mc__oauth_store_parse(const char *text, size_t len, mc__oauth_store *out)
         out->client_id = str_member(id, "client_id");
         out->user = str_member(id, "user");
         out->token_url = str_member(id, "token_url");
-        out->access_token = str_member(o, "access_token");
+        if (token_member(o, "access_token", true, &out->access_token) ||
+            token_member(o, "refresh_token", false, &out->refresh_token))
+            ok = false;
         out->expires_at = int_member(o, "expires_at");
-        out->refresh_token = str_member(o, "refresh_token");
+        out->access_issued_at = int_member(o, "access_issued_at");
         out->refresh_issued_at = int_member(o, "refresh_issued_at");
         out->refresh_used_at = int_member(o, "refresh_used_at");
         out->scope = str_member(o, "scope");
-        if (out->access_token && !*out->access_token) {
-            free(out->access_token);
-            out->access_token = NULL;
-        }
-        if (out->refresh_token && !*out->refresh_token) {
-            free(out->refresh_token);
-            out->refresh_token = NULL;
-        }
         wipe_str(o, "access_token");
         wipe_str(o, "refresh_token");
     }
     json_object_put(o);
+    if (!ok)
+        mc__oauth_store_clear(out);
     return ok ? 0 : MC_EFILE;
 }
 
@@ -189,6 +345,7 @@ char *mc__oauth_store_serialise(const mc_oauth_request *req, const mc__oauth_sto
     json_object_object_add(o, "identity", id);
     json_object_object_add(o, "access_token", jstr(s->access_token));
     json_object_object_add(o, "expires_at", json_object_new_int64(s->expires_at));
+    json_object_object_add(o, "access_issued_at", json_object_new_int64(s->access_issued_at));
     json_object_object_add(o, "refresh_token", jstr(s->refresh_token));
     json_object_object_add(o, "refresh_issued_at", json_object_new_int64(s->refresh_issued_at));
     json_object_object_add(o, "refresh_used_at", json_object_new_int64(s->refresh_used_at));
@@ -212,6 +369,13 @@ char *mc__oauth_store_serialise(const mc_oauth_request *req, const mc__oauth_sto
     return r;
 }
 
+/* the name of a file of the store inside tokens/: "<server><ext>" */
+static char *file_name(const mc_oauth_request *req, const char *ext)
+{
+    char *n = NULL;
+    return asprintf(&n, "%s%s", req->server, ext) < 0 ? NULL : n;
+}
+
 int mc__oauth_store_load(const mc_oauth_request *req, mc__oauth_store *out, bool *found,
                          mc_error **err)
 {
@@ -221,13 +385,38 @@ int mc__oauth_store_load(const mc_oauth_request *req, mc__oauth_store *out, bool
     int rc = mc__oauth_store_path(req, ".json", &path, err);
     if (rc)
         return rc;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    int dfd = -1;
+    rc = open_tokens_dir(req, false, &dfd, err);
+    if (rc || dfd < 0) {
+        free(path);
+        return rc;
+    }
+    char *name = file_name(req, ".json");
+    /* O_NONBLOCK: a FIFO in its place must not hang the open */
+    bool named = name != NULL;
+    int fd = named ? openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK) : -1;
+    int e = errno;
+    free(name);
+    close(dfd);
     if (fd < 0) {
-        if (errno == ENOENT)
+        errno = e;
+        if (!named)
+            rc = oom(err);
+        else if (e == ENOENT)
             rc = 0;
         else
-            rc = mc__oauth_fail(err, MC_EFILE, MC_OUTCOME_CONFIG, NULL, "cannot read %s: %s",
-                                path, strerror(errno));
+            rc = open_failed(path, "read", err);
+        free(path);
+        return rc;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        rc = mc__oauth_fail(err, MC_EFILE, MC_OUTCOME_CONFIG, NULL, "cannot stat %s: %s", path,
+                            strerror(errno));
+    if (!rc)
+        rc = check_file(&st, path, err);
+    if (rc) {
+        close(fd);
         free(path);
         return rc;
     }
@@ -249,7 +438,7 @@ int mc__oauth_store_load(const mc_oauth_request *req, mc__oauth_store *out, bool
             break;
         }
         if (mc__obuf_put(&b, chunk, (size_t)n)) {
-            rc = mc__oauth_fail(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, NULL, "out of memory");
+            rc = oom(err);
             break;
         }
     }
@@ -274,19 +463,91 @@ int mc__oauth_store_load(const mc_oauth_request *req, mc__oauth_store *out, bool
     return rc;
 }
 
+static int write_all(int fd, const char *p, size_t n)
+{
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Replace tokens/<name> with text: a temp file beside it (O_EXCL, 0600,
+ * never chowned), fsync, renameat, fsync of the folder. What the name is
+ * now must be a regular file of this user's (or nothing). */
+static int replace_at(int dfd, const char *name, const char *path, const char *text,
+                      mc_error **err)
+{
+    struct stat st;
+    if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+        if (S_ISLNK(st.st_mode)) {
+            char hint[1200];
+            snprintf(hint, sizeof hint, "remove %s and authorize again", path);
+            return unsafe(err, hint, "%s is a symbolic link", path);
+        }
+        int rc = check_file(&st, path, err);
+        if (rc)
+            return rc;
+    } else if (errno != ENOENT) {
+        return mc__oauth_fail(err, MC_EFILE, MC_OUTCOME_CONFIG, NULL, "cannot stat %s: %s", path,
+                              strerror(errno));
+    }
+    char tmp[128];
+    int fd = -1;
+    for (int i = 0; i < 16 && fd < 0; i++) {
+        unsigned char rnd[8];
+        if (RAND_bytes(rnd, sizeof rnd) != 1)
+            break;
+        snprintf(tmp, sizeof tmp, ".%.64s.%02x%02x%02x%02x%02x%02x%02x%02x.tmp", name, rnd[0],
+                 rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+        fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0 && errno != EEXIST)
+            break;
+    }
+    if (fd < 0)
+        return mc__oauth_fail(err, MC_EFILE, MC_OUTCOME_CONFIG, NULL,
+                              "cannot create a temporary file beside %s: %s", path,
+                              strerror(errno));
+    int rc = 0;
+    if (fchmod(fd, 0600) != 0 || write_all(fd, text, strlen(text)) != 0 || fsync(fd) != 0)
+        rc = mc__oauth_fail(err, MC_EFILE, MC_OUTCOME_CONFIG, NULL, "cannot write %s: %s", path,
+                            strerror(errno));
+    if (close(fd) != 0 && !rc)
+        rc = mc__oauth_fail(err, MC_EFILE, MC_OUTCOME_CONFIG, NULL, "cannot write %s: %s", path,
+                            strerror(errno));
+    if (!rc && renameat(dfd, tmp, dfd, name) != 0)
+        rc = mc__oauth_fail(err, MC_EFILE, MC_OUTCOME_CONFIG, NULL, "cannot replace %s: %s", path,
+                            strerror(errno));
+    if (rc)
+        unlinkat(dfd, tmp, 0);
+    else
+        (void)fsync(dfd);
+    return rc;
+}
+
 int mc__oauth_store_save(const mc_oauth_request *req, const mc__oauth_store *s, mc_error **err)
 {
     char *path = NULL;
     int rc = mc__oauth_store_path(req, ".json", &path, err);
     if (rc)
         return rc;
-    rc = make_dirs(req, err);
-    char *text = rc ? NULL : mc__oauth_store_serialise(req, s);
-    if (!rc && !text)
-        rc = mc__oauth_fail(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, NULL, "out of memory");
+    int dfd = -1;
+    rc = open_tokens_dir(req, true, &dfd, err);
+    char *name = rc ? NULL : file_name(req, ".json");
+    char *text = name ? mc__oauth_store_serialise(req, s) : NULL;
+    if (!rc && (!name || !text))
+        rc = oom(err);
     if (!rc)
-        rc = H->file_replace(path, text, strlen(text), 0600, err);
+        rc = replace_at(dfd, name, path, text, err);
+    if (dfd >= 0)
+        close(dfd);
     mc__oauth_wipe_free(text);
+    free(name);
     free(path);
     return rc;
 }
@@ -294,20 +555,24 @@ int mc__oauth_store_save(const mc_oauth_request *req, const mc__oauth_store *s, 
 int mc__oauth_store_delete(const mc_oauth_request *req, mc_error **err)
 {
     static const char *const exts[] = { ".json", ".lock" };
-    for (size_t i = 0; i < 2; i++) {
+    int dfd = -1;
+    int rc = open_tokens_dir(req, false, &dfd, err);
+    if (rc || dfd < 0)
+        return rc;
+    for (size_t i = 0; i < 2 && !rc; i++) {
         char *path = NULL;
-        int rc = mc__oauth_store_path(req, exts[i], &path, err);
-        if (rc)
-            return rc;
-        if (unlink(path) != 0 && errno != ENOENT) {
+        rc = mc__oauth_store_path(req, exts[i], &path, err);
+        char *name = rc ? NULL : file_name(req, exts[i]);
+        if (!rc && !name)
+            rc = oom(err);
+        if (!rc && unlinkat(dfd, name, 0) != 0 && errno != ENOENT)
             rc = mc__oauth_fail(err, MC_EFILE, MC_OUTCOME_CONFIG, NULL, "cannot remove %s: %s",
                                 path, strerror(errno));
-            free(path);
-            return rc;
-        }
+        free(name);
         free(path);
     }
-    return 0;
+    close(dfd);
+    return rc;
 }
 
 int mc__oauth_store_tokens(const mc_oauth_request *req, mc__oauth_store *s,
@@ -325,7 +590,14 @@ int mc__oauth_store_tokens(const mc_oauth_request *req, mc__oauth_store *s,
     }
     mc__oauth_wipe_free(s->access_token);
     s->access_token = at;
-    s->expires_at = now + (t->expires_in >= 0 ? t->expires_in : MC__OAUTH_DEFAULT_EXPIRES);
+    /* expires_in arrives clamped to 1 s .. 1 year (mc__oauth_parse_tokens) */
+    long long in = t->expires_in >= 0 ? t->expires_in : MC__OAUTH_DEFAULT_EXPIRES;
+    if (in < 1)
+        in = 1;
+    if (in > MC__OAUTH_EXPIRES_MAX)
+        in = MC__OAUTH_EXPIRES_MAX;
+    s->access_issued_at = now;
+    s->expires_at = now + in;
     if (rt) {                       /* rotated (or first): keep the new one */
         mc__oauth_wipe_free(s->refresh_token);
         s->refresh_token = rt;
@@ -395,15 +667,17 @@ int mc__oauth_lock(const mc_oauth_request *req, mc__oauth_held *out, mc_error **
     int rc = mc__oauth_store_path(req, ".lock", &path, err);
     if (rc)
         return rc;
-    rc = make_dirs(req, err);
+    int dfd = -1;
+    rc = open_tokens_dir(req, true, &dfd, err);
     if (rc) {
         free(path);
         return rc;
     }
     pthread_mutex_t *m = mutex_for(path);
     if (!m) {
+        close(dfd);
         free(path);
-        return mc__oauth_fail(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, NULL, "out of memory");
+        return oom(err);
     }
     /* the holder makes at most a few HTTP requests, each bounded */
     int t = req->timeout_s > 0 ? req->timeout_s : MC__OAUTH_DEFAULT_TIMEOUT;
@@ -420,14 +694,28 @@ int mc__oauth_lock(const mc_oauth_request *req, mc__oauth_held *out, mc_error **
             rc = mc__oauth_fail(err, MC_EOAUTH, MC_OUTCOME_TRANSIENT, NULL,
                                 "another thread holds the token lock of server %s too long",
                                 req->server);
+            close(dfd);
             free(path);
             return rc;
         }
     }
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0) {
-        rc = mc__oauth_fail(err, MC_EFILE, MC_OUTCOME_CONFIG, NULL, "cannot open %s: %s", path,
+    char *name = file_name(req, ".lock");
+    int fd = name ? openat(dfd, name, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK,
+                           0600)
+                  : -1;
+    if (fd < 0)
+        rc = name ? open_failed(path, "open", err) : oom(err);
+    free(name);
+    close(dfd);
+    struct stat st;
+    if (!rc && fstat(fd, &st) != 0)
+        rc = mc__oauth_fail(err, MC_EFILE, MC_OUTCOME_CONFIG, NULL, "cannot stat %s: %s", path,
                             strerror(errno));
+    if (!rc)
+        rc = check_file(&st, path, err);
+    if (rc) {
+        if (fd >= 0)
+            close(fd);
         pthread_mutex_unlock(m);
         free(path);
         return rc;

@@ -201,6 +201,13 @@ long long mc__oauth_now(void)
     return (long long)time(NULL);
 }
 
+long long mc__oauth_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* ------------------------------------------------------------ URLs */
 
 static bool loopback_host(const char *host)
@@ -455,30 +462,94 @@ static int get_typed(json_object *o, const char *key, json_type t, json_object *
     return json_object_is_type(*v, t) ? 1 : -1;
 }
 
-/* expires_in: a number or a numeric string; -1 absent, -2 invalid */
-static long long get_seconds(json_object *o, const char *key)
+bool mc__oauth_access_token_ok(const char *s, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        unsigned char c = (unsigned char)s[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/'))
+            break;
+        i++;
+    }
+    if (i == 0)
+        return false;
+    while (i < len && s[i] == '=')
+        i++;
+    return i == len;
+}
+
+bool mc__oauth_refresh_token_ok(const char *s, size_t len)
+{
+    if (len == 0)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7e)
+            return false;
+    return true;
+}
+
+static void show_value(json_object *v, char shown[48])
+{
+    snprintf(shown, 48, "%s", json_object_get_string(v));
+    for (char *c = shown; *c; c++)
+        if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
+            *c = '?';
+}
+
+/* "3600", "-5", "3600.5": an optional '-', digits, an optional fraction */
+static bool numeric_text(const char *s, size_t len)
+{
+    size_t i = 0, digits = 0;
+    if (i < len && s[i] == '-')
+        i++;
+    for (; i < len && s[i] >= '0' && s[i] <= '9'; i++)
+        digits++;
+    if (i < len && s[i] == '.') {
+        i++;
+        for (; i < len && s[i] >= '0' && s[i] <= '9'; i++)
+            digits++;
+    }
+    return digits > 0 && i == len;
+}
+
+int mc__oauth_json_seconds(json_object *o, const char *key, long long lo, long long hi,
+                           long long *out, char shown[48])
 {
     json_object *v = NULL;
+    if (shown)
+        shown[0] = '\0';
     if (!json_object_object_get_ex(o, key, &v) || !v || json_object_is_type(v, json_type_null))
-        return -1;
+        return 0;
+    if (shown)
+        show_value(v, shown);
     if (json_object_is_type(v, json_type_int)) {
+        /* json-c saturates what int64 cannot hold */
         int64_t n = json_object_get_int64(v);
-        return n >= 0 ? (long long)n : -2;
-    }
-    if (json_object_is_type(v, json_type_double)) {
-        double d = json_object_get_double(v);
-        return d >= 0 && d < 1e12 ? (long long)d : -2;
-    }
-    if (json_object_is_type(v, json_type_string)) {
-        const char *s = json_object_get_string(v);
-        char *end = NULL;
-        errno = 0;
-        long long n = strtoll(s, &end, 10);
-        if (!*s || *end || errno || n < 0)
+        if (n < 0)
             return -2;
-        return n;
+        *out = n < lo ? lo : n > hi ? hi : (long long)n;
+        return 1;
     }
-    return -2;
+    double d;
+    if (json_object_is_type(v, json_type_double)) {
+        d = json_object_get_double(v);
+    } else if (json_object_is_type(v, json_type_string)) {
+        const char *s = json_object_get_string(v);
+        size_t len = (size_t)json_object_get_string_len(v);
+        if (!numeric_text(s, len))
+            return -1;
+        d = strtod(s, NULL);          /* ERANGE: +-HUGE_VAL, clamped below */
+    } else {
+        return -1;
+    }
+    if (d != d)                       /* NaN */
+        return -1;
+    if (d < 0)
+        return -2;
+    /* compared as doubles, so the conversion below is always in range */
+    *out = d < (double)lo ? lo : d > (double)hi ? hi : (long long)d;
+    return 1;
 }
 
 void mc__oauth_tokens_clear(mc__oauth_tokens *t)
@@ -490,32 +561,52 @@ void mc__oauth_tokens_clear(mc__oauth_tokens *t)
     t->expires_in = -1;
 }
 
-static int bad_response(mc_error **err, const char *what)
+static int bad_response(mc_error **err, const char *url, const char *fmt, ...)
+    MC__PRINTF(3, 4);
+static int bad_response(mc_error **err, const char *url, const char *fmt, ...)
 {
+    char what[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
     return mc__oauth_fail(err, MC_EOAUTH, MC_OUTCOME_TRANSIENT, NULL,
-                          "token endpoint answered %s", what);
+                          "token endpoint%s%s answered %s", url ? " " : "", url ? url : "", what);
 }
 
 int mc__oauth_parse_tokens(const char *body, size_t len, mc__oauth_tokens *out,
                            mc_error **err)
 {
+    return mc__oauth_parse_tokens_from(NULL, body, len, out, err);
+}
+
+int mc__oauth_parse_tokens_from(const char *url, const char *body, size_t len,
+                                mc__oauth_tokens *out, mc_error **err)
+{
     memset(out, 0, sizeof *out);
     out->expires_in = -1;
     json_object *o = parse_json(body, len);
     if (!o)
-        return bad_response(err, "a body that is not a JSON object");
+        return bad_response(err, url, "a body that is not a JSON object");
     json_object *v = NULL;
     int rc = 0;
     int r = get_typed(o, "access_token", json_type_string, &v);
     if (r <= 0 || json_object_get_string_len(v) == 0) {
-        rc = bad_response(err, r < 0 ? "an access_token that is not a string"
-                                     : "no access_token");
+        rc = bad_response(err, url, "%s", r < 0 ? "an access_token that is not a string"
+                                                : "no access_token");
+        goto done;
+    }
+    /* RFC 6750 2.1: the token goes into SASL framing and a file as it is */
+    if (!mc__oauth_access_token_ok(json_object_get_string(v),
+                                   (size_t)json_object_get_string_len(v))) {
+        rc = bad_response(err, url, "an access_token with characters outside RFC 6750's "
+                                    "b64token set (refused, never used)");
         goto done;
     }
     out->access_token = strdup(json_object_get_string(v));
     r = get_typed(o, "token_type", json_type_string, &v);
     if (r < 0) {
-        rc = bad_response(err, "a token_type that is not a string");
+        rc = bad_response(err, url, "a token_type that is not a string");
         goto done;
     }
     if (r > 0 && strcasecmp(json_object_get_string(v), "bearer")) {
@@ -526,24 +617,43 @@ int mc__oauth_parse_tokens(const char *body, size_t len, mc__oauth_tokens *out,
             if ((unsigned char)*c < 0x20 || *c == 0x7f)
                 *c = '?';
         rc = mc__oauth_fail(err, MC_EOAUTH, MC_OUTCOME_TRANSIENT, NULL,
-                            "token endpoint issued a \"%s\" token, not a Bearer token", type);
+                            "token endpoint%s%s issued a \"%s\" token, not a Bearer token",
+                            url ? " " : "", url ? url : "", type);
         goto done;
     }
-    out->expires_in = get_seconds(o, "expires_in");
-    if (out->expires_in == -2) {
-        rc = bad_response(err, "an expires_in that is not a number");
+    char shown[48];
+    long long secs = 0;
+    r = mc__oauth_json_seconds(o, "expires_in", 1, MC__OAUTH_EXPIRES_MAX, &secs, shown);
+    if (r == -1) {
+        rc = bad_response(err, url, "an expires_in that is not a number (%s)", shown);
         goto done;
     }
+    if (r == -2) {
+        rc = bad_response(err, url, "a negative expires_in (%s)", shown);
+        goto done;
+    }
+    out->expires_in = r > 0 ? secs : -1;
     r = get_typed(o, "refresh_token", json_type_string, &v);
     if (r < 0) {
-        rc = bad_response(err, "a refresh_token that is not a string");
+        rc = bad_response(err, url, "a refresh_token that is not a string");
         goto done;
     }
-    if (r > 0 && json_object_get_string_len(v) > 0)
+    if (r > 0 && json_object_get_string_len(v) > 0) {
+        if (!mc__oauth_refresh_token_ok(json_object_get_string(v),
+                                        (size_t)json_object_get_string_len(v))) {
+            rc = bad_response(err, url, "a refresh_token with a control character, space or "
+                                        "NUL (refused, never stored)");
+            goto done;
+        }
         out->refresh_token = strdup(json_object_get_string(v));
+        if (!out->refresh_token) {
+            rc = H->error(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, MC_STAGE_OAUTH, "out of memory");
+            goto done;
+        }
+    }
     r = get_typed(o, "scope", json_type_string, &v);
     if (r < 0) {
-        rc = bad_response(err, "a scope that is not a string");
+        rc = bad_response(err, url, "a scope that is not a string");
         goto done;
     }
     if (r > 0)

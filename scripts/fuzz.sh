@@ -16,7 +16,7 @@ esac
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 bdir=build-fuzz
-all="config reply ehlo sasl-error address header rfc2047 token-response token-file redirect"
+all="config reply ehlo sasl-error address header rfc2047 session token-response token-file redirect token-store device-auth"
 targets=${FUZZ_TARGETS:-$all}
 
 if ! command -v clang >/dev/null 2>&1; then
@@ -46,7 +46,7 @@ fuzz_one() {  # fuzz_one TARGET
     mkdir -p "$work"
     max_len=8192
     case $t in
-        config|header|reply|ehlo) max_len=16384 ;;
+        config|header|reply|ehlo|session) max_len=16384 ;;
         redirect) max_len=9000 ;;
     esac
     "$bdir/tests/fuzz/fuzz-$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \

@@ -84,6 +84,7 @@ typedef enum mc_stage {
     MC_STAGE_QUIT,
     MC_STAGE_OAUTH,
     MC_STAGE_MESSAGE,
+    MC_STAGE_QUEUE,         /* the spool: writing, reading, locking a queued message */
 } mc_stage;
 
 /** The server's reply to one recipient. */
@@ -92,7 +93,7 @@ typedef struct mc_rcpt_result {
     bool  accepted;
     int   smtp_code;          /* 0 when never asked (an earlier failure) */
     char  enhanced[12];       /* "5.1.1" or "" */
-    char *text;               /* the server's text, or NULL */
+    char *text;               /* the server's text, or NULL; untrusted, as server_text */
 } mc_rcpt_result;
 
 /** A failure, allocated by the library; release with mc_error_free(). */
@@ -102,9 +103,13 @@ typedef struct mc_error {
     mc_stage        stage;
     int             smtp_code;    /* e.g. 535; 0 when no server spoke */
     char            enhanced[12]; /* "5.7.8" or "" */
-    char           *server_text;  /* reply text as received, secrets redacted; or NULL */
+    char           *server_text;  /* reply text as received, secrets redacted; or NULL.
+                                     UNTRUSTED: the server chose every byte (terminal
+                                     escapes, control characters, invalid UTF-8); escape
+                                     it before showing it, as message already is */
     bool            transient;    /* worth retrying later */
-    char           *message;      /* one line: what and where */
+    char           *message;      /* one line: what and where; control characters,
+                                     C1 and invalid UTF-8 shown as \xHH */
     char           *hint;         /* what to change, for known failures; or NULL */
     mc_rcpt_result *rcpts;        /* per-recipient results, when a transaction ran */
     size_t          n_rcpts;
@@ -133,7 +138,9 @@ typedef enum mc_log_level {
     MC_LOG_DEBUG = 4,         /* -vv */
 } mc_log_level;
 
-/** A log sink. `line` has no trailing newline and is already redacted. */
+/** A log sink. `line` has no trailing newline, is already redacted, and
+ *  shows control characters (C0 but TAB, DEL, C1), and bytes that are not
+ *  UTF-8, as \xHH: what a server said cannot drive a terminal through it. */
 typedef void mc_log_fn(mc_log_level level, const char *line, void *payload);
 
 /* ------------------------------------------------------------- context */
@@ -228,9 +235,13 @@ int  mc_message_parse(mc_message **out, const char *data, size_t len, mc_error *
 int  mc_message_parse_file(mc_message **out, const char *path, mc_error **err);
 void mc_message_free(mc_message *msg);
 
-/** From: header; display_name may be NULL or non-ASCII (RFC 2047). */
+/** From: header; display_name may be NULL or non-ASCII (RFC 2047). With
+ *  display_name NULL and address equal to the server's sender.address
+ *  (ASCII case ignored), the From: header carries sender.name. */
 int  mc_message_set_from(mc_message *msg, const char *address, const char *display_name, mc_error **err);
-/** Envelope sender (MAIL FROM); default: the server's sender.address, else From. */
+/** Envelope sender (MAIL FROM); default: the server's sender.address, else From.
+ *  "" or "<>" is the null reverse-path (MAIL FROM:<>, RFC 5321 4.5.5), which
+ *  sender.override still replaces. */
 int  mc_message_set_envelope_from(mc_message *msg, const char *address, mc_error **err);
 int  mc_message_add_recipient(mc_message *msg, mc_rcpt_kind kind, const char *address, mc_error **err);
 /** Envelope-only recipient (sendmail's command-line recipients). */
@@ -238,6 +249,21 @@ int  mc_message_add_envelope_recipient(mc_message *msg, const char *address, mc_
 int  mc_message_set_subject(mc_message *msg, const char *subject, mc_error **err);
 int  mc_message_set_text(mc_message *msg, const char *text, size_t len, mc_error **err);
 int  mc_message_set_html(mc_message *msg, const char *html, size_t len, mc_error **err);
+/**
+ * The plain-text body from a file, streamed at send time like an
+ * attachment (constant memory whatever its size), with the rules of
+ * mc_message_set_text(): 7bit when it is ASCII without NUL and its lines
+ * are at most 998 octets, else quoted-printable (UTF-8); LF, CR and CRLF
+ * line ends all go out as CRLF. Each send reads the file twice (the
+ * encoding and exact size, then the data); a file that changes in between
+ * fails that send with MC_EFILE. Replaces a text set before (and
+ * mc_message_set_text() replaces this one).
+ * @param msg   a composed message (a parsed one: MC_EINVAL)
+ * @param path  a regular, readable file; copied, the file is not kept open
+ * @return 0, MC_EFILE (missing, unreadable or not a regular file: outcome
+ *         NOINPUT, the message names the path), MC_EINVAL, MC_ENOMEM.
+ */
+int  mc_message_set_text_file(mc_message *msg, const char *path, mc_error **err);
 /** Attach a file, streamed at send time; content type from its extension. */
 int  mc_message_add_attachment(mc_message *msg, const char *path, mc_error **err);
 /** An extra header; CR or LF in the value is refused (header injection). */
@@ -247,10 +273,26 @@ const char *mc_message_id(const mc_message *msg);
 /** Display name for the From: header written from the server's
  *  sender.address when the message has none (sendmail -F). */
 int  mc_message_set_from_name(mc_message *msg, const char *display_name, mc_error **err);
+/**
+ * Delivery status notification requests (RFC 3461): RET and ENVID go with
+ * MAIL FROM, NOTIFY and ORCPT (rfc822;<the envelope recipient>, for ASCII
+ * addresses) with each RCPT TO, when the server offers DSN; a server without DSN gets none of them
+ * (an MC_LOG_INFO line says so) and the message still goes.
+ * @param notify  NULL (the server's default), "NEVER", or a comma list of
+ *                SUCCESS, FAILURE, DELAY; any case
+ * @param ret     NULL, "FULL" or "HDRS"; any case
+ * @param envid   NULL, or 1..100 printable ASCII characters (sent as xtext)
+ * Each call replaces all three. Strings are copied.
+ * @return 0, MC_EINVAL (a value out of range: outcome USAGE, the message
+ *         names it), MC_ENOMEM.
+ */
+int  mc_message_set_dsn(mc_message *msg, const char *notify, const char *ret, const char *envid,
+                        mc_error **err);
 /** Envelope recipients, once the message was prepared for a server. */
 size_t mc_message_recipient_count(const mc_message *msg);
 /** The server's reply after the final dot of the last send
- *  ("250 2.0.0 Ok: queued"), or NULL. Borrowed. */
+ *  ("250 2.0.0 Ok: queued"), or NULL. Borrowed. Untrusted, as
+ *  mc_error.server_text: escape it before showing it. */
 const char *mc_message_last_reply(const mc_message *msg);
 
 /* ------------------------------------------------------------- sending */
@@ -267,10 +309,144 @@ int mc_send(mc_context *ctx, const char *server, mc_message *msg, mc_error **err
 /** A connection to one server, for sending many messages in a row. */
 int  mc_session_open(mc_session **out, mc_context *ctx, const char *server, mc_error **err);
 int  mc_session_send(mc_session *s, mc_message *msg, mc_error **err);
-/** The final reply of the last accepted message ("250 2.0.0 Ok: queued"), borrowed. */
+/** The final reply of the last accepted message ("250 2.0.0 Ok: queued"), borrowed;
+ *  untrusted, as mc_error.server_text. */
 const char *mc_session_last_reply(const mc_session *s);
 /** QUIT and close. NULL is fine. */
 void mc_session_close(mc_session *s);
+
+/* ---------------------------------------------------------------- queue */
+
+/* The durable queue (DESIGN.md "System mail: sendmail and the queue"),
+ * present when the config has a top-level "queue" object. The queue
+ * folder: "queue.dir", else <state>/queue; with /etc/mailconn/config.json,
+ * <spooldir>/queue, the submission helper's drop folder <spooldir>/drop
+ * beside it. In the queue folder (0700, the user's own; files 0600):
+ *   <QID>        one message: a metadata line (JSON: id, submit time, uid,
+ *                user, envelope, DSN), then the message bytes; written as
+ *                tmp/<QID> (fsync), linked to its final name, folder fsynced;
+ *                never changed after; locked (flock) by whoever works on it
+ *   <QID>.state  what changes: attempts, next try, last reason, held, the
+ *                recipients still pending; replaced atomically
+ *   tmp/         files being written (a runner never reads them); a dead
+ *                writer's (unlocked, a minute old) are swept by runs
+ * Queue IDs are 21 characters [0-9A-F]: the submit time in microseconds
+ * (13 hex digits, so IDs sort by age) and 8 random hex digits.
+ * Every call is safe from several threads and processes at once: a
+ * message is worked on by one caller at a time (its lock); a runner skips
+ * a message another one holds. */
+
+#define MC_QUEUE_ID_SIZE 32   /* a queue ID with its NUL fits */
+
+/** Whether ctx's config has a queue. */
+bool mc_queue_configured(const mc_context *ctx);
+
+typedef struct mc_queue_submit_options {
+    unsigned    version;          /* MC_QUEUE_SUBMIT_OPTIONS_VERSION */
+    const char *server;           /* the server to deliver through; NULL: the default */
+    long long   submitted;        /* the submit time (Unix seconds) to record; 0: now.
+                                     For imports from another queue, and tests */
+} mc_queue_submit_options;
+
+#define MC_QUEUE_SUBMIT_OPTIONS_VERSION 1
+#define MC_QUEUE_SUBMIT_OPTIONS_INIT { MC_QUEUE_SUBMIT_OPTIONS_VERSION, NULL, 0 }
+
+/**
+ * Write msg into the queue durably, prepared for its server as mc_send
+ * would (envelope, aliases, Date, Message-ID), with a Received: line naming
+ * the submitting user (getuid). On return 0 the message is on disk (file
+ * and folder fsynced); on failure nothing of it is left in the queue.
+ * msg stays the caller's (prepared, as after mc_send); delivery is
+ * mc_queue_run's, in this process or another.
+ * @param id_out  MC_QUEUE_ID_SIZE bytes for the new ID, or NULL
+ * @return 0, MC_ENOTSUP (no queue configured: outcome CONFIG), MC_EMESSAGE,
+ *         MC_EFILE (the queue folder unsafe: outcome CONFIG; cannot write,
+ *         e.g. disk full: outcome TRANSIENT; stage QUEUE), MC_ENOMEM.
+ */
+int mc_queue_submit(mc_context *ctx, mc_message *msg, const mc_queue_submit_options *opts,
+                    char *id_out, mc_error **err);
+
+/** One queued message, as listed. Members are only appended. Borrowed:
+ *  valid during the visit callback only. */
+typedef struct mc_queue_entry {
+    unsigned            version;      /* MC_QUEUE_ENTRY_VERSION */
+    const char         *id;
+    long long           submitted;    /* Unix seconds */
+    unsigned            uid;          /* the submitting user */
+    const char         *user;
+    const char         *sender;       /* envelope sender; "" for the null sender */
+    const char *const  *rcpts;        /* the recipients still pending */
+    size_t              n_rcpts;
+    unsigned long long  size;         /* bytes of the message */
+    unsigned            attempts;
+    long long           next_try;     /* Unix seconds */
+    const char         *reason;       /* why the last try failed, or NULL; untrusted
+                                         (a server's words): escape before showing */
+    bool                held;
+} mc_queue_entry;
+
+#define MC_QUEUE_ENTRY_VERSION 1
+
+/** Called once per message, oldest first; a non-zero return stops the listing. */
+typedef int mc_queue_visit_fn(const mc_queue_entry *entry, void *payload);
+
+/**
+ * List the queue (no lock taken: a message being delivered is listed as
+ * it was). No queue configured, or none created yet: no call, 0.
+ * @return 0, the callback's non-zero value, MC_EFILE (folder unsafe or
+ *         unreadable), MC_ENOMEM.
+ */
+int mc_queue_list(mc_context *ctx, mc_queue_visit_fn *fn, void *payload, mc_error **err);
+
+/** mc_queue_run(): deliver every message not held, due or not. */
+#define MC_QUEUE_FLUSH (1u << 0)
+
+typedef struct mc_queue_run_options {
+    unsigned    version;          /* MC_QUEUE_RUN_OPTIONS_VERSION */
+    unsigned    flags;            /* MC_QUEUE_FLUSH */
+    const char *id;               /* only this message (held or not due: skipped); or NULL */
+} mc_queue_run_options;
+
+#define MC_QUEUE_RUN_OPTIONS_VERSION 1
+#define MC_QUEUE_RUN_OPTIONS_INIT { MC_QUEUE_RUN_OPTIONS_VERSION, 0, NULL }
+
+/** What one run did. Members are only appended. */
+typedef struct mc_queue_run_stats {
+    size_t delivered;   /* messages every recipient of which now has it */
+    size_t deferred;    /* messages left for a later try */
+    size_t failed;      /* messages given up (permanent refusal or max_age_s) */
+    size_t notices;     /* failure notices queued */
+    size_t busy;        /* skipped: another runner holds them */
+} mc_queue_run_stats;
+
+/**
+ * Deliver what is due (with MC_QUEUE_FLUSH: everything not held). Per
+ * message: every pending recipient accepted -> removed; a recipient refused
+ * with 5xx -> dropped from it, the others still delivered; 4xx, network
+ * trouble, an outcome unknown after the final dot (retried, logged "may
+ * duplicate") and local trouble (auth, config) -> kept, next try after
+ * retry_s, doubling per attempt up to 3600 s; permanent refusal, or older
+ * than max_age_s -> removed. A recipient given up gets the envelope sender
+ * one failure notice (RFC 3464), unless the sender is null, the message is
+ * a notice itself (Auto-Submitted, multipart/report) or NOTIFY excludes
+ * FAILURE. Every event goes to the top-level log. Run as root on the
+ * system queue (the build's spooldir) without opts->id, it first takes the
+ * mailconn-submit helper's files from <spooldir>/drop into the queue.
+ * @param out  counts, or NULL
+ * @return 0 (failures of single messages are counted and logged, not
+ *         returned), MC_ENOTSUP (no queue), MC_EFILE, MC_ENOMEM; with
+ *         opts->id, MC_EINVAL (no such message) or that message's error.
+ */
+int mc_queue_run(mc_context *ctx, const mc_queue_run_options *opts, mc_queue_run_stats *out,
+                 mc_error **err);
+
+/** Remove a queued message (waits for a runner working on it).
+ *  @return 0, MC_EINVAL (no such message: outcome USAGE), MC_ENOTSUP, MC_EFILE. */
+int mc_queue_drop(mc_context *ctx, const char *id, mc_error **err);
+/** Keep a message from being delivered until released; as mc_queue_drop. */
+int mc_queue_hold(mc_context *ctx, const char *id, mc_error **err);
+/** Release a held message, due at once; as mc_queue_drop. */
+int mc_queue_release(mc_context *ctx, const char *id, mc_error **err);
 
 #ifdef __cplusplus
 }

@@ -22,7 +22,14 @@ extern "C" {
 #endif
 
 #define MC_PLUGIN_ABI_MAJOR 1
-#define MC_PLUGIN_ABI_MINOR 0
+#define MC_PLUGIN_ABI_MINOR 1   /* 1.1: mc_connect_opts.deadline_ms,
+                                  mc_stream_ops.set_read_deadline */
+
+/** Whether the table or options at `p` (starting with its `size`) are large
+ *  enough to hold `member` of type T: members added in a later minor are
+ *  read only when this holds. */
+#define MC_SIZE_HAS(p, T, member) \
+    ((p)->size >= offsetof(T, member) + sizeof(((T *)0)->member))
 
 #if defined(__GNUC__)
 #define MC_PLUGIN_EXPORT __attribute__((visibility("default")))
@@ -52,6 +59,19 @@ typedef struct mc_stream_ops {
     int (*write)(mc_stream *s, const void *buf, size_t len, mc_error **err);
     /** Close the connection and free the stream. */
     void (*close)(mc_stream *s);
+    /* ABI 1.1 (MC_SIZE_HAS; NULL: not supported) */
+    /** Bound the reads that follow: each read() returns by deadline_ms (a
+     *  CLOCK_MONOTONIC time in milliseconds) or fails with MC_ETIMEOUT,
+     *  whatever the server trickles; every wait inside it (TLS records,
+     *  WANT_READ/WANT_WRITE retries) counts. A read takes what is there
+     *  before it waits: with a deadline already past it returns the bytes
+     *  waiting, or MC_ETIMEOUT at once. While bytes written before are
+     *  still being taken by the server (the end of a body in the socket
+     *  buffer), the deadline may move to timeout_ms after that progress.
+     *  0: no deadline (each read is bounded by timeout_ms from its start).
+     *  Writes are not affected: a write fails after timeout_ms without
+     *  progress. The SMTP engine sets it before each reply. */
+    void (*set_read_deadline)(mc_stream *s, int64_t deadline_ms);
 } mc_stream_ops;
 
 /** Base of every stream: placed first in each implementation. */
@@ -67,9 +87,15 @@ typedef struct mc_connect_opts {
     size_t      size;
     const char *host;         /* host name or IP literal */
     uint16_t    port;
-    int         timeout_ms;   /* each wait on the network */
+    int         timeout_ms;   /* each reply; writes: without progress */
     const char *ca_file;      /* replaces the system store; NULL = system */
     int         tls_min;      /* 12 or 13 */
+    /* ABI 1.1 (MC_SIZE_HAS) */
+    /** connect() (every address tried, and the TLS handshake of implicit
+     *  TLS) and starttls() complete by this CLOCK_MONOTONIC time in
+     *  milliseconds, in total; 0: timeout_ms from the call. A transport that
+     *  connects through another (a proxy) passes the same deadline on. */
+    int64_t     deadline_ms;
 } mc_connect_opts;
 
 typedef struct mc_transport_ops {
@@ -128,6 +154,11 @@ typedef struct mc_oauth_profile {
     bool     rotates_refresh;    /* store the new refresh token on every use */
     unsigned refresh_lifetime_days; /* warn when near; 0 = none known */
     const mc_hint *hints;        /* NULL-terminated by match == NULL */
+    /* ABI 1.1 (the core zeroes the profile before oauth_profile fills it) */
+    /** Refresh tokens of an app still in the provider's test status die
+     *  this many days after they were issued (Google "Testing": 7); the
+     *  core warns during the last day before it. 0 = none known. */
+    unsigned refresh_testing_days;
 } mc_oauth_profile;
 
 typedef struct mc_auth_ops {
@@ -260,8 +291,11 @@ typedef struct mc_host_api {
      *  @return 0, MC_ESECRET. */
     int (*secret)(const mc_plugin_cfg *cfg, const char *name, char **out, mc_error **err);
 
-    /** TCP connect trying every resolved address; the socket has per-wait
-     *  timeouts set and TCP_NODELAY. @return 0, MC_ENET, MC_ETIMEOUT. */
+    /** TCP connect trying every resolved address, all by o->deadline_ms
+     *  (1.1; 0: timeout_ms from the call); the socket is blocking with
+     *  SO_RCVTIMEO/SO_SNDTIMEO = timeout_ms and TCP_NODELAY (poll it and
+     *  use MSG_DONTWAIT to keep a deadline). @return 0, MC_ENET,
+     *  MC_ETIMEOUT. */
     int (*tcp_connect)(const mc_connect_opts *o, int *fd_out, mc_error **err);
 
     /** Replace `path` atomically with data (temp file in the same folder,

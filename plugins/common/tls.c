@@ -5,15 +5,27 @@
  * Verification: chain, then host name (SSL_set1_host) or IP address (IP
  * SANs); no callback can override it. SNI for names only. The socket is
  * driven through a BIO of our own whose writes use MSG_NOSIGNAL, so a peer
- * that closes never raises SIGPIPE. */
+ * that closes never raises SIGPIPE.
+ *
+ * Deadlines: the socket from host->tcp_connect is blocking, but every recv
+ * and send here is MSG_DONTWAIT, and each wait is a poll bounded by the time
+ * left: the handshake by the connect deadline (mc_connect_opts.deadline_ms),
+ * a read by the stream's read deadline (every WANT_READ/WANT_WRITE retry
+ * and record counts against the same one), a write by timeout_ms without
+ * progress (bytes the socket took). */
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <time.h>
+#include <linux/sockios.h>
 #include <unistd.h>
 
 #include <openssl/bio.h>
@@ -22,6 +34,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "fdwait.h"
 #include "tls.h"
 
 static const mc_host_api *host;
@@ -36,7 +49,7 @@ typedef struct sock_io {
     int  fd;
     int  last_errno;     /* of the last failed send/recv, 0 otherwise */
     bool eof;            /* recv returned 0 */
-    bool closing;        /* close_notify: never wait for room to send */
+    uint64_t sent;       /* bytes the socket took: progress of a write */
 } sock_io;
 
 typedef struct tls_stream {
@@ -47,18 +60,21 @@ typedef struct tls_stream {
     BIO_METHOD *meth;
     bool        broken;  /* a fatal TLS error: no close_notify */
     int         timeout_ms;
+    int64_t     read_deadline;   /* CLOCK_MONOTONIC ms; 0: timeout_ms per read */
     char        peer[300];
 } tls_stream;
 
 static ssize_t stream_read(mc_stream *s, void *buf, size_t len, mc_error **err);
 static int stream_write(mc_stream *s, const void *buf, size_t len, mc_error **err);
 static void stream_close(mc_stream *s);
+static void stream_set_read_deadline(mc_stream *s, int64_t deadline_ms);
 
 static const mc_stream_ops stream_ops = {
     .size = sizeof(mc_stream_ops),
     .read = stream_read,
     .write = stream_write,
     .close = stream_close,
+    .set_read_deadline = stream_set_read_deadline,
 };
 
 /* ------------------------------------------------------------ helpers */
@@ -71,17 +87,28 @@ static void peer_name(char *out, size_t len, const char *h, uint16_t port)
         snprintf(out, len, "%s:%u", h, (unsigned)port);
 }
 
-static void errno_text(char *out, size_t len, int e)
-{
-    char tmp[128];
-    snprintf(out, len, "%s", strerror_r(e, tmp, sizeof(tmp)));
-    if (out[0] && isupper((unsigned char)out[0]) && !isupper((unsigned char)out[1]))
-        out[0] = (char)tolower((unsigned char)out[0]);
-}
-
 static int timeout_s(const tls_stream *ts)
 {
     return (ts->timeout_ms + 999) / 1000;
+}
+
+/* After an SSL call failed with `e`: wait for what it wants, by *deadline
+ * (moved as wait_reply does when `reply`: a read awaiting the server).
+ * @return 1 call it again, 0 the deadline passed, -1 not a wait (a real
+ * error: report it). */
+static int ssl_wait(tls_stream *ts, int e, int64_t *deadline, bool reply)
+{
+    if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+        return -1;
+    int le = ts->io.last_errno;
+    if (le != 0 && le != EAGAIN && le != EWOULDBLOCK && le != EINTR)
+        return -1;
+    int w = e == SSL_ERROR_WANT_WRITE ? mc__fd_wait(ts->io.fd, POLLOUT, *deadline)
+            : reply ? mc__fd_wait_reply(ts->io.fd, deadline, ts->timeout_ms)
+                    : mc__fd_wait(ts->io.fd, POLLIN, *deadline);
+    if (w < 0)
+        ts->io.last_errno = errno;
+    return w;
 }
 
 static bool is_ip_literal(const char *h)
@@ -104,7 +131,7 @@ static int bio_write(BIO *b, const char *buf, int len)
 {
     sock_io *io = BIO_get_data(b);
     BIO_clear_retry_flags(b);
-    ssize_t n = send(io->fd, buf, (size_t)len, MSG_NOSIGNAL | (io->closing ? MSG_DONTWAIT : 0));
+    ssize_t n = send(io->fd, buf, (size_t)len, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n < 0) {
         io->last_errno = errno;
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
@@ -112,6 +139,7 @@ static int bio_write(BIO *b, const char *buf, int len)
         return -1;
     }
     io->last_errno = 0;
+    io->sent += (uint64_t)n;
     return (int)n;
 }
 
@@ -119,7 +147,7 @@ static int bio_read(BIO *b, char *buf, int len)
 {
     sock_io *io = BIO_get_data(b);
     BIO_clear_retry_flags(b);
-    ssize_t n = recv(io->fd, buf, (size_t)len, 0);
+    ssize_t n = recv(io->fd, buf, (size_t)len, MSG_DONTWAIT);
     if (n < 0) {
         io->last_errno = errno;
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
@@ -196,7 +224,7 @@ static int load_trust(tls_stream *ts, const mc_connect_opts *o, mc_error **err)
         FILE *f = fopen(o->ca_file, "r");
         if (!f) {
             char why[128];
-            errno_text(why, sizeof(why), errno);
+            mc__errno_text(why, sizeof(why), errno);
             return host->error(err, MC_ECONFIG, MC_OUTCOME_CONFIG, MC_STAGE_TLS,
                                "ca_file %s: cannot be read: %s", o->ca_file, why);
         }
@@ -220,18 +248,13 @@ static int load_trust(tls_stream *ts, const mc_connect_opts *o, mc_error **err)
     return 0;
 }
 
-static int handshake_error(tls_stream *ts, int ssl_err, mc_error **err)
+static int handshake_error(tls_stream *ts, mc_error **err)
 {
     long vr = SSL_get_verify_result(ts->ssl);
     if (vr != X509_V_OK)
         return host->error(err, MC_ETLS, MC_OUTCOME_PERMANENT, MC_STAGE_TLS,
                            "%s: certificate verify failed: %s", ts->peer,
                            X509_verify_cert_error_string(vr));
-    if ((ssl_err == SSL_ERROR_WANT_READ || ssl_err == SSL_ERROR_WANT_WRITE)
-        && (ts->io.last_errno == EAGAIN || ts->io.last_errno == EWOULDBLOCK))
-        return host->error(err, MC_ETIMEOUT, MC_OUTCOME_TRANSIENT, MC_STAGE_TLS,
-                           "%s: timed out after %d s in the TLS handshake", ts->peer,
-                           timeout_s(ts));
     /* a connection closed or reset without a TLS alert is a dropped
      * connection (transient), whether the FIN or the RST came first */
     unsigned long last = ERR_peek_last_error();
@@ -243,7 +266,7 @@ static int handshake_error(tls_stream *ts, int ssl_err, mc_error **err)
                            "%s: TLS handshake failed: %s", ts->peer, r);
     if (ts->io.last_errno) {
         char why[128];
-        errno_text(why, sizeof(why), ts->io.last_errno);
+        mc__errno_text(why, sizeof(why), ts->io.last_errno);
         return host->error(err, MC_ENET, MC_OUTCOME_TRANSIENT, MC_STAGE_TLS,
                            "%s: %s during the TLS handshake", ts->peer, why);
     }
@@ -252,9 +275,10 @@ static int handshake_error(tls_stream *ts, int ssl_err, mc_error **err)
                        ts->peer);
 }
 
-/* Set up SSL on ts->io.fd and handshake. On failure everything TLS is
- * released and the stream is left in the clear. */
-static int handshake(tls_stream *ts, const mc_connect_opts *o, mc_error **err)
+/* Set up SSL on ts->io.fd and handshake, all by deadline (mono_ms). On
+ * failure everything TLS is released and the stream is left in the clear. */
+static int handshake(tls_stream *ts, const mc_connect_opts *o, int64_t deadline,
+                     mc_error **err)
 {
     int rc;
     ERR_clear_error();
@@ -312,16 +336,21 @@ static int handshake(tls_stream *ts, const mc_connect_opts *o, mc_error **err)
         }
     }
 
-    for (int tries = 0;; tries++) {
+    for (;;) {
         ts->io.last_errno = 0;
         int r = SSL_connect(ts->ssl);
         if (r == 1)
             break;
         int e = SSL_get_error(ts->ssl, r);
-        if ((e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
-            && ts->io.last_errno == EINTR && tries < 100)
+        int w = ssl_wait(ts, e, &deadline, false);
+        if (w > 0)
             continue;
-        rc = handshake_error(ts, e, err);
+        if (w == 0)
+            rc = host->error(err, MC_ETIMEOUT, MC_OUTCOME_TRANSIENT, MC_STAGE_TLS,
+                             "%s: timed out after %d s in the TLS handshake", ts->peer,
+                             timeout_s(ts));
+        else
+            rc = handshake_error(ts, err);
         goto fail;
     }
 
@@ -356,8 +385,15 @@ int mc__tls_stream_open(mc_stream **out, const mc_connect_opts *o, bool implicit
         return host->error(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_CONNECT,
                            "transport: no host given");
     *out = NULL;
+    /* one deadline for the TCP connect and the handshake, passed on */
+    mc_connect_opts c = { 0 };
+    memcpy(&c, o, o->size < sizeof(c) ? o->size : sizeof(c));
+    c.size = sizeof(c);
+    int timeout_ms = c.timeout_ms > 0 ? c.timeout_ms : 60000;
+    if (c.deadline_ms <= 0)
+        c.deadline_ms = mc__mono_now_ms() + timeout_ms;
     int fd = -1;
-    int rc = host->tcp_connect(o, &fd, err);
+    int rc = host->tcp_connect(&c, &fd, err);
     if (rc < 0)
         return rc;
     tls_stream *ts = host->alloc(sizeof(*ts));
@@ -368,9 +404,9 @@ int mc__tls_stream_open(mc_stream **out, const mc_connect_opts *o, bool implicit
     }
     ts->base.ops = &stream_ops;
     ts->io.fd = fd;
-    ts->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 60000;
+    ts->timeout_ms = timeout_ms;
     peer_name(ts->peer, sizeof(ts->peer), o->host, o->port);
-    if (implicit && (rc = handshake(ts, o, err)) < 0) {
+    if (implicit && (rc = handshake(ts, &c, c.deadline_ms, err)) < 0) {
         stream_close(&ts->base);
         return rc;
     }
@@ -395,55 +431,78 @@ int mc__tls_stream_upgrade(mc_stream *s, const mc_connect_opts *o, mc_error **er
         return host->error(err, MC_EREFUSED, MC_OUTCOME_PERMANENT, MC_STAGE_STARTTLS,
                            "%s: server sent data after its STARTTLS reply (response injection)",
                            ts->peer);
-    return handshake(ts, o, err);
+    int64_t deadline = MC_SIZE_HAS(o, mc_connect_opts, deadline_ms) && o->deadline_ms > 0
+                       ? o->deadline_ms : mc__mono_now_ms() + ts->timeout_ms;
+    return handshake(ts, o, deadline, err);
+}
+
+static int64_t read_deadline(const tls_stream *ts)
+{
+    return ts->read_deadline ? ts->read_deadline : mc__mono_now_ms() + ts->timeout_ms;
 }
 
 static ssize_t clear_read(tls_stream *ts, void *buf, size_t len, mc_error **err)
 {
+    int64_t deadline = read_deadline(ts);
     for (;;) {
-        ssize_t n = recv(ts->io.fd, buf, len, 0);
+        ssize_t n = recv(ts->io.fd, buf, len, MSG_DONTWAIT);
         if (n >= 0)
             return n;
         if (errno == EINTR)
             continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK)
-            return host->error(err, MC_ETIMEOUT, MC_OUTCOME_TRANSIENT, MC_STAGE_NONE,
-                               "%s: timed out after %d s waiting for the server",
-                               ts->peer, timeout_s(ts));
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            int w = mc__fd_wait_reply(ts->io.fd, &deadline, ts->timeout_ms);
+            if (ts->read_deadline)
+                ts->read_deadline = deadline;   /* moved while the server read */
+            if (w > 0)
+                continue;
+            if (w == 0)
+                return host->error(err, MC_ETIMEOUT, MC_OUTCOME_TRANSIENT, MC_STAGE_NONE,
+                                   "%s: timed out after %d s waiting for the server",
+                                   ts->peer, timeout_s(ts));
+        }
         char why[128];
-        errno_text(why, sizeof(why), errno);
+        mc__errno_text(why, sizeof(why), errno);
         return host->error(err, MC_ENET, MC_OUTCOME_TRANSIENT, MC_STAGE_NONE,
                            "%s: %s", ts->peer, why);
     }
 }
 
+/* Every byte, failing after timeout_ms without progress. */
 static int clear_write(tls_stream *ts, const char *p, size_t len, mc_error **err)
 {
+    int64_t idle_until = mc__mono_now_ms() + ts->timeout_ms;
     while (len > 0) {
-        ssize_t n = send(ts->io.fd, p, len, MSG_NOSIGNAL);
+        ssize_t n = send(ts->io.fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return host->error(err, MC_ETIMEOUT, MC_OUTCOME_TRANSIENT, MC_STAGE_NONE,
-                                   "%s: timed out after %d s sending to the server",
-                                   ts->peer, timeout_s(ts));
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                int w = mc__fd_wait(ts->io.fd, POLLOUT, idle_until);
+                if (w > 0)
+                    continue;
+                if (w == 0)
+                    return host->error(err, MC_ETIMEOUT, MC_OUTCOME_TRANSIENT, MC_STAGE_NONE,
+                                       "%s: timed out after %d s sending to the server",
+                                       ts->peer, timeout_s(ts));
+            }
             char why[128];
-            errno_text(why, sizeof(why), errno);
+            mc__errno_text(why, sizeof(why), errno);
             return host->error(err, MC_ENET, MC_OUTCOME_TRANSIENT, MC_STAGE_NONE,
                                "%s: %s", ts->peer, why);
         }
         p += n;
         len -= (size_t)n;
+        idle_until = mc__mono_now_ms() + ts->timeout_ms;
     }
     return 0;
 }
 
-/* A failed SSL_read/SSL_write: the error to report. */
-static int io_error(tls_stream *ts, int e, bool reading, mc_error **err)
+/* A failed SSL_read/SSL_write: the error to report (timed_out: its wait
+ * ran out). */
+static int io_error(tls_stream *ts, bool reading, bool timed_out, mc_error **err)
 {
-    if ((e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
-        && (ts->io.last_errno == EAGAIN || ts->io.last_errno == EWOULDBLOCK)) {
+    if (timed_out) {
         if (!reading)
             ts->broken = true;   /* a record half sent */
         return host->error(err, MC_ETIMEOUT, MC_OUTCOME_TRANSIENT, MC_STAGE_NONE,
@@ -454,7 +513,7 @@ static int io_error(tls_stream *ts, int e, bool reading, mc_error **err)
     ts->broken = true;
     if (ts->io.last_errno) {
         char why[128];
-        errno_text(why, sizeof(why), ts->io.last_errno);
+        mc__errno_text(why, sizeof(why), ts->io.last_errno);
         return host->error(err, MC_ENET, MC_OUTCOME_TRANSIENT, MC_STAGE_NONE,
                            "%s: %s", ts->peer, why);
     }
@@ -472,7 +531,11 @@ static ssize_t stream_read(mc_stream *s, void *buf, size_t len, mc_error **err)
     if (ts->broken)
         return host->error(err, MC_ENET, MC_OUTCOME_TRANSIENT, MC_STAGE_NONE,
                            "%s: the TLS connection is broken", ts->peer);
-    for (int tries = 0;; tries++) {
+    /* SSL_read_ex first: a record already buffered (SSL_pending) needs no
+     * wait; every wait after, for a record or a WANT_WRITE, counts against
+     * the one deadline */
+    int64_t deadline = read_deadline(ts);
+    for (;;) {
         size_t n = 0;
         ERR_clear_error();
         ts->io.last_errno = 0;
@@ -483,10 +546,12 @@ static ssize_t stream_read(mc_stream *s, void *buf, size_t len, mc_error **err)
             return 0;
         if (e == SSL_ERROR_SYSCALL && ts->io.last_errno == 0 && ERR_peek_error() == 0)
             return 0;   /* EOF without close_notify: the server closed */
-        if ((e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
-            && (ts->io.last_errno == EINTR || ts->io.last_errno == 0) && tries < 100)
+        int w = ssl_wait(ts, e, &deadline, true);
+        if (ts->read_deadline)
+            ts->read_deadline = deadline;   /* moved while the server read */
+        if (w > 0)
             continue;
-        int rc = io_error(ts, e, true, err);
+        int rc = io_error(ts, true, w == 0, err);
         ERR_clear_error();
         return rc;
     }
@@ -501,21 +566,27 @@ static int stream_write(mc_stream *s, const void *buf, size_t len, mc_error **er
         return host->error(err, MC_ENET, MC_OUTCOME_TRANSIENT, MC_STAGE_NONE,
                            "%s: the TLS connection is broken", ts->peer);
     const char *p = buf;
-    int tries = 0;
+    int64_t idle_until = mc__mono_now_ms() + ts->timeout_ms;
+    uint64_t sent = ts->io.sent;
     while (len > 0) {
         size_t n = 0;
         ERR_clear_error();
         ts->io.last_errno = 0;
-        if (SSL_write_ex(ts->ssl, p, len, &n) == 1) {
+        int ok = SSL_write_ex(ts->ssl, p, len, &n);
+        if (ts->io.sent != sent) {   /* progress: the socket took bytes */
+            sent = ts->io.sent;
+            idle_until = mc__mono_now_ms() + ts->timeout_ms;
+        }
+        if (ok == 1) {
             p += n;
             len -= n;
             continue;
         }
         int e = SSL_get_error(ts->ssl, 0);
-        if ((e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
-            && ts->io.last_errno == EINTR && tries++ < 100)
+        int w = ssl_wait(ts, e, &idle_until, false);
+        if (w > 0)
             continue;   /* retried with the same buffer, as OpenSSL requires */
-        int rc = io_error(ts, e, false, err);
+        int rc = io_error(ts, false, w == 0, err);
         ERR_clear_error();
         return rc;
     }
@@ -528,8 +599,8 @@ static void stream_close(mc_stream *s)
         return;
     tls_stream *ts = (tls_stream *)s;
     if (ts->ssl && !ts->broken) {
-        /* close_notify, best effort: never wait for room or for the reply */
-        ts->io.closing = true;
+        /* close_notify, best effort: never waits (MSG_DONTWAIT), never
+         * reads the reply */
         SSL_shutdown(ts->ssl);
     }
     ERR_clear_error();
@@ -537,4 +608,9 @@ static void stream_close(mc_stream *s)
     if (ts->io.fd >= 0)
         close(ts->io.fd);
     host->free(ts);
+}
+
+static void stream_set_read_deadline(mc_stream *s, int64_t deadline_ms)
+{
+    ((tls_stream *)s)->read_deadline = deadline_ms > 0 ? deadline_ms : 0;
 }

@@ -13,13 +13,17 @@
 void mc__tls_set_host(const mc_host_api *host);
 
 /** Connect over TCP (host->tcp_connect); with `implicit`, do the TLS
- *  handshake at once. @return 0, MC_ENET, MC_ETIMEOUT (stage connect or tls),
+ *  handshake at once: both by one deadline, o->deadline_ms (0: timeout_ms
+ *  from the call). The stream keeps read deadlines (set_read_deadline) and
+ *  fails a write after timeout_ms without progress.
+ *  @return 0, MC_ENET, MC_ETIMEOUT (stage connect or tls),
  *  MC_ETLS (stage tls, outcome PERMANENT), MC_ECONFIG (ca_file unreadable:
  *  outcome CONFIG, stage tls), MC_ENOMEM. */
 int mc__tls_stream_open(mc_stream **out, const mc_connect_opts *o, bool implicit,
                         mc_error **err);
 
-/** STARTTLS: upgrade a clear stream opened by mc__tls_stream_open in place.
+/** STARTTLS: upgrade a clear stream opened by mc__tls_stream_open in place,
+ *  the handshake by o->deadline_ms (0: timeout_ms from the call).
  *  Bytes already waiting from the server: MC_EREFUSED, outcome PERMANENT,
  *  stage starttls (response injection). On failure the stream stays in the
  *  clear and the caller closes it. @return 0, MC_EREFUSED, MC_ETLS,

@@ -70,6 +70,7 @@ static int google_profile(const mc_plugin_cfg *cfg, mc_oauth_profile *out, mc_er
     out->default_headless = MC_FLOW_PASTE;
     out->rotates_refresh = false;
     out->refresh_lifetime_days = 0;
+    out->refresh_testing_days = 7;   /* apps left in "Testing" status */
     out->hints = google_hints;
     return 0;
 }

@@ -25,11 +25,31 @@ static const mc_hint ms_hints[] = {
       "administrator grant it" },
     { "AADSTS7000218",
       "a client secret is required, or enable \"Allow public client flows\" for the app" },
+    /* found since (PROVIDERS.md); UI-neutral: they name what to do, never a
+     * command of one front end */
+    { "AADSTS50173",
+      "the grant was revoked (the password was changed or reset): authorize this server again" },
+    { "AADSTS70043",
+      "the refresh token expired under a Conditional Access sign-in frequency policy: "
+      "authorize this server again (the tenant's administrator sets how often)" },
+    { "AADSTS7000222",
+      "the client secret has expired: create a new one in the app registration "
+      "(Certificates & secrets) and set it as auth.client_secret" },
+    { "AADSTS700016",
+      "the application is not known in this tenant: check auth.client_id and auth.tenant "
+      "(a single-tenant app needs its own tenant, not \"common\")" },
     { "5.7.139",
       "SMTP AUTH is disabled for the tenant or the mailbox: "
       "Set-CASMailbox -SmtpClientAuthenticationDisabled $false" },
     { "5.7.30",
-      "basic authentication is no longer accepted: use the microsoft provider with OAuth" },
+      "basic authentication for SMTP is off for this tenant: use OAuth (the microsoft "
+      "provider) and authorize this server" },
+    { "SendAsDenied",
+      "the signed-in user has no Send As right for the From address (a shared mailbox): "
+      "have an administrator grant it, or send from the user's own address" },
+    { "4.2.0",
+      "Exchange could not log on to the mailbox (transient): often auth.user is not the "
+      "mailbox's user, or the mailbox is being moved; try again later" },
     { "5.7.3",
       "wrong auth.user for the token, or a token for another audience (such as Graph "
       "instead of outlook.office.com), or SMTP AUTH disabled for the mailbox" },

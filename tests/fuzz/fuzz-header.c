@@ -1,6 +1,7 @@
 /* fuzz-header: the header parser of `-t` / `sendmail` input
- * (mc__header_parse), and mc_message_parse with what follows it for such
- * input: mc__message_prepare for a server and mc__message_write. */
+ * (mc__header_parse), and mc_message_parse and the lenient
+ * mc__message_parse_sendmail with what follows them for such input:
+ * mc__message_prepare for a server and mc__message_write. */
 #include <string.h>
 
 #include "buf.h"
@@ -56,6 +57,36 @@ static void check_written(const char *w, size_t n)
     }
 }
 
+/* Prepare a parsed message for a server and write it: the envelope is
+ * clean, the size announced is the size written, the header block CRLF. */
+static void prepare_and_write(mc_message *m)
+{
+    mc_error *err = NULL;
+    mc__msg_defaults d = {
+        .sender_address = "sender@example.com",
+        .sender_name = "Sender",
+        .domain = "example.com",
+    };
+    int rc = mc__message_prepare(m, &d, &err);
+    if (rc == 0) {
+        FUZZ_CHECK(!err && mc__message_envelope_from(m));
+        FUZZ_CHECK(mc__address_check(mc__message_envelope_from(m), false, NULL) == 0);
+        const char *const *rcpts = mc__message_rcpts(m);
+        for (size_t i = 0; i < mc__message_rcpt_count(m); i++)
+            FUZZ_CHECK(rcpts[i] && !strpbrk(rcpts[i], "\r\n<>"));
+        mc__buf out = MC__BUF_INIT;
+        rc = mc__message_write(m, sink, &out, &err);
+        FUZZ_CHECK(rc == 0 && !err);
+        /* the size announced with SIZE= is the size written */
+        FUZZ_CHECK(out.len == mc__message_size(m));
+        check_written(out.data ? out.data : "", out.len);
+        mc__buf_free(&out);
+    } else {
+        FUZZ_CHECK(err && err->code == rc && err->message);
+    }
+    mc_error_free(err);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size > MESSAGE_INPUT_MAX)
@@ -65,6 +96,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     seen s = { 0 };
     size_t body_off = (size_t)-1;
     mc_error *err = NULL;
+
+    /* sendmail's reading never refuses more than the strict one */
+    mc_message *sm = NULL;
+    int src = mc__message_parse_sendmail(&sm, text, size, &err);
+    if (src == 0) {
+        FUZZ_CHECK(sm && !err);
+        /* a recipient, as sendmail's command line gives one */
+        FUZZ_CHECK(mc_message_add_envelope_recipient(sm, "to@example.com", NULL) == 0);
+        prepare_and_write(sm);
+        mc_message_free(sm);
+    } else {
+        FUZZ_CHECK(!sm && err && err->code == src && err->message);
+        mc_error_free(err);
+        err = NULL;
+    }
+
     int rc = mc__header_parse(text, size, on_header, &s, &body_off, &err);
     if (rc == 0) {
         FUZZ_CHECK(!err && body_off <= size);
@@ -85,30 +132,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     FUZZ_CHECK(rc == 0 && m && !err);
-
-    mc__msg_defaults d = {
-        .sender_address = "sender@example.com",
-        .sender_name = "Sender",
-        .domain = "example.com",
-    };
-    rc = mc__message_prepare(m, &d, &err);
-    if (rc == 0) {
-        FUZZ_CHECK(!err && mc__message_envelope_from(m));
-        FUZZ_CHECK(mc__address_check(mc__message_envelope_from(m), false, NULL) == 0);
-        const char *const *rcpts = mc__message_rcpts(m);
-        for (size_t i = 0; i < mc__message_rcpt_count(m); i++)
-            FUZZ_CHECK(rcpts[i] && !strpbrk(rcpts[i], "\r\n<>"));
-        mc__buf out = MC__BUF_INIT;
-        rc = mc__message_write(m, sink, &out, &err);
-        FUZZ_CHECK(rc == 0 && !err);
-        /* the size announced with SIZE= is the size written */
-        FUZZ_CHECK(out.len == mc__message_size(m));
-        check_written(out.data ? out.data : "", out.len);
-        mc__buf_free(&out);
-    } else {
-        FUZZ_CHECK(err && err->code == rc && err->message);
-    }
-    mc_error_free(err);
+    /* what the strict parser takes, sendmail's reading takes too */
+    FUZZ_CHECK(src == 0);
+    prepare_and_write(m);
     mc_message_free(m);
     return 0;
 }

@@ -1,9 +1,10 @@
 /* fuzz-redirect: what comes back from the browser in `mailconn auth`.
  * First byte even: the HTTP request the loopback listener reads
- * (read_request in oauth/flows.c, fed through a socket in fragments whose
- * size comes from that byte), then its target parsed as the listener does;
- * odd: the redirect URL a person pastes (mc__oauth_parse_redirect). Either
- * way check_redirect then judges it against this authorization's state.
+ * (client_read and request_target in oauth/flows.c, fed through a socket
+ * in fragments whose size comes from that byte), then its target parsed as
+ * the listener does; odd: the redirect URL a person pastes
+ * (mc__oauth_parse_redirect). Either way check_redirect then judges it
+ * against this authorization's state.
  * flows.c is compiled into this file to reach its static parser; the
  * other engine sources are linked as they are. */
 #include "../../oauth/flows.c"
@@ -61,8 +62,22 @@ static void loopback(const uint8_t *data, size_t size, size_t step)
         off += n;
     }
     shutdown(sv[1], SHUT_WR);
+    /* what the listener does with one connection's bytes */
+    client *c = calloc(1, sizeof *c);
+    if (!c) {
+        close(sv[0]);
+        close(sv[1]);
+        return;
+    }
+    c->fd = sv[0];
+    int st;
+    while ((st = client_read(c)) == 0)
+        ;
     char *target = NULL;
-    int rc = read_request(sv[0], mono_ms() + 5000, &target);
+    int rc = st < 0 ? MC_ENET : request_target(c->buf, &target);
+    c->fd = -1;                 /* closed below */
+    client_close(c);
+    free(c);
     if (rc == 0) {
         FUZZ_CHECK(target && target[0] == '/' && !strpbrk(target, " \r\n"));
         judge(target);

@@ -347,9 +347,21 @@ test('auth.grant "device_code": `mailconn auth` with no flag runs the device flo
 
 // ------------------------------------------------------------ refresh
 
+/** Age the stored access token of a 3600 s lifetime: `left` s remain. The
+ *  margin is min(refresh_margin_s, half the lifetime) (DESIGN.md), so a
+ *  margin over the lifetime alone no longer counts a fresh token expired. */
+function nearExpiry(name, left) {
+    const t = readTokens(name);
+    const now = Math.floor(Date.now() / 1000);
+    t.expires_at = now + left;
+    t.access_issued_at = now + left - 3600;
+    fs.writeFileSync(tokenFile(name), JSON.stringify(t));
+}
+
 test('an access token within refresh_margin_s of expiry is refreshed before the send', async () => {
+    // 1000 s left: within min(7200, 3600 / 2), not within the default 600
+    nearExpiry('gmail', 1000);
     const before = readTokens('gmail');
-    // the margin exceeds the 3600 s lifetime: the stored token counts as expired
     const cfg = config(google.dir, server('gmail', google.peer, 'tls', GOOGLE_AUTH(),
         { refresh_margin_s: 7200 }), 'margin.json');
     const n0 = authEvents(google.peer).length;
@@ -449,6 +461,7 @@ test('a wrong client secret ends with 78', async (t) => {
     secrets.add('not-the-client-secret');
     const cfg = config(dir, server('outlook', microsoft.peer, 'starttls', auth,
         { refresh_margin_s: 7200 }));
+    nearExpiry('outlook', 1000);
     const { r, refresh } = await refreshes(() => send(cfg, 'outlook'));
     assert.equal(r.code, 78, show(r));
     assert.equal(refresh, 1, 'the refresh was tried (and refused)');

@@ -130,3 +130,59 @@ test('fault cases: drop after the dot, 554 to RCPT, mismatched codes, drop befor
         assert.doesNotMatch(r.stdout, /^sent/m);
     }));
 });
+
+// Issue 9's hostile cases under memcheck: every refusal path frees what it
+// took (replies before the dot, floods, trickled replies and handshakes,
+// an unsafe token store, an unsafe config) and a streamed --body-file.
+test('hostile servers, deadlines, unsafe store and config, --body-file', async (t) => {
+    const runs = [];
+    for (const [mode, code] of [['early-250', 76], ['rcpt-354', 76], ['dot-mixed', 75],
+        ['ehlo-flood', 76], ['auth-flood', 76]]) {
+        runs.push((async () => {
+            const peer = await lib.startScript('hostile-smtp.js', { t, args: ['--mode', mode] });
+            const extra = mode === 'auth-flood'
+                ? { auth: basic, allow_plaintext_auth: true } : {};
+            const cfg = lib.writeConfig(dir, { servers: [srv('h', peer, 'plain', extra)] }, `hostile-${mode}.json`);
+            const r = await memcheck(['--config', cfg, ...SEND], code);
+            assert.doesNotMatch(r.stdout, /^sent/m, mode);
+        })());
+    }
+    // a greeting and an implicit-TLS handshake trickled past timeout_s
+    const real = await lib.startPeer({ t });
+    const tlsReal = await lib.startPeer({ t, tls: 'implicit', cert: pki.server.cert, key: pki.server.key });
+    for (const [name, target, transport] of [['greet', real, 'plain'], ['hs', tlsReal, 'tls']]) {
+        runs.push((async () => {
+            const relay = await lib.startScript('trickle-peer.js', { t,
+                args: ['--target', `127.0.0.1:${target.port}`, '--down-interval-ms', '1000'] });
+            const cfg = lib.writeConfig(dir, { servers: [srv('slow', relay, transport, { timeout_s: 2 })] },
+                `trickle-${name}.json`);
+            const r = await memcheck(['--config', cfg, ...SEND], 75);
+            assert.match(r.stderr, /timed out/);
+        })());
+    }
+    await Promise.all(runs);
+
+    // a token store others can write, and a config others can write
+    const state = path.join(dir, 'open-state');
+    fs.mkdirSync(path.join(state, 'tokens'), { recursive: true, mode: 0o700 });
+    fs.chmodSync(state, 0o777);
+    const ocfg = lib.writeConfig(dir, { servers: [srv('o', real, 'plain', { auth: { provider: 'manual',
+        user: 'u@example.test', client_id: 'c', token_url: op.tokenUrl,
+        authorization_url: op.tokenUrl }, allow_plaintext_auth: true })] }, 'open-store.json');
+    const rs = await memcheck(['--config', ocfg, 'servers'], 78, { env: { MAILCONN_STATE_DIR: state } });
+    assert.match(rs.stderr, /open-state/);
+    const wcfg = lib.writeConfig(dir, { servers: [srv('w', real, 'plain', { auth: { provider: 'basic',
+        user: 'u', password_command: 'echo never' }, allow_plaintext_auth: true })] }, 'open-config.json');
+    fs.chmodSync(wcfg, 0o666);
+    const rw = await memcheck(['--config', wcfg, ...SEND], 78);
+    assert.match(rw.stderr, /open-config\.json/);
+
+    // a 3 MB body streamed from a file
+    const body = path.join(dir, 'body.txt');
+    fs.writeFileSync(body, 'a line of the streamed body\n'.repeat(110000));
+    const bcfg = lib.writeConfig(dir, { servers: [srv('b', real, 'plain')] }, 'body-file.json');
+    const before = lib.messageCount(real.out);
+    await memcheck(['--config', bcfg, 'send', '--to', 'to@example.test', '--subject', 'vg',
+        '--body-file', body], 0);
+    assert.equal(lib.messageCount(real.out), before + 1);
+});

@@ -58,6 +58,8 @@ const usage = `usage: smtp-peer.js --out DIR [options]
   --reject-rcpt A[,A...]   answer 550 5.1.1 to RCPT TO these addresses
   --hide-pipelining        do not announce PIPELINING
   --enhanced-status        announce ENHANCEDSTATUSCODES
+  --dsn                    announce DSN (RFC 3461) and record RET/ENVID and each
+                           recipient's NOTIFY/ORCPT in OUT/<n>.json (dsn, rcptDsn)
   --banner TEXT            greeting text
   --throttle-sessions N[,N...]  answer MAIL with 432 4.3.2 on these connections (1 = the first)`;
 
@@ -108,6 +110,7 @@ function parseArgs(argv) {
             break;
         case '--hide-pipelining': o.hidePipelining = true; break;
         case '--enhanced-status': o.enhanced = true; break;
+        case '--dsn': o.dsn = true; break;
         case '--banner': o.banner = val(); break;
         case '--introspect': o.introspect = val(); break;
         case '--introspect-ca': o.introspectCa = val(); break;
@@ -336,6 +339,7 @@ const serverOptions = {
     hideSTARTTLS: opt.tls !== 'starttls' || !opt.starttls,
     hidePIPELINING: opt.hidePipelining,
     hideENHANCEDSTATUSCODES: !opt.enhanced,
+    hideDSN: !opt.dsn,
     authMethods: authMethods.length ? authMethods : ['PLAIN'],
     authOptional: opt.authOptional || !authMethods.length,
     allowInsecureAuth: opt.allowInsecureAuth,
@@ -420,6 +424,10 @@ const serverOptions = {
                 sessionId: session.id,
                 transmissionType: session.transmissionType,
             };
+            if (opt.dsn) {
+                meta.dsn = session.envelope.dsn || null;
+                meta.rcptDsn = session.envelope.rcptTo.map((r) => r.dsn || null);
+            }
             // the .json appears last and whole: tests wait for it
             fs.writeFileSync(base + '.json.tmp', JSON.stringify(meta));
             fs.renameSync(base + '.json.tmp', base + '.json');

@@ -17,6 +17,8 @@
 //     "/devicecode": {"status": 400, "body": {"error": "invalid_scope"}} }
 // A body that is an object is sent as JSON; a string is sent as it is.
 // Unknown paths get 404 {"error":"invalid_request"}.
+// A reply may carry "delayMs": N to answer only after N ms (a slow endpoint,
+// for the deadlines of device polling).
 // Prints {"ready":true,"port":N,"pid":P} on stdout; stops on SIGTERM.
 // OUT/events.log gets one line per request: "<n> <METHOD> <path> <grant_type
 // or -> <status>" (never a parameter value other than grant_type, so no
@@ -69,12 +71,17 @@ function handle(req, res) {
         const r = replyFor(u.pathname);
         const body = typeof r.body === 'string' ? r.body : JSON.stringify(r.body || {});
         log(`${id} ${req.method} ${u.pathname} ${form.get('grant_type') || '-'} ${r.status}`);
-        res.writeHead(r.status, Object.assign({
-            'Content-Type': 'application/json',
-            'Content-Length': Buffer.byteLength(body),
-            'Cache-Control': 'no-store',
-        }, r.headers || {}));
-        res.end(body);
+        const answer = () => {
+            if (res.destroyed) return;
+            res.writeHead(r.status, Object.assign({
+                'Content-Type': 'application/json',
+                'Content-Length': Buffer.byteLength(body),
+                'Cache-Control': 'no-store',
+            }, r.headers || {}));
+            res.end(body);
+        };
+        if (r.delayMs) setTimeout(answer, r.delayMs).unref();
+        else answer();
     });
 }
 

@@ -8,6 +8,9 @@
  * table updated with it); appending to an ops table needs the minor bumped.
  * Result records (mc_error, mc_rcpt_result) only grow at the end, so only a
  * lower bound is kept for their size.
+ *
+ * 1.1 appended mc_stream_ops.set_read_deadline and mc_connect_opts.deadline_ms
+ * (the 1.0 members are where they were; see test_minor_growth).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -37,13 +40,13 @@ typedef struct abi_num {
 #define CONST(name, value) { #name, (long long)(name), value, false }
 
 static const abi_num struct_sizes[] = {
-    SIZE(mc_stream_ops, 32, 8),
+    SIZE(mc_stream_ops, 40, 8),
     SIZE(mc_stream, 96, 8),
-    SIZE(mc_connect_opts, 40, 8),
+    SIZE(mc_connect_opts, 48, 8),
     SIZE(mc_transport_ops, 32, 8),
     SIZE(mc_credentials, 16, 8),
     SIZE(mc_hint, 16, 8),
-    SIZE(mc_oauth_profile, 9256, 8),
+    SIZE(mc_oauth_profile, 9264, 8),
     SIZE(mc_auth_ops, 80, 8),
     SIZE(mc_oauth_request, 104, 8),
     SIZE(mc_oauth_authorize_opts, 56, 8),
@@ -60,6 +63,7 @@ static const abi_num struct_members[] = {
     MEMBER(mc_stream_ops, read, 8, 8),
     MEMBER(mc_stream_ops, write, 16, 8),
     MEMBER(mc_stream_ops, close, 24, 8),
+    MEMBER(mc_stream_ops, set_read_deadline, 32, 8),     /* 1.1 */
     MEMBER(mc_stream, ops, 0, 8),
     MEMBER(mc_stream, encrypted, 8, 1),
     MEMBER(mc_stream, peer_verified, 9, 1),
@@ -71,6 +75,7 @@ static const abi_num struct_members[] = {
     MEMBER(mc_connect_opts, timeout_ms, 20, 4),
     MEMBER(mc_connect_opts, ca_file, 24, 8),
     MEMBER(mc_connect_opts, tls_min, 32, 4),
+    MEMBER(mc_connect_opts, deadline_ms, 40, 8),         /* 1.1 */
     MEMBER(mc_transport_ops, size, 0, 8),
     MEMBER(mc_transport_ops, default_port, 8, 2),
     MEMBER(mc_transport_ops, connect, 16, 8),
@@ -91,6 +96,7 @@ static const abi_num struct_members[] = {
     MEMBER(mc_oauth_profile, rotates_refresh, 9240, 1),
     MEMBER(mc_oauth_profile, refresh_lifetime_days, 9244, 4),
     MEMBER(mc_oauth_profile, hints, 9248, 8),
+    MEMBER(mc_oauth_profile, refresh_testing_days, 9256, 4),
     MEMBER(mc_auth_ops, size, 0, 8),
     MEMBER(mc_auth_ops, mechanisms, 8, 8),
     MEMBER(mc_auth_ops, keys, 16, 8),
@@ -184,7 +190,7 @@ static const abi_num struct_members[] = {
 
 static const abi_num constants[] = {
     CONST(MC_PLUGIN_ABI_MAJOR, 1),
-    CONST(MC_PLUGIN_ABI_MINOR, 0),
+    CONST(MC_PLUGIN_ABI_MINOR, 1),
     CONST(MC_PLUGIN_TRANSPORT, 1),
     CONST(MC_PLUGIN_AUTH, 2),
     CONST(MC_PLUGIN_OAUTH_ENGINE, 3),
@@ -266,7 +272,7 @@ static void test_abi_version(void **state)
 {
     (void)state;
     assert_int_equal(MC_PLUGIN_ABI_MAJOR, 1);
-    assert_int_equal(MC_PLUGIN_ABI_MINOR, 0);
+    assert_int_equal(MC_PLUGIN_ABI_MINOR, 1);
     assert_string_equal(MC_PLUGIN_ENTRY_SYMBOL, "mc_plugin_entry");
 }
 
@@ -307,6 +313,23 @@ static void test_descriptor_head(void **state)
     assert_int_equal(offsetof(mc_stream, ops), 0);
 }
 
+/* A member added in a minor is read only when the table is large enough:
+ * a 1.0 table (its size as 1.0 compiled it) has no 1.1 member. */
+static void test_minor_growth(void **state)
+{
+    (void)state;
+    mc_stream_ops ops10 = { .size = 32 };
+    mc_stream_ops ops11 = { .size = sizeof(mc_stream_ops) };
+    assert_false(MC_SIZE_HAS(&ops10, mc_stream_ops, set_read_deadline));
+    assert_true(MC_SIZE_HAS(&ops10, mc_stream_ops, close));
+    assert_true(MC_SIZE_HAS(&ops11, mc_stream_ops, set_read_deadline));
+    mc_connect_opts o10 = { .size = 40 };
+    mc_connect_opts o11 = { .size = sizeof(mc_connect_opts) };
+    assert_false(MC_SIZE_HAS(&o10, mc_connect_opts, deadline_ms));
+    assert_true(MC_SIZE_HAS(&o10, mc_connect_opts, tls_min));
+    assert_true(MC_SIZE_HAS(&o11, mc_connect_opts, deadline_ms));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -315,6 +338,7 @@ int main(void)
         cmocka_unit_test(test_struct_members),
         cmocka_unit_test(test_constants),
         cmocka_unit_test(test_descriptor_head),
+        cmocka_unit_test(test_minor_growth),
     };
     return cmocka_run_group_tests_name("abi", tests, NULL, NULL);
 }

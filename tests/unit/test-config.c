@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <syslog.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -425,6 +426,22 @@ static const bad_case bad_cases[] = {
         "servers[0].transport: unknown transport \"smoke\" (plugins: plain, starttls, tls)",
         "servers[1].auth: sending credentials over the plain transport needs \"allow_plaintext_auth\": true",
         "servers[2].auth.provider: unknown provider \"nope\" (plugins: basic, google, manual, microsoft)" } },
+    /* ---- the top-level log (issue 12) */
+    { "syslog: an unknown facility",
+      "{\"syslog\":\"kern\",\"servers\":[" OKS "]}", 0,
+      { "syslog: must be true, false or a facility name (\"mail\", \"user\", \"daemon\", "
+        "\"local0\"..\"local7\"), got \"kern\"" } },
+    { "syslog: a number",
+      "{\"syslog\":1,\"servers\":[" OKS "]}", 0,
+      { "syslog: must be true, false or a facility name (\"mail\", \"user\", \"daemon\", "
+        "\"local0\"..\"local7\"), got 1" } },
+    { "top-level log_file: empty, and a misspelt key",
+      "{\"log_file\":\"\",\"sylog\":true,\"servers\":[" OKS "]}", 0,
+      { "log_file: must not be empty",
+        "top level: unknown key \"sylog\" (did you mean \"syslog\"?)" } },
+    { "top-level log_file: not a string",
+      "{\"log_file\":[],\"servers\":[" OKS "]}", 0,
+      { "log_file: must be a string, got []" } },
 };
 
 static void test_bad_configs(void **state)
@@ -716,6 +733,149 @@ static void test_inline_secret_file_mode(void **state)
     assert_int_equal(mc__config_load(&cfg, path, &err), 0);
     assert_false(cfg->inline_secret);
     mc__config_free(cfg);
+}
+
+/* A config others could change runs nothing (issue 9): refused before it
+ * is parsed, naming the path and what is wrong; root-owned sticky folders
+ * such as /tmp are fine for the user's own file. */
+static void test_config_others_can_change(void **state)
+{
+    fixture *f = *state;
+    char path[PATH_MAX], want[3 * PATH_MAX], sub[PATH_MAX], link[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/config.json", f->dir);
+    const char *json = "{\"servers\":[{\"name\":\"r\",\"host\":\"h.example\",\"transport\":\"tls\","
+                       "\"auth\":{\"provider\":\"basic\",\"user\":\"u\","
+                       "\"password_command\":\"echo pw\"}}]}";
+    mc__config *cfg = NULL;
+    mc_error *err = NULL;
+    static const mode_t modes[] = { 0666, 0620, 0602, 0660 };
+    for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+        write_file(path, json, strlen(json), modes[i]);
+        assert_int_equal(mc__config_load(&cfg, path, &err), MC_ECONFIG);
+        assert_null(cfg);
+        assert_int_equal(err->outcome, MC_OUTCOME_CONFIG);
+        assert_int_equal(err->stage, MC_STAGE_CONFIG);
+        snprintf(want, sizeof(want), "%s: writable by group or others (mode %04o): config not "
+                 "used (others could change it, and it can run commands)", path,
+                 (unsigned)modes[i]);
+        assert_string_equal(err->message, want);
+        assert_non_null(err->hint);
+        assert_non_null(strstr(err->hint, "chmod go-w"));
+        mc_error_free(err);
+        err = NULL;
+    }
+    /* the user's own 0600 file in a folder others can write */
+    snprintf(sub, sizeof(sub), "%s/open", f->dir);
+    assert_int_equal(mkdir(sub, 0700), 0);
+    snprintf(path, sizeof(path), "%s/config.json", sub);
+    write_file(path, json, strlen(json), 0600);
+    assert_int_equal(chmod(sub, 0777), 0);
+    assert_int_equal(mc__config_load(&cfg, path, &err), MC_ECONFIG);
+    snprintf(want, sizeof(want), "%s: the folder of %s is writable by group or others (mode "
+             "0777): config not used (others could change it, and it can run commands)", sub, path);
+    assert_string_equal(err->message, want);
+    mc_error_free(err);
+    err = NULL;
+    /* a symlink in a safe folder to a file in that folder: the resolved
+     * path's folders count too */
+    snprintf(link, sizeof(link), "%s/link.json", f->dir);
+    assert_int_equal(symlink(path, link), 0);
+    assert_int_equal(mc__config_load(&cfg, link, &err), MC_ECONFIG);
+    assert_non_null(strstr(err->message, "the folder of"));
+    assert_non_null(strstr(err->message, "(mode 0777)"));
+    mc_error_free(err);
+    err = NULL;
+    /* sticky: accepted only when root owns the folder (as /tmp) */
+    assert_int_equal(chmod(sub, 01777), 0);
+    int rc = mc__config_load(&cfg, link, &err);
+    if (geteuid() == 0) {
+        assert_int_equal(rc, 0);
+        mc__config_free(cfg);
+        cfg = NULL;
+    } else {
+        assert_int_equal(rc, MC_ECONFIG);
+        assert_non_null(strstr(err->message, "(mode 1777)"));
+        mc_error_free(err);
+        err = NULL;
+    }
+    assert_int_equal(chmod(sub, 0755), 0);
+    assert_int_equal(mc__config_load(&cfg, link, &err), 0);
+    mc__config_free(cfg);
+    cfg = NULL;
+    if (geteuid() == 0) {
+        /* owned by another user (root may chown): refused; a root-owned
+         * file is fine for anyone */
+        assert_int_equal(chown(path, 64123, 64123), 0);
+        assert_int_equal(mc__config_load(&cfg, path, &err), MC_ECONFIG);
+        snprintf(want, sizeof(want), "%s: owned by uid 64123, not by you (uid 0) or root: config "
+                 "not used (others could change it, and it can run commands)", path);
+        assert_string_equal(err->message, want);
+        mc_error_free(err);
+        err = NULL;
+        assert_int_equal(chown(path, 0, 0), 0);
+        assert_int_equal(chown(sub, 64123, 64123), 0);
+        assert_int_equal(mc__config_load(&cfg, path, &err), MC_ECONFIG);
+        assert_non_null(strstr(err->message, "the folder of"));
+        assert_non_null(strstr(err->message, "is owned by uid 64123"));
+        mc_error_free(err);
+        err = NULL;
+        assert_int_equal(chown(sub, 0, 0), 0);
+    }
+}
+
+/* The secret files and ca_files a safe config names: the same rule, every
+ * one reported with its JSON path; a missing one is left to where it is used. */
+static void test_config_named_files_others_can_change(void **state)
+{
+    fixture *f = *state;
+    char path[PATH_MAX], pw[PATH_MAX], ca[PATH_MAX], json[4 * PATH_MAX], want[3 * PATH_MAX];
+    snprintf(path, sizeof(path), "%s/config.json", f->dir);
+    snprintf(pw, sizeof(pw), "%s/pw", f->dir);
+    snprintf(ca, sizeof(ca), "%s/ca.pem", f->dir);
+    write_file(pw, "s3cr3t\n", 7, 0620);
+    write_file(ca, "not a cert\n", 11, 0646);
+    snprintf(json, sizeof(json),
+             "{\"servers\":[{\"name\":\"r\",\"host\":\"h.example\",\"transport\":\"tls\","
+             "\"ca_file\":\"%s\",\"auth\":{\"provider\":\"basic\",\"user\":\"u\","
+             "\"password_file\":\"%s\"}},"
+             "{\"name\":\"m\",\"host\":\"h.example\",\"transport\":\"tls\","
+             "\"ca_file\":\"%s/missing.pem\"}]}", ca, pw, f->dir);
+    write_file(path, json, strlen(json), 0600);
+    mc__config *cfg = NULL;
+    mc_error *err = NULL;
+    assert_int_equal(mc__config_load(&cfg, path, &err), MC_ECONFIG);
+    assert_null(cfg);
+    assert_int_equal(err->n_details, 2);
+    snprintf(want, sizeof(want), "servers[0].ca_file: %s: writable by group or others (mode "
+             "0646): not trusted (others could change it)", ca);
+    assert_string_equal(err->details[0], want);
+    snprintf(want, sizeof(want), "servers[0].auth.password_file: %s: writable by group or others "
+             "(mode 0620): not trusted (others could change it)", pw);
+    assert_string_equal(err->details[1], want);
+    mc_error_free(err);
+    err = NULL;
+    assert_int_equal(chmod(pw, 0600), 0);
+    assert_int_equal(chmod(ca, 0644), 0);
+    assert_int_equal(mc__config_load(&cfg, path, &err), 0);
+    mc__config_free(cfg);
+    cfg = NULL;
+
+    /* missing, in a folder others can write: someone could plant it */
+    char open_dir[PATH_MAX];
+    snprintf(open_dir, sizeof(open_dir), "%s/open", f->dir);
+    assert_int_equal(mkdir(open_dir, 0700), 0);
+    assert_int_equal(chmod(open_dir, 0777), 0);
+    snprintf(json, sizeof(json),
+             "{\"servers\":[{\"name\":\"m\",\"host\":\"h.example\",\"transport\":\"tls\","
+             "\"ca_file\":\"%s/later.pem\"}]}", open_dir);
+    write_file(path, json, strlen(json), 0600);
+    assert_int_equal(mc__config_load(&cfg, path, &err), MC_ECONFIG);
+    assert_int_equal(err->n_details, 1);
+    snprintf(want, sizeof(want), "servers[0].ca_file: %s: the folder of %s/later.pem is writable "
+             "by group or others (mode 0777): not trusted (others could change it)", open_dir,
+             open_dir);
+    assert_string_equal(err->details[0], want);
+    mc_error_free(err);
 }
 
 static void test_load_missing(void **state)
@@ -1061,6 +1221,78 @@ static void test_file_replace_new_file(void **state)
     mc_error_free(err);
 }
 
+/* The top-level "log_file" and "syslog" (issue 12): parsed beside "servers". */
+static void test_top_log_keys(void **state)
+{
+    (void)state;
+    static const struct { const char *json; const char *log_file; int facility; } cases[] = {
+        { "{\"servers\":[" OKS "]}", NULL, -1 },
+        { "{\"syslog\":true,\"servers\":[" OKS "]}", NULL, LOG_MAIL },
+        { "{\"syslog\":false,\"log_file\":\"/var/log/m.log\",\"servers\":[" OKS "]}",
+          "/var/log/m.log", -1 },
+        { "{\"syslog\":\"mail\",\"servers\":[" OKS "]}", NULL, LOG_MAIL },
+        { "{\"syslog\":\"user\",\"servers\":[" OKS "]}", NULL, LOG_USER },
+        { "{\"syslog\":\"daemon\",\"servers\":[" OKS "]}", NULL, LOG_DAEMON },
+        { "{\"syslog\":\"local0\",\"servers\":[" OKS "]}", NULL, LOG_LOCAL0 },
+        { "{\"syslog\":\"local7\",\"servers\":[" OKS "]}", NULL, LOG_LOCAL7 },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        mc__config *cfg = NULL;
+        mc_error *err = NULL;
+        assert_int_equal(load_text(cases[i].json, strlen(cases[i].json), &cfg, &err), 0);
+        if (cases[i].log_file)
+            assert_string_equal(cfg->log_file, cases[i].log_file);
+        else
+            assert_null(cfg->log_file);
+        assert_int_equal(cfg->syslog_facility, cases[i].facility);
+        mc__config_free(cfg);
+    }
+}
+
+/* mc__config_toplog: the top-level log of a config that does not load
+ * (the CLI's 78s), but never of one others could change or that is no
+ * JSON document. */
+static void test_toplog_of_failing_config(void **state)
+{
+    fixture *f = *state;
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/config.json", f->dir);
+    char *log_file = NULL;
+    int facility = 0;
+    static const struct { const char *json; mode_t mode; int rc; const char *log_file; int facility; } cases[] = {
+        /* invalid in a server: the top-level keys still count */
+        { "{\"log_file\":\"/l\",\"syslog\":\"local3\",\"servers\":[{\"name\":\"a\",\"port\":\"x\"}]}",
+          0600, 0, "/l", LOG_LOCAL3 },
+        /* unsafe: an inline secret in a group-readable file */
+        { "{\"log_file\":\"/l\",\"servers\":[{\"name\":\"a\",\"host\":\"h.example\","
+          "\"auth\":{\"provider\":\"basic\",\"user\":\"u\",\"password\":\"pw-inline\"}}]}",
+          0640, 0, "/l", -1 },
+        /* a bad syslog does not lose a good log_file, nor the reverse */
+        { "{\"log_file\":\"/l\",\"syslog\":\"kern\"}", 0600, 0, "/l", -1 },
+        { "{\"log_file\":\"\",\"syslog\":true}", 0600, 0, NULL, LOG_MAIL },
+        /* not read: others could change it; not JSON; no top-level log */
+        { "{\"log_file\":\"/l\",\"servers\":[]}", 0666, MC_ECONFIG, NULL, -1 },
+        { "{\"log_file\":\"/l\",\"servers\":[", 0600, MC_ECONFIG, NULL, -1 },
+        { "[\"log_file\"]", 0600, MC_ECONFIG, NULL, -1 },
+        { "{\"syslog\":false}", 0600, MC_ECONFIG, NULL, -1 },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        write_file(path, cases[i].json, strlen(cases[i].json), cases[i].mode);
+        assert_int_equal(mc__config_toplog(path, &log_file, &facility), cases[i].rc);
+        if (cases[i].log_file)
+            assert_string_equal(log_file, cases[i].log_file);
+        else
+            assert_null(log_file);
+        assert_int_equal(facility, cases[i].facility);
+        free(log_file);
+        log_file = NULL;
+    }
+    snprintf(path, sizeof(path), "%s/none.json", f->dir);
+    assert_int_equal(mc__config_toplog(path, &log_file, &facility), MC_ECONFIG);
+    assert_null(log_file);
+    assert_int_equal(facility, -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1068,6 +1300,8 @@ int main(void)
         cmocka_unit_test(test_examples),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_default_rule),
+        cmocka_unit_test(test_top_log_keys),
+        cmocka_unit_test_setup_teardown(test_toplog_of_failing_config, setup, teardown),
         cmocka_unit_test(test_never_crashes_on_bytes),
         cmocka_unit_test_setup_teardown(test_inline_secret_file_mode, setup, teardown),
         cmocka_unit_test_setup_teardown(test_load_missing, setup, teardown),
@@ -1079,6 +1313,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_set_default_rename_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_set_default_killed_in_fsync, setup, teardown),
         cmocka_unit_test_setup_teardown(test_file_replace_new_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_config_others_can_change, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_config_named_files_others_can_change, setup, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

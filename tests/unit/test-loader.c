@@ -255,8 +255,8 @@ static const struct {
     const char *reason;
     bool        entry_called;
 } bad_cases[] = {
-    { "auth-abimajor.so", "wrong ABI version 2.0 (the core speaks 1.0: the major must match)", true },
-    { "auth-abiminor.so", "wrong ABI version 1.1 (newer than the core's 1.0)", true },
+    { "auth-abimajor.so", "wrong ABI version 2.0 (the core speaks 1.1: the major must match)", true },
+    { "auth-abiminor.so", "wrong ABI version 1.2 (newer than the core's 1.1)", true },
     { "auth-noentry.so", "missing entry symbol mc_plugin_entry", false },
     { "auth-badkind.so", "unknown kind 9", true },
     { "auth-misnamed.so", "descriptor name \"other\" differs from the file name (\"misnamed\")", true },
@@ -1077,6 +1077,7 @@ static void test_microsoft(void **state)
     assert_null(prof.params[0]);
     static const char *const codes[] = {
         "AADSTS7000012", "AADSTS700082", "AADSTS65001", "AADSTS7000218", "5.7.139", "5.7.3", "5.7.30",
+        "AADSTS50173", "AADSTS70043", "AADSTS7000222", "AADSTS700016", "SendAsDenied", "4.2.0",
     };
     for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
         bool found = false;
@@ -1084,6 +1085,35 @@ static void test_microsoft(void **state)
             found = found || strcmp(h->match, codes[i]) == 0;
         if (!found)
             fail_msg("no hint for %s", codes[i]);
+    }
+    /* issue 9: the replies and token errors as Microsoft sends them get
+     * their hint (the first that matches), UI-neutral: no CLI command */
+    static const struct { const char *text, *match, *says; } seen[] = {
+        { "5.7.30 Basic authentication is not supported for Client Submission.", "5.7.30",
+          "basic authentication for SMTP is off" },
+        { "5.2.0 STOREDRV.Submission.Exception:SendAsDeniedException.MapiExceptionSendAsDenied; "
+          "Failed to process message due to a permanent exception", "SendAsDenied", "Send As right" },
+        { "4.2.0 STOREDRV; mailbox logon failure; MapiExceptionLogonFailed", "4.2.0",
+          "could not log on to the mailbox" },
+        { "invalid_grant AADSTS50173: The provided grant has expired due to it being revoked",
+          "AADSTS50173", "authorize this server again" },
+        { "invalid_grant AADSTS70043: The refresh token has expired or is invalid due to sign-in "
+          "frequency checks by conditional access", "AADSTS70043", "authorize this server again" },
+        { "invalid_client AADSTS7000222: The provided client secret keys are expired.",
+          "AADSTS7000222", "client secret has expired" },
+        { "unauthorized_client AADSTS700016: Application with identifier 'x' was not found in the "
+          "directory 'contoso'.", "AADSTS700016", "check auth.client_id and auth.tenant" },
+    };
+    for (size_t i = 0; i < sizeof(seen) / sizeof(seen[0]); i++) {
+        const mc_hint *first = NULL;
+        for (const mc_hint *h = prof.hints; h->match && !first; h++)
+            if (strstr(seen[i].text, h->match))
+                first = h;
+        assert_non_null(first);
+        assert_string_equal(first->match, seen[i].match);
+        if (!strstr(first->hint, seen[i].says))
+            fail_msg("hint for %s: \"%s\"", seen[i].match, first->hint);
+        assert_null(strstr(first->hint, "mailconn"));
     }
     /* the first hint matching "550 5.7.30 ..." is the 5.7.30 one, not 5.7.3 */
     for (const mc_hint *h = prof.hints; h->match; h++) {

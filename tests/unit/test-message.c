@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "message.h"
+#include "smtp.h"   /* mc__dotstuff: what the DATA phase does to the body */
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -1825,6 +1826,423 @@ static void test_streaming_large_attachment(void **state)
     free(path);
 }
 
+/* ------------------------------------------------- text from a file */
+
+/* A single-part message with a fixed Date and Message-ID, its text from
+ * memory or from a file: rendered (size checked). Caller frees. */
+static char *render_text(const char *t, size_t n, bool from_file, size_t *len)
+{
+    mc_message *m = simple();
+    assert_int_equal(mc_message_add_header(m, "Date", "Thu, 3 Dec 2026 12:00:00 +0000", NULL), 0);
+    assert_int_equal(mc_message_add_header(m, "Message-ID", "<fixed@example.com>", NULL), 0);
+    char *path = NULL;
+    mc_error *err = NULL;
+    if (from_file) {
+        path = write_file("text-file.txt", t, n);
+        if (mc_message_set_text_file(m, path, &err) != 0)
+            fail_msg("set_text_file: %s", err ? err->message : "?");
+    } else {
+        assert_int_equal(mc_message_set_text(m, t, n, NULL), 0);
+    }
+    prepare_ok(m, &D0);
+    char *s = render(m, len, true);
+    mc_message_free(m);
+    if (path)
+        unlink(path);
+    free(path);
+    return s;
+}
+
+static void test_text_file_missing(void **state)
+{
+    (void)state;
+    mc_message *m = simple();
+    char *path = NULL;
+    assert_true(asprintf(&path, "%s/no-such-body.txt", tmpdir) > 0);
+    mc_error *err = NULL;
+    assert_int_equal(mc_message_set_text_file(m, path, &err), MC_EFILE);
+    assert_int_equal(err->outcome, MC_OUTCOME_NOINPUT);   /* exit 66 */
+    assert_int_equal(err->stage, MC_STAGE_MESSAGE);
+    assert_non_null(strstr(err->message, path));
+    assert_non_null(strstr(err->message, "No such file"));
+    mc_error_free(err);
+    err = NULL;
+    /* a directory is not a body */
+    assert_int_equal(mc_message_set_text_file(m, tmpdir, &err), MC_EFILE);
+    assert_int_equal(err->outcome, MC_OUTCOME_NOINPUT);
+    assert_non_null(strstr(err->message, "not a regular file"));
+    mc_error_free(err);
+    err = NULL;
+    assert_int_equal(mc_message_set_text_file(m, NULL, NULL), MC_EINVAL);
+    assert_int_equal(mc_message_set_text_file(NULL, path, NULL), MC_EINVAL);
+    mc_message_free(m);
+
+    /* removed after it was set: prepare names it */
+    m = simple();
+    char *body = write_file("gone.txt", "x\n", 2);
+    assert_int_equal(mc_message_set_text_file(m, body, NULL), 0);
+    unlink(body);
+    assert_int_equal(mc__message_prepare(m, &D0, &err), MC_EFILE);
+    assert_int_equal(err->outcome, MC_OUTCOME_NOINPUT);
+    assert_non_null(strstr(err->message, body));
+    mc_error_free(err);
+    mc_message_free(m);
+    free(body);
+
+    /* a parsed message keeps its body */
+    const char raw[] = "Subject: x\n\nbody\n";
+    assert_int_equal(mc_message_parse(&m, raw, sizeof(raw) - 1, NULL), 0);
+    assert_int_equal(mc_message_set_text_file(m, path, NULL), MC_EINVAL);
+    mc_message_free(m);
+    free(path);
+}
+
+/* The same text from a file and from memory: the same bytes, whatever the
+ * encoding chosen, across the file's read chunks. */
+static void test_text_file_equals_memory(void **state)
+{
+    (void)state;
+    static const char *const small[] = {
+        "", "a", "a\n", "\n", "\r", "\r\n", "\r\r\n\n", "x\r", "no final newline",
+        "line one\nline two\r\n.dot line\n", "end with space \nnul\0here\n",
+        "tab at end\t", "Gr\xc3\xbc\xc3\x9f" "e\n", "a=b\n=\n",
+    };
+    static const size_t small_len[] = { 0, 1, 2, 1, 1, 2, 4, 2, 16, 29, 25, 11, 7, 6 };
+    for (size_t i = 0; i < sizeof(small) / sizeof(small[0]); i++) {
+        size_t n1, n2;
+        char *a = render_text(small[i], small_len[i], false, &n1);
+        char *b = render_text(small[i], small_len[i], true, &n2);
+        assert_int_equal(n1, n2);
+        assert_memory_equal(a, b, n1);
+        free(a);
+        free(b);
+    }
+    /* large: CRLF pairs and white space straddling every chunk size used
+     * (11 KiB encoder calls, 64 KiB reads), a 2000-octet line, 8-bit bytes */
+    for (int variant = 0; variant < 2; variant++) {
+        size_t n = 300000;
+        char *t = malloc(n);
+        assert_non_null(t);
+        for (size_t i = 0; i < n; i++)
+            t[i] = (char)('a' + i % 23);
+        for (size_t i = 0; i + 2 < n; i += 1 + (i * 7919) % 97) {
+            t[i] = ' ';
+            t[i + 1] = '\r';
+            t[i + 2] = '\n';
+        }
+        for (size_t k = 1; k <= 4; k++) {
+            size_t at = k * 65536 - 1;
+            t[at - 1] = ' ';
+            t[at] = '\r';
+            t[at + 1] = '\n';
+            at = k * 11264 - 1;
+            t[at] = '\r';
+            t[at + 1] = '\n';
+        }
+        if (variant) {
+            memset(t + 100000, 'q', 2000);          /* too long for 7bit */
+            memcpy(t + 200000, "\xc3\xa9", 2);
+        }
+        size_t n1, n2;
+        char *a = render_text(t, n, false, &n1);
+        char *b = render_text(t, n, true, &n2);
+        assert_non_null(strstr(a, variant ? "quoted-printable" : "7bit"));
+        assert_int_equal(n1, n2);
+        assert_memory_equal(a, b, n1);
+        free(a);
+        free(b);
+        free(t);
+    }
+}
+
+/* LF, CR and CRLF line ends all become CRLF; a lone dot line leaves the
+ * writer as it is and goes on the wire doubled. */
+static void test_text_file_crlf_and_dot(void **state)
+{
+    (void)state;
+    size_t n;
+    const char t[] = "one\ntwo\r\nthree\rfour\n.\n..two dots\nlast";
+    char *s = render_text(t, sizeof(t) - 1, true, &n);
+    hdrs h;
+    size_t off = parse_hdrs(s, n, &h);
+    assert_string_equal(hget(&h, "Content-Transfer-Encoding"), "7bit");
+    assert_string_equal(s + off, "one\r\ntwo\r\nthree\r\nfour\r\n.\r\n..two dots\r\nlast\r\n");
+    hfree(&h);
+
+    char *wire = malloc(2 * n + 2);
+    assert_non_null(wire);
+    mc__dotstuff ds = { 0 };
+    size_t w = mc__dotstuff_run(&ds, s, n, wire);
+    w += mc__dotstuff_end(&ds, wire + w);
+    wire[w] = '\0';
+    assert_non_null(strstr(wire, "\r\nfour\r\n..\r\n...two dots\r\nlast\r\n"));
+    /* the one line of a single dot is the terminator */
+    assert_ptr_equal(strstr(wire, "\r\n.\r\n"), wire + w - 5);
+    free(wire);
+    free(s);
+
+    /* quoted-printable text too: the dot line is its own line */
+    const char u[] = "Gr\xc3\xbc\xc3\x9f" "e\n.\nend\n";
+    s = render_text(u, sizeof(u) - 1, true, &n);
+    off = parse_hdrs(s, n, &h);
+    assert_string_equal(hget(&h, "Content-Transfer-Encoding"), "quoted-printable");
+    assert_string_equal(s + off, "Gr=C3=BC=C3=9Fe\r\n.\r\nend\r\n");
+    hfree(&h);
+    free(s);
+}
+
+/* A file that changes between prepare and the write fails that write
+ * (the announced size would be wrong); with an attachment it is a part. */
+static void test_text_file_changed_and_multipart(void **state)
+{
+    (void)state;
+    mc_message *m = simple();
+    char *path = write_file("changing.txt", "short\n", 6);
+    assert_int_equal(mc_message_set_text_file(m, path, NULL), 0);
+    prepare_ok(m, &D0);
+    free(write_file("changing.txt", "longer now\n", 11));
+    out o = { .keep = false };
+    mc_error *err = NULL;
+    assert_int_equal(mc__message_write(m, sink, &o, &err), MC_EFILE);
+    assert_non_null(strstr(err->message, "changed while it was sent"));
+    mc_error_free(err);
+    /* prepared again, it goes */
+    prepare_ok(m, &D0);
+    size_t n;
+    char *s = render(m, &n, true);
+    assert_non_null(strstr(s, "\r\n\r\nlonger now\r\n"));
+    free(s);
+    mc_message_free(m);
+
+    /* text file + attachment: multipart/mixed, the text part first */
+    m = simple();
+    char *att = write_file("att.bin", "\x01\x02\x03", 3);
+    free(write_file("changing.txt", "body =_mc_ text\n", 16));
+    assert_int_equal(mc_message_set_text_file(m, path, NULL), 0);
+    assert_int_equal(mc_message_add_attachment(m, att, NULL), 0);
+    prepare_ok(m, &D0);
+    s = render(m, &n, true);
+    assert_non_null(strstr(s, "multipart/mixed"));
+    assert_non_null(strstr(s, "Content-Transfer-Encoding: 7bit\r\n\r\nbody =_mc_ text\r\n--=_mc_"));
+    assert_non_null(strstr(s, "AQID\r\n"));
+    free(s);
+    /* text file + html: multipart/alternative, the file's text first */
+    assert_int_equal(mc_message_set_html(m, "<p>h</p>", 8, NULL), 0);
+    prepare_ok(m, &D0);
+    s = render(m, &n, true);
+    assert_non_null(strstr(s, "multipart/alternative"));
+    char *tp = strstr(s, "\r\n\r\nbody =_mc_ text\r\n--=_mc_");
+    char *hp = strstr(s, "<p>h</p>");
+    assert_true(tp && hp && tp < hp);
+    free(s);
+    assert_int_equal(mc_message_set_html(m, NULL, 0, NULL), 0);
+    /* mc_message_set_text replaces the file */
+    assert_int_equal(mc_message_set_text(m, "mem\n", 4, NULL), 0);
+    prepare_ok(m, &D0);
+    s = render(m, &n, true);
+    assert_non_null(strstr(s, "\r\n\r\nmem\r\n--=_mc_"));
+    assert_null(strstr(s, "body =_mc_"));
+    free(s);
+    mc_message_free(m);
+    free(att);
+    free(path);
+}
+
+/* ------------------------------------------- sendmail input (issue 12) */
+
+/* Parse as sendmail does, prepare for d with one envelope recipient,
+ * render (lines not checked: a raw body keeps its bare LFs for the DATA
+ * phase to normalise). Caller frees. */
+static char *sendmail_render(const char *in, const mc__msg_defaults *d, size_t *n)
+{
+    mc_message *m = NULL;
+    mc_error *err = NULL;
+    if (mc__message_parse_sendmail(&m, in, strlen(in), &err) != 0)
+        fail_msg("parse_sendmail: %s", err ? err->message : "?");
+    assert_int_equal(mc_message_add_envelope_recipient(m, "to@example.com", NULL), 0);
+    prepare_ok(m, d);
+    char *s = render(m, n, false);
+    mc_message_free(m);
+    return s;
+}
+
+static void test_parse_sendmail_body_only(void **state)
+{
+    (void)state;
+    mc__msg_defaults d = { .sender_address = "app@example.net", .sender_name = "App" };
+    size_t n;
+    /* not a header first: all body; our headers, a blank line, the text */
+    char *s = sendmail_render("hello\nSubject: no\n", &d, &n);
+    assert_non_null(strstr(s, "From: App <app@example.net>\r\n"));
+    const char *sep = strstr(s, "\r\n\r\n");
+    assert_non_null(sep);
+    assert_string_equal(sep + 4, "hello\nSubject: no\n");
+    assert_null(strstr(s, "Subject: no\r\n"));
+    free(s);
+    /* a header, then a line that is none: the body starts there */
+    s = sendmail_render("Warning: x\nmore\n", &d, &n);
+    sep = strstr(s, "\r\n\r\n");
+    assert_non_null(sep);
+    assert_string_equal(sep + 4, "more\n");
+    assert_true(strstr(s, "Warning: x\r\n") < sep);
+    free(s);
+    /* white space first: all body */
+    s = sendmail_render(" indented\n", &d, &n);
+    assert_string_equal(strstr(s, "\r\n\r\n") + 4, " indented\n");
+    free(s);
+    /* an mbox From_ line is dropped; the rest parses as usual */
+    s = sendmail_render("From root@host Thu Dec  3 12:00:00 2026\nSubject: s\n\nbody\n", &d, &n);
+    assert_null(strstr(s, "From root@host"));
+    assert_non_null(strstr(s, "Subject: s\r\n"));
+    assert_string_equal(strstr(s, "\r\n\r\n") + 4, "body\n");
+    free(s);
+    /* empty input: an empty body */
+    s = sendmail_render("", &d, &n);
+    assert_string_equal(strstr(s, "\r\n\r\n") + 4, "");
+    free(s);
+
+    /* still refused: a bare CR or NUL in a header; and for send -t the
+     * strict parser keeps refusing a non-header first line */
+    mc_message *m = NULL;
+    mc_error *err = NULL;
+    assert_int_equal(mc__message_parse_sendmail(&m, "Subject: a\rb\n\nx\n", 16, &err), MC_EMESSAGE);
+    assert_non_null(strstr(err->message, "bare CR"));
+    mc_error_free(err);
+    err = NULL;
+    assert_int_equal(mc_message_parse(&m, "hello\n", 6, &err), MC_EMESSAGE);
+    assert_non_null(strstr(err->message, "not a header field"));
+    mc_error_free(err);
+}
+
+static void test_null_sender_and_resent(void **state)
+{
+    (void)state;
+    mc__msg_defaults d = { .sender_address = "app@example.net", .sender_name = "App" };
+    /* "<>" and "" are the null reverse-path; From: still gets an address */
+    for (int i = 0; i < 2; i++) {
+        mc_message *m = simple();
+        assert_int_equal(mc_message_set_envelope_from(m, i ? "" : "<>", NULL), 0);
+        prepare_ok(m, &d);
+        assert_string_equal(mc__message_envelope_from(m), "");
+        mc_message_free(m);
+    }
+    /* sender.override replaces it too */
+    mc__msg_defaults o = d;
+    o.sender_override = true;
+    mc_message *m = simple();
+    assert_int_equal(mc_message_set_envelope_from(m, "<>", NULL), 0);
+    prepare_ok(m, &o);
+    assert_string_equal(mc__message_envelope_from(m), "app@example.net");
+    mc_message_free(m);
+    /* null sender, no From and no sender.address: nothing for From: */
+    assert_int_equal(mc_message_new(&m, NULL), 0);
+    assert_int_equal(mc_message_add_recipient(m, MC_RCPT_TO, "to@example.com", NULL), 0);
+    assert_int_equal(mc_message_set_envelope_from(m, "<>", NULL), 0);
+    mc_error *err = NULL;
+    assert_int_equal(mc__message_prepare(m, &D0, &err), MC_EMESSAGE);
+    assert_non_null(strstr(err->message, "From:"));
+    mc_error_free(err);
+    mc_message_free(m);
+
+    /* Resent-To/Cc/Bcc replace To/Cc/Bcc; Resent-Bcc is not written; an
+     * added recipient joins them, unseen */
+    const char raw[] = "To: old@example.com\nCc: oldcc@example.com\nSubject: fwd\n"
+                       "Resent-To: new@example.com\nResent-Cc: c@example.com\n"
+                       "resent-bcc: hidden@example.com\n\nbody\n";
+    assert_int_equal(mc_message_parse(&m, raw, sizeof(raw) - 1, NULL), 0);
+    assert_int_equal(mc_message_add_recipient(m, MC_RCPT_BCC, "extra@example.com", NULL), 0);
+    prepare_ok(m, &d);
+    assert_int_equal(mc__message_rcpt_count(m), 4);
+    const char *const *r = mc__message_rcpts(m);
+    assert_string_equal(r[0], "new@example.com");
+    assert_string_equal(r[1], "c@example.com");
+    assert_string_equal(r[2], "hidden@example.com");
+    assert_string_equal(r[3], "extra@example.com");
+    size_t n;
+    char *s = render(m, &n, false);
+    assert_null(strstr(s, "hidden@example.com"));
+    assert_null(strstr(s, "extra@example.com"));
+    assert_non_null(strstr(s, "To: old@example.com\r\n"));
+    free(s);
+    mc_message_free(m);
+    /* without Resent-*: To/Cc/Bcc plus the added one */
+    const char plain[] = "To: a@example.com\nBcc: b@example.com\n\nbody\n";
+    assert_int_equal(mc_message_parse(&m, plain, sizeof(plain) - 1, NULL), 0);
+    assert_int_equal(mc_message_add_recipient(m, MC_RCPT_TO, "extra@example.com", NULL), 0);
+    prepare_ok(m, &d);
+    assert_int_equal(mc__message_rcpt_count(m), 3);
+    assert_string_equal(mc__message_rcpts(m)[2], "extra@example.com");
+    mc_message_free(m);
+}
+
+/* From: without a name: sender.name when the address is sender.address */
+static void test_from_sender_address_keeps_name(void **state)
+{
+    (void)state;
+    mc__msg_defaults d = { .sender_address = "app@example.net", .sender_name = "App" };
+    static const struct { const char *from, *want; } cases[] = {
+        { "app@example.net", "\r\nFrom: App <app@example.net>\r\n" },
+        { "App@Example.NET", "\r\nFrom: App <App@Example.NET>\r\n" },
+        { "other@example.net", "\r\nFrom: other@example.net\r\n" },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        mc_message *m = NULL;
+        assert_int_equal(mc_message_new(&m, NULL), 0);
+        assert_int_equal(mc_message_set_from(m, cases[i].from, NULL, NULL), 0);
+        assert_int_equal(mc_message_add_recipient(m, MC_RCPT_TO, "to@example.com", NULL), 0);
+        prepare_ok(m, &d);
+        size_t n;
+        char *s = render(m, &n, true);
+        if (!strstr(s, cases[i].want))
+            fail_msg("From for %s:\n%s", cases[i].from, s);
+        free(s);
+        mc_message_free(m);
+    }
+}
+
+static void test_set_dsn(void **state)
+{
+    (void)state;
+    mc_message *m = simple();
+    const char *n, *r, *e;
+    mc__message_dsn(m, &n, &r, &e);
+    assert_null(n);
+    assert_null(r);
+    assert_null(e);
+    assert_int_equal(mc_message_set_dsn(m, "failure,Delay", "hdrs", "id-1", NULL), 0);
+    mc__message_dsn(m, &n, &r, &e);
+    assert_string_equal(n, "FAILURE,DELAY");
+    assert_string_equal(r, "HDRS");
+    assert_string_equal(e, "id-1");
+    assert_int_equal(mc_message_set_dsn(m, "Never", NULL, NULL, NULL), 0);
+    mc__message_dsn(m, &n, &r, &e);
+    assert_string_equal(n, "NEVER");
+    assert_null(r);
+    assert_null(e);
+    static const char *const bad_notify[] = { "", "never,success", "success,success", "sometimes",
+                                              "success,", ",delay" };
+    for (size_t i = 0; i < sizeof(bad_notify) / sizeof(bad_notify[0]); i++) {
+        mc_error *err = NULL;
+        assert_int_equal(mc_message_set_dsn(m, bad_notify[i], NULL, NULL, &err), MC_EINVAL);
+        assert_int_equal(err->outcome, MC_OUTCOME_USAGE);
+        mc_error_free(err);
+    }
+    char longid[102];
+    memset(longid, 'x', 101);
+    longid[101] = '\0';
+    assert_int_equal(mc_message_set_dsn(m, NULL, "body", NULL, NULL), MC_EINVAL);
+    assert_int_equal(mc_message_set_dsn(m, NULL, NULL, "", NULL), MC_EINVAL);
+    assert_int_equal(mc_message_set_dsn(m, NULL, NULL, "a b", NULL), MC_EINVAL);
+    assert_int_equal(mc_message_set_dsn(m, NULL, NULL, longid, NULL), MC_EINVAL);
+    longid[100] = '\0';
+    assert_int_equal(mc_message_set_dsn(m, NULL, NULL, longid, NULL), 0);
+    /* a refused call leaves what was set */
+    mc__message_dsn(m, &n, &r, &e);
+    assert_null(n);
+    assert_string_equal(e, longid);
+    mc_message_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1861,6 +2279,14 @@ int main(void)
         cmocka_unit_test(test_prepare_recipients),
         cmocka_unit_test(test_sink_error_propagates),
         cmocka_unit_test(test_streaming_large_attachment),
+        cmocka_unit_test(test_text_file_missing),
+        cmocka_unit_test(test_text_file_equals_memory),
+        cmocka_unit_test(test_text_file_crlf_and_dot),
+        cmocka_unit_test(test_text_file_changed_and_multipart),
+        cmocka_unit_test(test_parse_sendmail_body_only),
+        cmocka_unit_test(test_null_sender_and_resent),
+        cmocka_unit_test(test_from_sender_address_keeps_name),
+        cmocka_unit_test(test_set_dsn),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -620,6 +620,376 @@ static void bad_server_name_refused(void **state)
     err_free(err);
 }
 
+/* ------------------------------------------------------------ hostile values (issue 9) */
+
+static long long expires_of(const char *body)
+{
+    mc__oauth_tokens t;
+    mc_error *err = NULL;
+    int rc = mc__oauth_parse_tokens(body, strlen(body), &t, &err);
+    if (rc) {
+        err_free(err);
+        return -100;
+    }
+    assert_null(err);
+    long long e = t.expires_in;
+    mc__oauth_tokens_clear(&t);
+    return e;
+}
+
+static void tokens_expires_in_clamped(void **state)
+{
+    (void)state;
+    const long long year = 365LL * 86400;
+    assert_int_equal(expires_of("{\"access_token\":\"A\",\"expires_in\":\"3600\"}"), 3600);
+    assert_int_equal(expires_of("{\"access_token\":\"A\",\"expires_in\":3600.9}"), 3600);
+    assert_int_equal(expires_of("{\"access_token\":\"A\",\"expires_in\":0}"), 1);
+    assert_int_equal(expires_of("{\"access_token\":\"A\",\"expires_in\":\"0\"}"), 1);
+    assert_true(expires_of("{\"access_token\":\"A\",\"expires_in\":9223372036854775807}") == year);
+    assert_true(expires_of("{\"access_token\":\"A\",\"expires_in\":99999999999999999999999}") == year);
+    assert_true(expires_of("{\"access_token\":\"A\",\"expires_in\":1e300}") == year);
+    assert_true(expires_of("{\"access_token\":\"A\",\"expires_in\":\"9223372036854775808\"}") == year);
+    assert_true(expires_of("{\"access_token\":\"A\",\"expires_in\":\"1e999\"}") == -100);
+    assert_true(expires_of("{\"access_token\":\"A\",\"expires_in\":\" 3600\"}") == -100);
+    assert_true(expires_of("{\"access_token\":\"A\",\"expires_in\":\"\"}") == -100);
+
+    /* a negative value is reported as what it is */
+    const char *neg[] = { "{\"access_token\":\"A\",\"expires_in\":-5}",
+                          "{\"access_token\":\"A\",\"expires_in\":\"-5\"}",
+                          "{\"access_token\":\"A\",\"expires_in\":-9223372036854775808}",
+                          "{\"access_token\":\"A\",\"expires_in\":-1e300}" };
+    for (size_t i = 0; i < sizeof neg / sizeof *neg; i++) {
+        mc__oauth_tokens t;
+        mc_error *err = NULL;
+        assert_int_equal(mc__oauth_parse_tokens_from("https://t.example/token", neg[i],
+                                                     strlen(neg[i]), &t, &err), MC_EOAUTH);
+        assert_non_null(strstr(err->message, "negative expires_in"));
+        assert_null(strstr(err->message, "not a number"));
+        assert_non_null(strstr(err->message, "https://t.example/token"));
+        err_free(err);
+    }
+    mc__oauth_tokens t;
+    mc_error *err = NULL;
+    const char *soon = "{\"access_token\":\"A\",\"expires_in\":\"soon\"}";
+    assert_int_equal(mc__oauth_parse_tokens(soon, strlen(soon), &t, &err), MC_EOAUTH);
+    assert_non_null(strstr(err->message, "not a number (soon)"));
+    err_free(err);
+}
+
+static void expect_token_refused(const char *body, const char *what)
+{
+    mc__oauth_tokens t;
+    mc_error *err = NULL;
+    assert_int_equal(mc__oauth_parse_tokens_from("https://idp.example/oauth2/token", body,
+                                                 strlen(body), &t, &err), MC_EOAUTH);
+    assert_non_null(err);
+    assert_int_equal(err->stage, MC_STAGE_OAUTH);
+    assert_non_null(strstr(err->message, "https://idp.example/oauth2/token"));
+    assert_non_null(strstr(err->message, what));
+    assert_null(t.access_token);
+    assert_null(t.refresh_token);
+    err_free(err);
+}
+
+static void tokens_character_sets(void **state)
+{
+    (void)state;
+    /* RFC 6750 b64token */
+    const char *bad_at[] = { "A B", "A\\r\\nMAIL FROM:<x>", "A\\tB", "A\\u0001", "A\\u0000hidden",
+                             "=", "A=B", "A\\\"", "caf\\u00e9", "A,B", "\\u007f" };
+    for (size_t i = 0; i < sizeof bad_at / sizeof *bad_at; i++) {
+        char body[256];
+        snprintf(body, sizeof body, "{\"access_token\":\"%s\",\"refresh_token\":\"R\"}", bad_at[i]);
+        expect_token_refused(body, "b64token");
+    }
+    /* refresh tokens: VSCHAR without SP */
+    const char *bad_rt[] = { "R T", "R\\r\\n", "R\\tT", "R\\u0001", "R\\u0000hidden", "\\u00ff" };
+    for (size_t i = 0; i < sizeof bad_rt / sizeof *bad_rt; i++) {
+        char body[256];
+        snprintf(body, sizeof body, "{\"access_token\":\"A\",\"refresh_token\":\"%s\"}", bad_rt[i]);
+        expect_token_refused(body, "refresh_token with a control character");
+    }
+    const char *good = "{\"access_token\":\"ya29.a0-_~+/xyz==\",\"refresh_token\":\"1//0g!#$%&'()*+,-./:;<=>?@[]^_`{|}~\"}";
+    mc__oauth_tokens t;
+    assert_int_equal(mc__oauth_parse_tokens(good, strlen(good), &t, NULL), 0);
+    assert_string_equal(t.access_token, "ya29.a0-_~+/xyz==");
+    mc__oauth_tokens_clear(&t);
+    assert_true(mc__oauth_access_token_ok("abc", 3));
+    assert_false(mc__oauth_access_token_ok("ab\0c", 4));
+    assert_false(mc__oauth_refresh_token_ok("ab\0c", 4));
+    assert_false(mc__oauth_refresh_token_ok("", 0));
+}
+
+static int device_of(const char *extra, mc__oauth_device *d, mc_error **err)
+{
+    char body[1024];
+    snprintf(body, sizeof body, "{\"device_code\":\"DC\",\"user_code\":\"ABCD\","
+             "\"verification_uri\":\"https://v.example/\"%s}", extra);
+    return mc__oauth_device_parse("https://idp.example/devicecode", body, strlen(body), d, err);
+}
+
+static long long interval_of(const char *extra)
+{
+    mc__oauth_device d;
+    mc_error *err = NULL;
+    if (device_of(extra, &d, &err)) {
+        err_free(err);
+        return -100;
+    }
+    long long i = d.interval;
+    mc__oauth_device_clear(&d);
+    return i;
+}
+
+static void device_answer_clamped(void **state)
+{
+    (void)state;
+    assert_int_equal(interval_of(""), 5);
+    assert_int_equal(interval_of(",\"interval\":2"), 2);
+    assert_int_equal(interval_of(",\"interval\":\"7\""), 7);
+    assert_int_equal(interval_of(",\"interval\":0"), 1);
+    assert_int_equal(interval_of(",\"interval\":9223372036854775807"), 60);
+    assert_int_equal(interval_of(",\"interval\":9.2e15"), 60);
+    assert_int_equal(interval_of(",\"interval\":\"9223372036854775807\""), 60);
+    assert_int_equal(interval_of(",\"interval\":-1"), -100);
+    assert_int_equal(interval_of(",\"interval\":\"fast\""), -100);
+    assert_int_equal(interval_of(",\"interval\":[]"), -100);
+
+    mc__oauth_device d;
+    mc_error *err = NULL;
+    assert_int_equal(device_of(",\"expires_in\":9223372036854775807", &d, &err), 0);
+    assert_true(d.expires_in == 365LL * 86400);
+    assert_string_equal(d.device_code, "DC");
+    mc__oauth_device_clear(&d);
+    assert_int_equal(device_of(",\"expires_in\":\"900\",\"verification_uri_complete\":\"https://v/?c\"",
+                               &d, &err), 0);
+    assert_int_equal(d.expires_in, 900);
+    assert_string_equal(d.verification_uri_complete, "https://v/?c");
+    mc__oauth_device_clear(&d);
+
+    assert_int_equal(device_of(",\"expires_in\":-5", &d, &err), MC_EOAUTH);
+    assert_non_null(strstr(err->message, "negative expires_in (-5)"));
+    assert_non_null(strstr(err->message, "https://idp.example/devicecode"));
+    err_free(err);
+    err = NULL;
+    const char *nul = "{\"device_code\":\"D\\u0000C\",\"user_code\":\"A\",\"verification_uri\":\"https://v/\"}";
+    assert_int_equal(mc__oauth_device_parse(NULL, nul, strlen(nul), &d, &err), MC_EOAUTH);
+    assert_non_null(strstr(err->message, "NUL"));
+    err_free(err);
+    err = NULL;
+    const char *none = "{\"user_code\":\"A\",\"verification_url\":\"https://v/\"}";
+    assert_int_equal(mc__oauth_device_parse(NULL, none, strlen(none), &d, &err), MC_EOAUTH);
+    err_free(err);
+    err = NULL;
+    const char *google = "{\"device_code\":\"D\",\"user_code\":\"A\",\"verification_url\":\"https://g/\",\"expires_in\":1800,\"interval\":5}";
+    assert_int_equal(mc__oauth_device_parse(NULL, google, strlen(google), &d, &err), 0);
+    assert_string_equal(d.verification_uri, "https://g/");
+    mc__oauth_device_clear(&d);
+}
+
+static void refresh_margin_half_lifetime(void **state)
+{
+    fixture *f = *state;
+    /* a 300 s token, 290 s left, margin 600: half its lifetime (150 s) is
+     * the margin, so it is used, not refreshed on every send */
+    mc__oauth_tokens t = { strdup("AT-short"), strdup("RT-short"), NULL, 300 };
+    mc__oauth_store s;
+    memset(&s, 0, sizeof s);
+    mc_error *err = NULL;
+    assert_int_equal(mc__oauth_store_tokens(&f->req, &s, &t, false, &err), 0);
+    mc__oauth_tokens_clear(&t);
+    assert_true(s.expires_at - s.access_issued_at == 300);
+    s.access_issued_at -= 10;
+    s.expires_at -= 10;
+    assert_int_equal(mc__oauth_store_save(&f->req, &s, &err), 0);
+    char *tok = NULL;
+    assert_int_equal(engine->token(&f->req, &tok, &err), 0);
+    assert_null(err);
+    assert_string_equal(tok, "AT-short");
+    mc__oauth_wipe_free(tok);
+    /* 100 s left of 300: under half, refreshed (the endpoint is down) */
+    s.access_issued_at -= 190;
+    s.expires_at -= 190;
+    assert_int_equal(mc__oauth_store_save(&f->req, &s, &err), 0);
+    assert_int_equal(engine->token(&f->req, &tok, &err), MC_EOAUTH);
+    assert_null(tok);
+    err_free(err);
+    err = NULL;
+    /* expires_at from a hostile file: no overflow, just expired */
+    s.access_issued_at = -9223372036854775807LL;
+    s.expires_at = 9223372036854775807LL;
+    assert_int_equal(mc__oauth_store_save(&f->req, &s, &err), 0);
+    assert_int_equal(engine->token(&f->req, &tok, &err), 0);
+    mc__oauth_wipe_free(tok);
+    s.expires_at = -9223372036854775807LL - 1;
+    assert_int_equal(mc__oauth_store_save(&f->req, &s, &err), 0);
+    assert_int_equal(engine->token(&f->req, &tok, &err), MC_EOAUTH);
+    err_free(err);
+    mc__oauth_store_clear(&s);
+    /* the store clamps what a grant says (expires_in arrives clamped) */
+    mc__oauth_tokens big = { strdup("AT-big"), NULL, NULL, 9223372036854775807LL };
+    memset(&s, 0, sizeof s);
+    err = NULL;
+    assert_int_equal(mc__oauth_store_tokens(&f->req, &s, &big, false, &err), 0);
+    assert_true(s.expires_at - s.access_issued_at == 365LL * 86400);
+    mc__oauth_tokens_clear(&big);
+    mc__oauth_store_clear(&s);
+}
+
+static char *path_in(const fixture *f, const char *rel)
+{
+    char *p = NULL;
+    assert_true(asprintf(&p, "%s%s%s", f->state, *rel ? "/" : "", rel) > 0);
+    return p;
+}
+
+static void expect_refused(fixture *f, const char *path, const char *what)
+{
+    mc__oauth_store s;
+    bool found = true;
+    mc_error *err = NULL;
+    assert_int_equal(mc__oauth_store_load(&f->req, &s, &found, &err), MC_EFILE);
+    assert_false(found);
+    assert_non_null(err);
+    if (!strstr(err->message, path) || !strstr(err->message, what))
+        fprintf(stderr, "want \"%s\" and \"%s\" in: %s\n", path, what, err->message);
+    assert_int_equal(err->outcome, MC_OUTCOME_CONFIG);
+    assert_int_equal(err->stage, MC_STAGE_OAUTH);
+    assert_non_null(strstr(err->message, path));
+    assert_non_null(strstr(err->message, what));
+    err_free(err);
+    err = NULL;
+    memset(&s, 0, sizeof s);
+    s.access_token = strdup("AT-root");
+    s.refresh_token = strdup("RT-root");
+    assert_int_equal(mc__oauth_store_save(&f->req, &s, &err), MC_EFILE);
+    assert_non_null(strstr(err->message, path));
+    mc__oauth_store_clear(&s);
+    err_free(err);
+    err = NULL;
+    char *tok = NULL;
+    assert_int_equal(engine->token(&f->req, &tok, &err), MC_EFILE);
+    assert_null(tok);
+    assert_int_equal(err->outcome, MC_OUTCOME_CONFIG);
+    err_free(err);
+    /* status() has no error record: the log names what is wrong */
+    log_text[0] = '\0';
+    mc_oauth_status st;
+    assert_int_equal(engine->status(&f->req, &st), MC_EFILE);
+    assert_false(st.stored);
+    assert_non_null(strstr(log_text, path));
+}
+
+static void store_refuses_what_it_does_not_own(void **state)
+{
+    fixture *f = *state;
+    store_tokens(f, "AT-mine", 1900000000LL, "RT-mine");
+    char *tokens = path_in(f, "tokens");
+    char *file = path_in(f, "tokens/s1.json");
+
+    /* <state> writable by others */
+    assert_int_equal(chmod(f->state, 0777), 0);
+    expect_refused(f, f->state, "writable by group or others");
+    assert_int_equal(chmod(f->state, 0775), 0);
+    expect_refused(f, f->state, "writable by group or others");
+    assert_int_equal(chmod(f->state, 0755), 0);     /* readable is fine */
+    mc__oauth_store s;
+    bool found = false;
+    assert_int_equal(mc__oauth_store_load(&f->req, &s, &found, NULL), 0);
+    assert_true(found);
+    mc__oauth_store_clear(&s);
+
+    /* tokens/ open to group or others */
+    assert_int_equal(chmod(tokens, 0750), 0);
+    expect_refused(f, tokens, "must be 0700");
+    assert_int_equal(chmod(tokens, 0700), 0);
+
+    /* a symlinked token file: not read, not written through */
+    char *target = NULL;
+    assert_true(asprintf(&target, "%s/elsewhere.json", f->dir) > 0);
+    assert_int_equal(rename(file, target), 0);
+    assert_int_equal(symlink(target, file), 0);
+    struct stat before, after;
+    assert_int_equal(stat(target, &before), 0);
+    expect_refused(f, file, "symbolic link");
+    assert_int_equal(stat(target, &after), 0);
+    assert_true(before.st_size == after.st_size && before.st_mtime == after.st_mtime &&
+                before.st_ino == after.st_ino);
+    assert_int_equal(unlink(file), 0);
+
+    /* a FIFO in its place does not hang the load */
+    assert_int_equal(mkfifo(file, 0600), 0);
+    expect_refused(f, file, "not a regular file");
+    assert_int_equal(unlink(file), 0);
+
+    /* tokens/ a symlink to a folder */
+    char *real = NULL;
+    assert_true(asprintf(&real, "%s/real-tokens", f->dir) > 0);
+    assert_int_equal(rename(tokens, real), 0);
+    assert_int_equal(symlink(real, tokens), 0);
+    expect_refused(f, tokens, "symbolic link");
+    assert_int_equal(unlink(tokens), 0);
+    assert_int_equal(rename(real, tokens), 0);
+
+    if (geteuid() == 0) {
+        /* owned by another user: the folder, then the file */
+        assert_int_equal(rename(target, file), 0);
+        assert_int_equal(chown(tokens, 4242, 4242), 0);
+        expect_refused(f, tokens, "owned by uid 4242");
+        assert_int_equal(chown(tokens, 0, 0), 0);
+        assert_int_equal(chown(file, 4242, 4242), 0);
+        expect_refused(f, file, "owned by uid 4242");
+        struct stat st;
+        assert_int_equal(stat(file, &st), 0);
+        assert_int_equal(st.st_uid, 4242);       /* not replaced, not chowned */
+        assert_int_equal(chown(f->state, 4242, 4242), 0);
+        expect_refused(f, f->state, "owned by uid 4242");
+    }
+    free(real);
+    free(target);
+    free(tokens);
+    free(file);
+}
+
+static void store_save_creates_private_and_leaves_no_temp(void **state)
+{
+    fixture *f = *state;
+    mode_t old = umask(0);
+    store_tokens(f, "AT-1", 1900000000LL, "RT-1");
+    store_tokens(f, "AT-2", 1900000000LL, "RT-2");
+    umask(old);
+    char *tokens = path_in(f, "tokens");
+    char *file = path_in(f, "tokens/s1.json");
+    assert_int_equal(mode_of(tokens), 0700);
+    assert_int_equal(mode_of(f->state), 0700);
+    assert_int_equal(mode_of(file), 0600);
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "test $(ls -A '%s' | wc -l) -eq 1", tokens);
+    assert_int_equal(system(cmd), 0);
+    mc__oauth_store s;
+    bool found = false;
+    assert_int_equal(mc__oauth_store_load(&f->req, &s, &found, NULL), 0);
+    assert_string_equal(s.access_token, "AT-2");
+    mc__oauth_store_clear(&s);
+    /* a token file whose token would break SASL framing is not valid */
+    FILE *fp = fopen(file, "w");
+    assert_non_null(fp);
+    fputs("{\"identity\":{\"provider\":\"microsoft\",\"client_id\":\"client-1\",\"user\":"
+          "\"me@example.org\",\"token_url\":\"http://127.0.0.1:1/token\"},"
+          "\"access_token\":\"AT\\r\\nQUIT\",\"expires_at\":1900000000}", fp);
+    fclose(fp);
+    mc_error *err = NULL;
+    assert_int_equal(mc__oauth_store_load(&f->req, &s, &found, &err), MC_EFILE);
+    err_free(err);
+    /* an import with a control character is refused before any request */
+    err = NULL;
+    assert_int_equal(engine->import_refresh(&f->req, "RT\r\nX", &err), MC_EINVAL);
+    assert_non_null(strstr(err->message, "control character"));
+    err_free(err);
+    free(tokens);
+    free(file);
+}
+
 int main(void)
 {
     const mc_plugin_desc *d = mc_plugin_entry(&test_host);
@@ -646,6 +1016,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(invalidate_only_matching, setup, teardown),
         cmocka_unit_test_setup_teardown(revoke_without_endpoint_deletes, setup, teardown),
         cmocka_unit_test_setup_teardown(bad_server_name_refused, setup, teardown),
+        cmocka_unit_test(tokens_expires_in_clamped),
+        cmocka_unit_test(tokens_character_sets),
+        cmocka_unit_test(device_answer_clamped),
+        cmocka_unit_test_setup_teardown(refresh_margin_half_lifetime, setup, teardown),
+        cmocka_unit_test_setup_teardown(store_refuses_what_it_does_not_own, setup, teardown),
+        cmocka_unit_test_setup_teardown(store_save_creates_private_and_leaves_no_temp, setup,
+                                        teardown),
     };
     int rc = cmocka_run_group_tests_name("oauth", tests, NULL, NULL);
     for (size_t i = 0; i < n_redacted; i++)

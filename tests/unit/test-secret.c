@@ -1,5 +1,5 @@
 /* secret: each source (inline, _file, _env, _command), its safety rules
- * and the command bound. */
+ * and the command bound; the log module's redaction and escaping. */
 /* temporary paths are short; snprintf truncation cannot happen here */
 #if !defined(__clang__)   /* gcc only: temp-path snprintf calls */
 #pragma GCC diagnostic ignored "-Wformat-truncation"
@@ -364,6 +364,183 @@ static void test_command_bound_in_ms(void **state)
     mc_error_free(err);
 }
 
+/* A first line of 64 KiB is the limit: one byte more is an error, not a
+ * secret cut short (issue 9). */
+static void test_command_line_over_64k_refused(void **state)
+{
+    (void)state;
+    char *v = NULL;
+    mc_error *err = NULL;
+    assert_int_equal(mc__secret_command("head -c 65536 /dev/zero | tr '\\0' a; echo", 5000, &v,
+                                        &err), 0);
+    assert_int_equal(strlen(v), 65536);
+    mc__secret_free(v);
+    v = NULL;
+    assert_int_equal(mc__secret_command("head -c 65536 /dev/zero | tr '\\0' a; printf '\\r\\n'",
+                                        5000, &v, &err), 0);
+    assert_int_equal(strlen(v), 65536);
+    mc__secret_free(v);
+    v = NULL;
+    /* one more byte, with or without a newline, and far more (the child is
+     * still read to its end) */
+    static const char *const over[] = {
+        "head -c 65537 /dev/zero | tr '\\0' a; echo",
+        "head -c 65537 /dev/zero | tr '\\0' a",
+        "head -c 3000000 /dev/zero | tr '\\0' a",
+    };
+    for (size_t i = 0; i < sizeof(over) / sizeof(over[0]); i++) {
+        assert_int_equal(mc__secret_command(over[i], 5000, &v, &err), MC_ESECRET);
+        assert_null(v);
+        assert_string_equal(err->message, "the command's first line is longer than 64 KiB");
+        mc_error_free(err);
+        err = NULL;
+    }
+    /* through a config key: named by its JSON path */
+    char *msg = NULL;
+    assert_int_equal(resolve("{\"password_command\":\"head -c 70000 /dev/zero | tr '\\\\0' b\"}",
+                             "password", &v, &msg), MC_ESECRET);
+    assert_string_equal(msg, "servers[0].auth.password_command: the command's first line is "
+                             "longer than 64 KiB");
+    free(msg);
+}
+
+static void test_file_line_over_64k_refused(void **state)
+{
+    fixture *f = *state;
+    char path[PATH_MAX], json[PATH_MAX], want[2 * PATH_MAX];
+    snprintf(path, sizeof(path), "%s/pw", f->dir);
+    snprintf(json, sizeof(json), "{\"password_file\":\"%s\"}", path);
+    char *big = malloc(65538 + 1);
+    assert_non_null(big);
+    memset(big, 'p', 65536);
+    memcpy(big + 65536, "\n", 2);
+    write_file(path, big, 0600);
+    char *v = NULL, *msg = NULL;
+    assert_int_equal(resolve(json, "password", &v, NULL), 0);
+    assert_int_equal(strlen(v), 65536);
+    mc__secret_free(v);
+    v = NULL;
+    memcpy(big + 65536, "pp", 3);
+    write_file(path, big, 0600);
+    assert_int_equal(resolve(json, "password", &v, &msg), MC_ESECRET);
+    assert_null(v);
+    snprintf(want, sizeof(want), "servers[0].auth.password_file: \"%s\": the first line is longer "
+                                 "than 64 KiB", path);
+    assert_string_equal(msg, want);
+    free(msg);
+    free(big);
+}
+
+/* A secret file others could change is not the user's secret (issue 9):
+ * group- or other-writable, or in a folder others can write. */
+static void test_file_others_can_change_refused(void **state)
+{
+    fixture *f = *state;
+    char path[PATH_MAX], json[PATH_MAX], want[3 * PATH_MAX], sub[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/pw", f->dir);
+    snprintf(json, sizeof(json), "{\"password_file\":\"%s\"}", path);
+    char *v = NULL, *msg = NULL;
+    static const mode_t modes[] = { 0620, 0602, 0622 };
+    for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+        write_file(path, "s3cr3t\n", modes[i]);
+        assert_int_equal(resolve(json, "password", &v, &msg), MC_ESECRET);
+        assert_null(v);
+        snprintf(want, sizeof(want), "servers[0].auth.password_file: %s: writable by group or "
+                                     "others (mode %04o): not trusted (others could change it)",
+                 path, (unsigned)modes[i]);
+        assert_string_equal(msg, want);
+        free(msg);
+    }
+    /* 0600 in a folder others can write (not sticky) */
+    snprintf(sub, sizeof(sub), "%s/open", f->dir);
+    assert_int_equal(mkdir(sub, 0700), 0);
+    snprintf(path, sizeof(path), "%s/pw", sub);
+    snprintf(json, sizeof(json), "{\"password_file\":\"%s\"}", path);
+    write_file(path, "s3cr3t\n", 0600);
+    assert_int_equal(chmod(sub, 0777), 0);
+    assert_int_equal(resolve(json, "password", &v, &msg), MC_ESECRET);
+    snprintf(want, sizeof(want), "servers[0].auth.password_file: %s: the folder of %s is writable "
+                                 "by group or others (mode 0777): not trusted (others could "
+                                 "change it)", sub, path);
+    assert_string_equal(msg, want);
+    free(msg);
+    /* the same folder made the user's alone: accepted */
+    assert_int_equal(chmod(sub, 0755), 0);
+    assert_int_equal(resolve(json, "password", &v, NULL), 0);
+    assert_string_equal(v, "s3cr3t");
+    mc__secret_free(v);
+}
+
+/* The one escaping function (core/log.c): what a terminal acts on becomes
+ * \xHH; text, TAB, UTF-8 and backslashes stay (issue 9). */
+static void test_escape(void **state)
+{
+    (void)state;
+    static const struct { const char *in, *out; } cases[] = {
+        { "plain text\twith a tab", "plain text\twith a tab" },
+        { "", "" },
+        { "\x1b]0;pwn\x07 \x1b[2J", "\\x1b]0;pwn\\x07 \\x1b[2J" },
+        { "cr\rlf\nnul-less \x01\x1f\x7f", "cr\\x0dlf\\x0anul-less \\x01\\x1f\\x7f" },
+        /* C1 as UTF-8: U+0080, U+009B (CSI), U+009F; U+00A0 and later are text */
+        { "\xc2\x80\xc2\x9b\xc2\x9f \xc2\xa0", "\\xc2\\x80\\xc2\\x9b\\xc2\\x9f \xc2\xa0" },
+        { "Gr\xc3\xbc\xc3\x9f \xe2\x82\xac \xf0\x9f\x93\xa7", "Gr\xc3\xbc\xc3\x9f \xe2\x82\xac \xf0\x9f\x93\xa7" },
+        /* invalid UTF-8: lone bytes, overlong, surrogate, past U+10FFFF, truncated */
+        { "\xff\xfe\x80", "\\xff\\xfe\\x80" },
+        { "\xc0\xaf \xe0\x80\xaf", "\\xc0\\xaf \\xe0\\x80\\xaf" },
+        { "\xed\xa0\x80", "\\xed\\xa0\\x80" },
+        { "\xf4\x90\x80\x80", "\\xf4\\x90\\x80\\x80" },
+        { "end \xe2\x82", "end \\xe2\\x82" },
+        { "\xe2\x82x", "\\xe2\\x82x" },
+        /* a backslash is text; escaping twice changes nothing */
+        { "C:\\dir \\x1b", "C:\\dir \\x1b" },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *e = mc__escape_dup(cases[i].in);
+        assert_non_null(e);
+        assert_string_equal(e, cases[i].out);
+        char *twice = mc__escape_dup(e);
+        assert_string_equal(twice, e);
+        free(twice);
+        free(e);
+    }
+    assert_null(mc__escape_dup(NULL));
+    /* a NUL inside the length is escaped too */
+    mc__buf b = MC__BUF_INIT;
+    assert_int_equal(mc__escape_put(&b, "a\0b", 3), 0);
+    assert_string_equal(b.data, "a\\x00b");
+    mc__buf_free(&b);
+}
+
+/* Every log line reaches the sink escaped, and an error message is stored
+ * escaped; the error's server_text stays as received. */
+static char *last_line;
+static void capture(mc_log_level level, const char *line, void *payload)
+{
+    (void)level;
+    (void)payload;
+    free(last_line);
+    last_line = strdup(line);
+}
+
+static void test_log_and_error_escaped(void **state)
+{
+    (void)state;
+    mc__log_setup(MC_LOG_DEBUG, capture, NULL);
+    mc__log(MC_LOG_TRANSCRIPT, "S: %s", "554 \x1b]0;pwn\x07 \x1b[2J");
+    assert_string_equal(last_line, "S: 554 \\x1b]0;pwn\\x07 \\x1b[2J");
+    mc__log_setup(MC_LOG_WARN, NULL, NULL);
+    free(last_line);
+    last_line = NULL;
+
+    mc_error *err = NULL;
+    mc__error_set(&err, MC_EOAUTH, MC_OUTCOME_TRANSIENT, MC_STAGE_OAUTH, "token endpoint: %s",
+                  "invalid_grant \x1b[2J\xc2\x9b");
+    mc__error_reply(err, 554, "5.7.1 \x1b]0;pwn\x07");
+    assert_string_equal(err->message, "token endpoint: invalid_grant \\x1b[2J\\xc2\\x9b");
+    assert_string_equal(err->server_text, "5.7.1 \x1b]0;pwn\x07");
+    mc_error_free(err);
+}
+
 static void test_wrong_type_not_shown(void **state)
 {
     (void)state;
@@ -391,6 +568,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_command_killed_at_bound, setup, teardown),
         cmocka_unit_test_setup_teardown(test_command_bound_in_ms, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wrong_type_not_shown, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_command_line_over_64k_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_file_line_over_64k_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_file_others_can_change_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_escape, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_log_and_error_escaped, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     mc__redact_reset();

@@ -12,7 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "error.h"
 #include "log.h"
+#include "net.h"
 #include "sasl.h"
 #include "smtp.h"
 
@@ -30,13 +32,21 @@ typedef struct mem_stream {
     bool               closed;
     int                starttls_calls;
     const mc_connect_opts *starttls_opts;
+    int64_t            read_deadline;   /* probe_ops: the last deadline set */
+    int                probes;          /* reads with a deadline already past */
+    bool               nothing_waiting; /* such a read times out */
 } mem_stream;
 
 static ssize_t mem_read(mc_stream *st, void *buf, size_t len, mc_error **err)
 {
-    (void)err;
     mem_stream *m = (mem_stream *)st;
     m->reads++;
+    if (m->read_deadline && m->read_deadline <= mc__mono_ms()) {
+        m->probes++;
+        if (m->nothing_waiting)
+            return mc__error_set(err, MC_ETIMEOUT, MC_OUTCOME_TRANSIENT, MC_STAGE_NONE,
+                                 "timed out");
+    }
     if (!m->script || !m->script[m->next])
         return 0;
     const char *c = m->script[m->next] + m->off;
@@ -74,6 +84,21 @@ static const mc_stream_ops mem_ops = {
     .read = mem_read,
     .write = mem_write,
     .close = mem_close,
+};
+
+static void mem_set_read_deadline(mc_stream *st, int64_t deadline_ms)
+{
+    ((mem_stream *)st)->read_deadline = deadline_ms;
+}
+
+/* A stream that keeps read deadlines (ABI 1.1): the engine can look for
+ * bytes waiting without waiting for any. */
+static const mc_stream_ops probe_ops = {
+    .size = sizeof(mc_stream_ops),
+    .read = mem_read,
+    .write = mem_write,
+    .close = mem_close,
+    .set_read_deadline = mem_set_read_deadline,
 };
 
 /* A fake STARTTLS: the "handshake" just flips encrypted. */
@@ -1490,6 +1515,361 @@ static void test_header_injection_in_envelope(void **state)
     free_stream(m);
 }
 
+/* ------------------------------------------------------------ bounded replies */
+
+/* `lines` lines of `width` bytes each ("250-" or "250 ", x padding, CRLF),
+ * the last one final: one reply of lines * width bytes. */
+static char *make_reply(const char *code, size_t lines, size_t width)
+{
+    assert_true(width >= 6);
+    char *b = malloc(lines * width + 1);
+    assert_non_null(b);
+    for (size_t i = 0; i < lines; i++) {
+        char *l = b + i * width;
+        memcpy(l, code, 3);
+        l[3] = i + 1 == lines ? ' ' : '-';
+        memset(l + 4, 'x', width - 6);
+        memcpy(l + width - 2, "\r\n", 2);
+    }
+    b[lines * width] = '\0';
+    return b;
+}
+
+/* Feed a whole reply in pieces of every size given; the same result each
+ * time, and the parser never holds more than the caps. */
+static int feed_capped(const char *in, const char **why)
+{
+    static const size_t pieces[] = { 1, 7, 4096, 16384, (size_t)-1 };
+    int first = 0;
+    for (size_t k = 0; k < sizeof(pieces) / sizeof(pieces[0]); k++) {
+        mc__reply_parser p = { 0 };
+        mc__reply r = { 0 };
+        size_t used = 0;
+        int rc = feed_pieces(&p, in, pieces[k] == (size_t)-1 ? strlen(in) : pieces[k], &r, &used);
+        assert_true(r.text.cap <= 2 * MC__REPLY_BYTES_MAX);
+        assert_true(p.line.cap <= 2 * (MC__REPLY_LINE_MAX + 2));
+        if (k == 0)
+            first = rc;
+        assert_int_equal(rc, first);
+        if (rc == 1)
+            assert_int_equal(used, strlen(in));
+        if (rc < 0 && why)
+            *why = p.why;
+        mc__reply_free(&r);
+        mc__reply_parser_free(&p);
+    }
+    return first;
+}
+
+static void test_reply_line_cap(void **state)
+{
+    (void)state;
+    const char *why = NULL;
+    char *in = make_reply("250", MC__REPLY_LINES_MAX, 8);
+    assert_int_equal(feed_capped(in, NULL), 1);      /* exactly 1000 lines */
+    free(in);
+    in = make_reply("250", MC__REPLY_LINES_MAX + 1, 8);
+    assert_int_equal(feed_capped(in, &why), MC_EPROTO);   /* 1001 */
+    assert_string_equal(why, "a reply over 1000 lines");
+    free(in);
+    /* bare "250-" lines count too */
+    in = make_reply("220", MC__REPLY_LINES_MAX + 1, 6);
+    assert_int_equal(feed_capped(in, NULL), MC_EPROTO);
+    free(in);
+}
+
+static void test_reply_byte_cap(void **state)
+{
+    (void)state;
+    const char *why = NULL;
+    /* 16 lines of 4096 bytes (4094 + CRLF: within the line limit): 65536 */
+    char *in = make_reply("250", 16, 4096);
+    assert_int_equal(strlen(in), MC__REPLY_BYTES_MAX);
+    assert_int_equal(feed_capped(in, NULL), 1);
+    free(in);
+
+    /* one byte more: refused, however it is split */
+    in = make_reply("250", 16, 4096);
+    size_t len = strlen(in);
+    char *more = malloc(len + 2);
+    assert_non_null(more);
+    memcpy(more, in, 4);             /* line 1 one byte wider */
+    more[4] = 'y';
+    memcpy(more + 5, in + 4, len - 4 + 1);
+    assert_int_equal(strlen(more), MC__REPLY_BYTES_MAX + 1);
+    assert_int_equal(feed_capped(more, &why), MC_EPROTO);
+    assert_string_equal(why, "a reply over 65536 bytes");
+    free(more);
+    free(in);
+
+    /* an endless continuation (no final line ever): refused by the caps
+     * after at most 1000 lines / 64 KiB, never completed, memory bounded */
+    char *line = make_reply("220", 2, 100);   /* "220-xx..\r\n220 xx..\r\n" */
+    line[100 + 3] = '-';                      /* both lines continue */
+    mc__reply_parser p = { 0 };
+    mc__reply r = { 0 };
+    size_t fed = 0, used = 0;
+    int rc = 0;
+    while (rc == 0 && fed < 10 * 1000 * 1000) {
+        rc = mc__reply_feed(&p, line, 200, &used, &r);
+        fed += used;
+    }
+    assert_int_equal(rc, MC_EPROTO);
+    assert_true(fed <= MC__REPLY_BYTES_MAX + 200);
+    assert_true(r.text.cap <= 2 * MC__REPLY_BYTES_MAX);
+    mc__reply_free(&r);
+    mc__reply_parser_free(&p);
+    free(line);
+}
+
+/* A send over `script`; returns rc, *err set, b's calls counted. */
+static int send_script(const char *const *script, mem_stream **mout, mc__smtp **sout,
+                       body *b, mc_rcpt_result **res, mc_error **err, size_t *mark)
+{
+    mem_stream *m = new_stream(script, true);
+    mc__smtp *s = open_ok(m);
+    *mark = m->n_writes;
+    static const char *const rcpts[] = { "r1@x" };
+    mc__envelope env = env_of("a@x", rcpts, 1);
+    *mout = m;
+    *sout = s;
+    return mc__smtp_send(s, &env, body_writer, b, res, err);
+}
+
+static void test_reply_before_the_data_is_not_final(void **state)
+{
+    (void)state;
+    /* 354 and 250 in one write: the 250 answers no data (none was sent) */
+    static const char *const pipe_script[] = {
+        "220 mx\r\n", EHLO_PIPE, "250 ok\r\n250 ok\r\n354 go\r\n250 2.0.0 queued\r\n", NULL,
+    };
+    static const char *const plain_script[] = {
+        "220 mx\r\n", EHLO_PLAIN, "250 ok\r\n", "250 ok\r\n", "354 go\r\n250 2.0.0 queued\r\n",
+        NULL,
+    };
+    /* half a reply behind the 354 */
+    static const char *const partial_script[] = {
+        "220 mx\r\n", EHLO_PIPE, "250 ok\r\n250 ok\r\n354 go\r\n25", NULL,
+    };
+    /* a 421 and more: not "one complete 421" */
+    static const char *const more_script[] = {
+        "220 mx\r\n", EHLO_PIPE, "250 ok\r\n250 ok\r\n354 go\r\n421 4.3.2 bye\r\n250 ok\r\n", NULL,
+    };
+    const char *const *scripts[] = { pipe_script, plain_script, partial_script, more_script };
+    for (size_t i = 0; i < sizeof(scripts) / sizeof(scripts[0]); i++) {
+        mem_stream *m;
+        mc__smtp *s;
+        body b = { .data = "hi\n", .len = 3 };
+        mc_rcpt_result *res = NULL;
+        mc_error *err = NULL;
+        size_t mark;
+        assert_int_equal(send_script(scripts[i], &m, &s, &b, &res, &err, &mark), MC_EPROTO);
+        assert_int_equal(err->outcome, MC_OUTCOME_PROTOCOL);
+        assert_int_equal(err->stage, MC_STAGE_DATA);
+        assert_non_null(strstr(err->message, "not sent"));
+        assert_int_equal(b.calls, 0);              /* no data went out */
+        assert_false(mc__smtp_alive(s));
+        char *t = transcript_from(m, mark);
+        assert_null(strstr(t, "\r\n.\r\n"));
+        assert_non_null(strstr(t, "DATA\r\n"));
+        free(t);
+        mc__rcpts_free(res, 1);
+        mc_error_free(err);
+        mc__smtp_free(s);
+        free_stream(m);
+    }
+}
+
+static void test_421_before_the_data_is_transient(void **state)
+{
+    (void)state;
+    static const char *const script[] = {
+        "220 mx\r\n", EHLO_PIPE, "250 ok\r\n250 ok\r\n354 go\r\n421 4.3.2 shutting down\r\n", NULL,
+    };
+    mem_stream *m;
+    mc__smtp *s;
+    body b = { .data = "hi\n", .len = 3 };
+    mc_rcpt_result *res = NULL;
+    mc_error *err = NULL;
+    size_t mark;
+    assert_int_equal(send_script(script, &m, &s, &b, &res, &err, &mark), MC_ETEMP);
+    assert_int_equal(err->outcome, MC_OUTCOME_TRANSIENT);
+    assert_int_equal(err->stage, MC_STAGE_DATA);
+    assert_int_equal(err->smtp_code, 421);
+    assert_string_equal(err->enhanced, "4.3.2");
+    assert_true(err->transient);
+    assert_int_equal(b.calls, 0);
+    assert_false(res[0].accepted);
+    assert_false(mc__smtp_alive(s));
+    assert_transcript(m, mark, "MAIL FROM:<a@x>\r\nRCPT TO:<r1@x>\r\nDATA\r\n");
+    mc__rcpts_free(res, 1);
+    mc_error_free(err);
+    mc__smtp_free(s);
+    free_stream(m);
+}
+
+static void test_354_to_rcpt_is_protocol(void **state)
+{
+    (void)state;
+    static const char *const script[] = {
+        "220 mx\r\n", EHLO_PIPE, "250 ok\r\n354 go\r\n354 go\r\n", NULL,
+    };
+    mem_stream *m;
+    mc__smtp *s;
+    body b = { .data = "hi\n", .len = 3 };
+    mc_rcpt_result *res = NULL;
+    mc_error *err = NULL;
+    size_t mark;
+    assert_int_equal(send_script(script, &m, &s, &b, &res, &err, &mark), MC_EPROTO);
+    assert_int_equal(err->outcome, MC_OUTCOME_PROTOCOL);
+    assert_int_equal(err->stage, MC_STAGE_RCPT);
+    assert_int_equal(err->smtp_code, 354);
+    assert_int_equal(b.calls, 0);
+    assert_false(mc__smtp_alive(s));
+    assert_transcript(m, mark, "MAIL FROM:<a@x>\r\nRCPT TO:<r1@x>\r\nDATA\r\n");
+    mc__rcpts_free(res, 1);
+    mc_error_free(err);
+    mc__smtp_free(s);
+    free_stream(m);
+}
+
+static void test_after_dot_unparsable_is_unknown(void **state)
+{
+    (void)state;
+    char *long_line = make_reply("250", 1, 5000);
+    char *many = make_reply("250", MC__REPLY_LINES_MAX + 1, 8);
+    const char *const after[] = {
+        "250-2.0.0 queued\r\n550 5.0.0 or not\r\n",   /* mixed codes */
+        "250 2.0.0 queued\r\n250 2.0.0 again\r\n",    /* two replies */
+        "250 2.0.0 queued\r\n5",                      /* a reply and a half */
+        "2x0 queued\r\n",
+        long_line,
+        many,
+    };
+    for (size_t i = 0; i < sizeof(after) / sizeof(after[0]); i++) {
+        const char *script[] = { "220 mx\r\n", EHLO_PIPE, "250 ok\r\n250 ok\r\n354 go\r\n",
+                                 after[i], NULL };
+        mem_stream *m;
+        mc__smtp *s;
+        body b = { .data = "hi\n", .len = 3 };
+        mc_rcpt_result *res = NULL;
+        mc_error *err = NULL;
+        size_t mark;
+        int rc = send_script(script, &m, &s, &b, &res, &err, &mark);
+        if (rc != MC_EUNKNOWN)
+            fail_msg("after-dot reply %zu: %d %s", i, rc, err ? err->message : "");
+        assert_int_equal(err->outcome, MC_OUTCOME_UNKNOWN);
+        assert_int_equal(err->stage, MC_STAGE_DATA);
+        assert_non_null(strstr(err->message, "may have been accepted"));
+        assert_false(mc__smtp_alive(s));
+        char *t = transcript_from(m, mark);
+        assert_non_null(strstr(t, "hi\r\n.\r\n"));   /* the dot did go out */
+        free(t);
+        mc__rcpts_free(res, 1);
+        mc_error_free(err);
+        mc__smtp_free(s);
+        free_stream(m);
+    }
+    free(long_line);
+    free(many);
+}
+
+static void test_caps_in_the_dialogue(void **state)
+{
+    (void)state;
+    /* an EHLO reply of 1001 lines */
+    char *ehlo = make_reply("250", MC__REPLY_LINES_MAX + 1, 20);
+    const char *script[] = { "220 mx\r\n", ehlo, NULL };
+    mem_stream *m = new_stream(script, false);
+    mc__smtp_opts o = default_opts(m);
+    mc__smtp *s = NULL;
+    mc_error *err = NULL;
+    assert_int_equal(mc__smtp_open(&s, &o, &err), MC_EPROTO);
+    assert_int_equal(err->stage, MC_STAGE_EHLO);
+    assert_int_equal(err->outcome, MC_OUTCOME_PROTOCOL);
+    assert_non_null(strstr(err->message, "1000 lines"));
+    mc_error_free(err);
+    free_stream(m);
+    free(ehlo);
+
+    /* a 334 challenge of 70 KB */
+    char *challenge = make_reply("334", 20, 3500);
+    const char *script2[] = { "220 mx\r\n", "250-mx\r\n250 AUTH PLAIN\r\n", challenge, NULL };
+    m = new_stream(script2, true);
+    s = open_ok(m);
+    mc__sasl_creds c = { .user = "u", .password = "p" };
+    err = NULL;
+    assert_int_equal(mc__smtp_auth(s, "PLAIN", &c, false, &err), MC_EPROTO);
+    assert_int_equal(err->stage, MC_STAGE_AUTH);
+    assert_non_null(strstr(err->message, "65536 bytes"));
+    assert_false(mc__smtp_alive(s));
+    mc_error_free(err);
+    mc__smtp_free(s);
+    free_stream(m);
+    free(challenge);
+}
+
+static void test_probe_before_the_dot(void **state)
+{
+    (void)state;
+    /* the 250 is not read with the 354, but waiting when the data starts */
+    static const char *const script[] = {
+        "220 mx\r\n", EHLO_PIPE, "250 ok\r\n250 ok\r\n354 go\r\n", "250 2.0.0 queued\r\n", NULL,
+    };
+    mem_stream *m = new_stream(script, true);
+    m->base.ops = &probe_ops;
+    mc__smtp *s = open_ok(m);
+    size_t mark = m->n_writes;
+    static const char *const rcpts[] = { "r1@x" };
+    mc__envelope env = env_of("a@x", rcpts, 1);
+    body b = { .data = "hi\n", .len = 3 };
+    mc_rcpt_result *res = NULL;
+    mc_error *err = NULL;
+    assert_int_equal(mc__smtp_send(s, &env, body_writer, &b, &res, &err), MC_EPROTO);
+    assert_int_equal(err->stage, MC_STAGE_DATA);
+    assert_int_equal(err->outcome, MC_OUTCOME_PROTOCOL);
+    assert_non_null(strstr(err->message, "250 reply before the message data"));
+    assert_int_equal(m->probes, 1);
+    assert_int_equal(b.calls, 0);
+    assert_transcript(m, mark, "MAIL FROM:<a@x>\r\nRCPT TO:<r1@x>\r\nDATA\r\n");
+    mc__rcpts_free(res, 1);
+    mc_error_free(err);
+    mc__smtp_free(s);
+    free_stream(m);
+
+    /* nothing waiting: looked for before the data and before the dot */
+    m = new_stream(script, true);
+    m->base.ops = &probe_ops;
+    m->nothing_waiting = true;
+    s = open_ok(m);
+    mark = m->n_writes;
+    err = NULL;
+    assert_int_equal(mc__smtp_send(s, &env, body_writer, &b, &res, &err), 0);
+    assert_int_equal(m->probes, 2);
+    assert_string_equal(mc__smtp_last_reply(s), "250 2.0.0 queued");
+    assert_transcript(m, mark, "MAIL FROM:<a@x>\r\nRCPT TO:<r1@x>\r\nDATA\r\nhi\r\n.\r\n");
+    mc__rcpts_free(res, 1);
+    mc__smtp_free(s);
+    free_stream(m);
+
+    /* closed by the server before the dot: not sent, a dropped connection */
+    static const char *const closed[] = {
+        "220 mx\r\n", EHLO_PIPE, "250 ok\r\n250 ok\r\n354 go\r\n", NULL,
+    };
+    m = new_stream(closed, true);
+    m->base.ops = &probe_ops;
+    s = open_ok(m);
+    err = NULL;
+    assert_int_equal(mc__smtp_send(s, &env, body_writer, &b, &res, &err), MC_ENET);
+    assert_int_equal(err->stage, MC_STAGE_DATA);
+    assert_int_equal(err->outcome, MC_OUTCOME_TRANSIENT);
+    assert_false(mc__smtp_alive(s));
+    mc__rcpts_free(res, 1);
+    mc_error_free(err);
+    mc__smtp_free(s);
+    free_stream(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1532,6 +1912,14 @@ int main(void)
         cmocka_unit_test(test_rset_between_messages),
         cmocka_unit_test(test_stage_callback),
         cmocka_unit_test(test_header_injection_in_envelope),
+        cmocka_unit_test(test_reply_line_cap),
+        cmocka_unit_test(test_reply_byte_cap),
+        cmocka_unit_test(test_reply_before_the_data_is_not_final),
+        cmocka_unit_test(test_421_before_the_data_is_transient),
+        cmocka_unit_test(test_354_to_rcpt_is_protocol),
+        cmocka_unit_test(test_after_dot_unparsable_is_unknown),
+        cmocka_unit_test(test_caps_in_the_dialogue),
+        cmocka_unit_test(test_probe_before_the_dot),
     };
     return cmocka_run_group_tests_name("smtp", tests, NULL, NULL);
 }
