@@ -5,7 +5,7 @@ set -eu
 pkgs="build-essential meson ninja-build pkg-config libjson-c-dev libssl-dev
       libcurl4-openssl-dev libcmocka-dev openssl media-types ca-certificates valgrind
       clang libclang-rt-14-dev
-      scdoc man-db groff-base"
+      python3-jsonschema scdoc bash-completion man-db groff-base"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"
