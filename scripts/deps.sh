@@ -5,7 +5,8 @@ set -eu
 pkgs="build-essential meson ninja-build pkg-config libjson-c-dev libssl-dev
       libcurl4-openssl-dev libcmocka-dev openssl media-types ca-certificates valgrind
       clang libclang-rt-14-dev
-      python3-jsonschema scdoc bash-completion man-db groff-base"
+      python3-jsonschema scdoc bash-completion man-db groff-base
+      debhelper dpkg-dev fakeroot lintian debootstrap"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"
