@@ -21,7 +21,7 @@
 static void say(void *payload, const char *line)
 {
     (void)payload;
-    mc__print_line(stderr, "%s", line);
+    cli_print_line(stderr, "%s", line);
     fflush(stderr);
 }
 
@@ -30,7 +30,7 @@ static char *ask(void *payload, const char *prompt)
     (void)payload;
     char *line = NULL;
     size_t cap = 0;
-    char *safe = mc__escape_dup(prompt);
+    char *safe = mc_text_escape(prompt);
     fputs(safe ? safe : "", stderr);
     free(safe);
     fflush(stderr);

@@ -3,6 +3,7 @@
 #define MC_CLI_H
 
 #include <stdbool.h>
+#include <stdio.h>
 #include "mailconn/mailconn.h"
 
 /* sysexits (DESIGN.md) */
@@ -30,6 +31,9 @@ int  cli_exit(const cli *c);
 void cli_report(cli *c, const char *label, const mc_error *err, int code);
 /** Usage error: message on stderr, outcome USAGE. */
 int  cli_usage(cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/** Format, escape (mc_text_escape: server text may hold terminal controls)
+ *  and write one line to f, newline added: the CLI's one output path. */
+void cli_print_line(FILE *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /** A context for a command (flags MC_CONTEXT_*). On failure reports and
  *  returns NULL. */
 mc_context *cli_context(cli *c, unsigned flags, const char *server);

@@ -8,7 +8,7 @@
 
 #include "cli.h"
 #include "config.h"   /* core-internal: the config alone, for `servers --names` */
-#include "log.h"   /* core-internal: mc__print_line, the one escaping output path */
+#include "log.h"   /* core-internal: mc__toplog_failure (issue 10 makes it public) */
 
 static const char usage_text[] =
     "usage: mailconn [--config FILE] [--plugin-dir DIR] [-v] COMMAND\n"
@@ -20,7 +20,7 @@ static const char usage_text[] =
     "  auth --revoke [--server NAME]\n"
     "  send [--server NAME] [--from A] --to A [--to A...] [--cc A...] [--bcc A...]\n"
     "       --subject S (--body TEXT | --body-file F) [--html-file F] [--attach F...] [--queue]\n"
-    "  send [--server NAME] [--from A] -t [--jobs N] [FILE.eml...]\n"
+    "  send [--server NAME] [--from A] -t [--jobs N] [--queue] [FILE.eml...]\n"
     "  test [--server NAME] --to A\n"
     "  sendmail [-t] [-i] [-f A] [-F NAME] [RCPT...]\n"
     "  queue list|run|flush       the queue; queue drop|hold|release ID...\n";
@@ -29,6 +29,22 @@ void cli_outcome(cli *c, mc_outcome o)
 {
     if (o != MC_OUTCOME_OK && (c->worst == MC_OUTCOME_OK || o < c->worst))
         c->worst = o;
+}
+
+void cli_print_line(FILE *f, const char *fmt, ...)
+{
+    va_list ap;
+    char *raw = NULL;
+    va_start(ap, fmt);
+    int n = vasprintf(&raw, fmt, ap);
+    va_end(ap);
+    char *shown = n < 0 ? NULL : mc_text_escape(raw);
+    if (shown)
+        fprintf(f, "%s\n", shown);
+    else
+        fputs("mailconn: out of memory\n", f);
+    free(shown);
+    free(raw);
 }
 
 int cli_exit(const cli *c)
@@ -70,7 +86,7 @@ int cli_usage(cli *c, const char *fmt, ...)
 static void report_reply(mc__buf *b, const mc_error *e)
 {
     const char *msg = e->message ? e->message : mc_strerror(e->code);
-    char *text = e->smtp_code && e->server_text ? mc__escape_dup(e->server_text) : NULL;
+    char *text = e->smtp_code && e->server_text ? mc_text_escape(e->server_text) : NULL;
     if (!text) {
         mc__buf_puts(b, msg);
         return;
@@ -92,24 +108,24 @@ static void report_reply(mc__buf *b, const mc_error *e)
     free(text);
 }
 
-/* Every line goes out through mc__print_line: what a server said (reply
+/* Every line goes out through cli_print_line: what a server said (reply
  * texts, OAuth errors) reaches the terminal escaped. */
 void cli_report(cli *c, const char *label, const mc_error *e, int code)
 {
     const char *lb = label ? label : "", *sep = label ? ": " : "";
     if (!e) {
-        mc__print_line(stderr, "mailconn: %s%s%s", lb, sep, mc_strerror(code));
+        cli_print_line(stderr, "mailconn: %s%s%s", lb, sep, mc_strerror(code));
         log_failure(c, MC_OUTCOME_TRANSIENT, NULL, mc_strerror(code));
         cli_outcome(c, MC_OUTCOME_TRANSIENT);
         return;
     }
     if (e->n_details) {
         for (size_t i = 0; i < e->n_details; i++)
-            mc__print_line(stderr, "mailconn: %s", e->details[i]);
+            cli_print_line(stderr, "mailconn: %s", e->details[i]);
     } else {
         mc__buf b = MC__BUF_INIT;
         report_reply(&b, e);
-        mc__print_line(stderr, "mailconn: %s%s%s: %s%s", lb, sep, mc_stage_name(e->stage),
+        cli_print_line(stderr, "mailconn: %s%s%s: %s%s", lb, sep, mc_stage_name(e->stage),
                        e->outcome == MC_OUTCOME_UNKNOWN ? "outcome unknown: " : "",
                        b.data ? b.data : mc_strerror(e->code));
         mc__buf_free(&b);
@@ -118,11 +134,11 @@ void cli_report(cli *c, const char *label, const mc_error *e, int code)
         const mc_rcpt_result *r = &e->rcpts[i];
         if (r->accepted || !r->smtp_code)
             continue;
-        mc__print_line(stderr, "mailconn: %s%srecipient %s refused: %d %s", lb, sep, r->address,
+        cli_print_line(stderr, "mailconn: %s%srecipient %s refused: %d %s", lb, sep, r->address,
                        r->smtp_code, r->text ? r->text : r->enhanced);
     }
     if (e->hint)
-        mc__print_line(stderr, "mailconn: hint: %s", e->hint);
+        cli_print_line(stderr, "mailconn: hint: %s", e->hint);
     log_failure(c, e->outcome ? e->outcome : MC_OUTCOME_TRANSIENT, e, NULL);
     cli_outcome(c, e->outcome ? e->outcome : MC_OUTCOME_TRANSIENT);
 }
@@ -131,7 +147,7 @@ static void log_sink(mc_log_level level, const char *line, void *payload)
 {
     (void)payload;
     (void)level;
-    mc__print_line(stderr, "%s", line);   /* escaped already; idempotent */
+    cli_print_line(stderr, "%s", line);   /* escaped already; idempotent */
 }
 
 mc_context *cli_context(cli *c, unsigned flags, const char *server)
@@ -195,7 +211,7 @@ static int print_server_names(cli *c)
         return cli_exit(c);
     }
     for (size_t i = 0; i < cfg->n_servers; i++)
-        mc__print_line(stdout, "%s", cfg->servers[i].name);
+        cli_print_line(stdout, "%s", cfg->servers[i].name);
     mc__config_free(cfg);
     return cli_exit(c);
 }

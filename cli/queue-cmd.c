@@ -11,7 +11,6 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "log.h"   /* core-internal: mc__print_line, the one escaping output path */
 
 typedef struct list_ctx {
     size_t             n;
@@ -30,12 +29,12 @@ static int print_entry(const mc_queue_entry *e, void *payload)
     time_t t = (time_t)e->submitted;
     struct tm tm;
     strftime(when, sizeof(when), "%a %b %e %H:%M:%S", localtime_r(&t, &tm));
-    mc__print_line(stdout, "%s%-*s %8llu %-20s %s", e->id, (int)(22 - strlen(e->id)),
+    cli_print_line(stdout, "%s%-*s %8llu %-20s %s", e->id, (int)(22 - strlen(e->id)),
                    e->held ? "!" : "", e->size, when, e->sender[0] ? e->sender : "<>");
     if (e->reason)
-        mc__print_line(stdout, "(%s)", e->reason);
+        cli_print_line(stdout, "(%s)", e->reason);
     for (size_t i = 0; i < e->n_rcpts; i++)
-        mc__print_line(stdout, "%53s%s", "", e->rcpts[i]);
+        cli_print_line(stdout, "%53s%s", "", e->rcpts[i]);
     putchar('\n');
     l->n++;
     l->bytes += e->size;
@@ -132,7 +131,7 @@ int cli_queue_submit(cli *c, mc_context *ctx, const char *server, mc_message *ms
         return rc;
     }
     if (c->verbose)
-        mc__print_line(stderr, "mailconn: queued as %s", id);
+        cli_print_line(stderr, "mailconn: queued as %s", id);
     if (id_out)
         memcpy(id_out, id, MC_QUEUE_ID_SIZE);
     if (!getenv("MAILCONN_TEST_QUEUE_NO_RUNNER"))
@@ -170,7 +169,7 @@ int cmd_queue(cli *c, int argc, char **argv)
         if (rc < 0)
             cli_report(c, argv[i], err, rc);
         else
-            mc__print_line(stdout, "%s: %s", argv[i],
+            cli_print_line(stdout, "%s: %s", argv[i],
                            sub[0] == 'd' ? "dropped" : sub[0] == 'h' ? "held" : "released");
         mc_error_free(err);
     }

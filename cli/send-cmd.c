@@ -9,7 +9,6 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "log.h"    /* core-internal: mc__escape_dup, mc__print_line */
 #include "message.h"   /* core-internal: mc__address_extract, mc__mailbox_span for --from */
 #include "send.h"   /* core-internal: mc__session_open_ex for `test` */
 
@@ -75,8 +74,8 @@ static size_t accepted_count(const mc_error *err)
 static void report_send(cli *c, const char *label, const mc_message *msg, int rc,
                         const mc_error *err, bool quiet)
 {
-    /* the server's words, shown escaped (mc__escape_dup) */
-    char *reply = msg && mc_message_last_reply(msg) ? mc__escape_dup(mc_message_last_reply(msg))
+    /* the server's words, shown escaped (mc_text_escape) */
+    char *reply = msg && mc_message_last_reply(msg) ? mc_text_escape(mc_message_last_reply(msg))
                                                     : NULL;
     if (rc == 0) {
         size_t n = mc_message_recipient_count(msg);
@@ -105,6 +104,7 @@ typedef struct batch {
     size_t       n_files;
     size_t       next;
     pthread_mutex_t lock;
+    bool         queue;       /* --queue: each message queued, not sent */
     bool         progress;    /* stderr is a terminal and the batch is long */
     size_t       done, failed;
     struct timespec shown;    /* when the progress line was last drawn */
@@ -160,7 +160,10 @@ static void batch_one(batch *b, const char *file)
     }
     if (rc == 0 && (b->dsn[0] || b->dsn[1] || b->dsn[2]))
         rc = mc_message_set_dsn(msg, b->dsn[0], b->dsn[1], b->dsn[2], &err);
-    if (rc == 0) {
+    char id[MC_QUEUE_ID_SIZE] = "";
+    if (rc == 0 && b->queue) {
+        rc = cli_queue_submit(b->c, b->ctx, b->server, msg, id, &err);
+    } else if (rc == 0) {
         rc = mc_send(b->ctx, b->server, msg, &err);
         /* the connection dropped before the final dot: nothing of the
          * message was taken, so it goes once more on a new connection (a
@@ -174,7 +177,10 @@ static void batch_one(batch *b, const char *file)
     pthread_mutex_lock(&b->lock);
     if (b->progress)
         progress_erase();
-    report_send(b->c, label, msg, rc, err, false);
+    if (rc == 0 && b->queue)
+        cli_print_line(stdout, "queued %s: %s", label, id);
+    else
+        report_send(b->c, label, msg, rc, err, false);
     fflush(stdout);
     b->done++;
     b->failed += rc != 0;
@@ -305,10 +311,6 @@ int cmd_send(cli *c, int argc, char **argv)
         }
     }
 
-    if (t && queue) {
-        ret = cli_usage(c, "send --queue: not with -t (use sendmail -t, which queues)");
-        goto out;
-    }
     if (t) {
         if (to.n || cc.n || bcc.n || subject || body || body_file || html_file || attach.n) {
             ret = cli_usage(c, "send -t takes recipients and content from the message, not flags");
@@ -319,7 +321,12 @@ int cmd_send(cli *c, int argc, char **argv)
             ret = cli_exit(c);
             goto out;
         }
-        batch b = { .c = c, .ctx = ctx, .server = server, .from = from,
+        if (queue && !mc_queue_configured(ctx)) {
+            ret = cli_usage(c, "send --queue: no queue configured (a top-level \"queue\" object)");
+            mc_context_free(ctx);
+            goto out;
+        }
+        batch b = { .c = c, .ctx = ctx, .server = server, .from = from, .queue = queue,
                     .dsn = { dsn[0], dsn[1], dsn[2] },
                     .files = argv + optind, .n_files = (size_t)(argc - optind) };
         pthread_mutex_init(&b.lock, NULL);
@@ -414,7 +421,7 @@ int cmd_send(cli *c, int argc, char **argv)
             goto done;
         }
         if ((rc = cli_queue_submit(c, ctx, server, msg, id, &err)) == 0) {
-            mc__print_line(stdout, "queued %s: %s", mc_message_id(msg) ? mc_message_id(msg)
+            cli_print_line(stdout, "queued %s: %s", mc_message_id(msg) ? mc_message_id(msg)
                                                                        : "message", id);
             goto done;
         }
@@ -443,9 +450,9 @@ static void test_stage(void *payload, mc_stage stage, int code, const char *text
 {
     (void)payload;
     if (code)
-        mc__print_line(stdout, "%-9s %d %s", mc_stage_name(stage), code, text ? text : "");
+        cli_print_line(stdout, "%-9s %d %s", mc_stage_name(stage), code, text ? text : "");
     else
-        mc__print_line(stdout, "%-9s %s", mc_stage_name(stage), text ? text : "");
+        cli_print_line(stdout, "%-9s %s", mc_stage_name(stage), text ? text : "");
     fflush(stdout);
 }
 

@@ -17,28 +17,6 @@
 #include "config.h"    /* core-internal: mc__config_find */
 #include "message.h"   /* core-internal: the sendmail parser, address lists */
 
-#ifndef MC_BUILD_ROOT
-#define MC_BUILD_ROOT ""
-#endif
-#ifndef MC_HELPER_DIR
-#define MC_HELPER_DIR "/usr/local/libexec/mailconn"
-#endif
-
-/* Whether the running program lives under the build tree (as the plugin
- * loader decides it, core/loader.c): then the helper is the build's. */
-static bool run_from_build_tree(void)
-{
-    if (!MC_BUILD_ROOT[0])
-        return false;
-    char exe[PATH_MAX], root[PATH_MAX];
-    ssize_t len = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-    if (len <= 0 || !realpath(MC_BUILD_ROOT, root))
-        return false;
-    exe[len] = '\0';
-    size_t n = strlen(root);
-    return strncmp(exe, root, n) == 0 && exe[n] == '/';
-}
-
 /* The submission helper, for a user (not root) who has no readable config
  * of their own (no --config, no MAILCONN_CONFIG, nothing readable under
  * $XDG_CONFIG_HOME, the system config 0600 root): the setgid mailconn-submit
@@ -52,9 +30,7 @@ static const char *submit_helper(const cli *c)
     free(path);
     if (readable)
         return NULL;
-    const char *h = run_from_build_tree() ? MC_BUILD_ROOT "/submit/mailconn-submit"
-                                          : MC_HELPER_DIR "/mailconn-submit";
-    return access(h, X_OK) == 0 ? h : NULL;
+    return mc_submit_helper_path();
 }
 
 /* Hand the message (stdin, unread) and its envelope to the helper. Returns

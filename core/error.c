@@ -122,7 +122,7 @@ int mc__error_setv(mc_error **err, int code, mc_outcome outcome, mc_stage stage,
         raw = NULL;
     /* the message is one line for display and may quote a server (an OAuth
      * error_description, a reply): escaped like every log line */
-    e->message = raw ? mc__escape_dup(raw) : NULL;
+    e->message = raw ? mc_text_escape(raw) : NULL;
     free(raw);
     if (!e->message)
         e->message = strdup(mc_strerror(code));

@@ -214,6 +214,13 @@ static bool run_from_build_tree(void)
     return strncmp(exe, root, n) == 0 && exe[n] == '/';
 }
 
+const char *mc_submit_helper_path(void)
+{
+    const char *h = run_from_build_tree() ? MC_BUILD_ROOT "/submit/mailconn-submit"
+                                          : MC_HELPER_DIR "/mailconn-submit";
+    return access(h, X_OK) == 0 ? h : NULL;
+}
+
 static mc__registry *registry_alloc(void)
 {
     mc__registry *reg = calloc(1, sizeof(*reg));

@@ -158,7 +158,7 @@ int mc__escape_put(mc__buf *b, const char *text, size_t len)
     return mc__buf_put(b, "", 0);
 }
 
-char *mc__escape_dup(const char *text)
+char *mc_text_escape(const char *text)
 {
     if (!text)
         return NULL;
@@ -168,24 +168,6 @@ char *mc__escape_dup(const char *text)
         return NULL;
     }
     return mc__buf_detach(&b);
-}
-
-void mc__print_line(FILE *f, const char *fmt, ...)
-{
-    va_list ap;
-    char *raw = NULL;
-    va_start(ap, fmt);
-    int n = vasprintf(&raw, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return;
-    mc__buf b = MC__BUF_INIT;
-    if (mc__escape_put(&b, raw, (size_t)n) == 0 && mc__buf_put(&b, "\n", 1) == 0)
-        fwrite(b.data, 1, b.len, f);
-    else
-        fputs("mailconn: out of memory\n", f);
-    mc__buf_free(&b);
-    free(raw);
 }
 
 /* ---------------------------------------------------------------- lines */
@@ -206,7 +188,7 @@ void mc__logv(mc_log_level lvl, const char *fmt, va_list ap)
     OPENSSL_cleanse(raw, strlen(raw));
     free(raw);
     /* a line may quote a server (the transcript, OAuth errors): shown escaped */
-    char *line = red ? mc__escape_dup(red) : NULL;
+    char *line = red ? mc_text_escape(red) : NULL;
     free(red);
     if (line) {
         if (sink)
@@ -314,7 +296,7 @@ void mc__toplog_write(const mc__toplog *to, int pri, const char *line)
     if (!to || !line || (!to->log_file && to->facility < 0))
         return;
     char *red = mc__redact_dup(line);
-    char *text = red ? mc__escape_dup(red) : NULL;
+    char *text = red ? mc_text_escape(red) : NULL;
     free(red);
     if (!text)
         return;

@@ -17,10 +17,6 @@
  *  messages) goes through this before a terminal or a file: the log sink,
  *  the -v transcript, log_file, the CLI's reports. @return 0 or MC_ENOMEM. */
 int mc__escape_put(mc__buf *b, const char *text, size_t len);
-/** mc__escape_put into a new string (malloc'd); NULL for NULL or on OOM. */
-char *mc__escape_dup(const char *text);
-/** Format, escape (mc__escape_put) and write one line to f, newline added. */
-void mc__print_line(FILE *f, const char *fmt, ...) MC__FMT(2, 3);
 /** Install the sink (NULL: stderr, prefixed "mailconn: ") and the level. */
 void mc__log_setup(mc_log_level level, mc_log_fn *fn, void *payload);
 mc_log_level mc__log_level(void);

@@ -488,7 +488,7 @@ static void log_outcome(const mc_session *s, mc_message *msg, const char *outcom
     const char *const *r = mc__message_rcpts(msg);
     for (size_t i = 0; i < mc__message_rcpt_count(msg); i++)
         mc__buf_printf(&line, "%s<%s>", i ? "," : "", r[i]);
-    char *shown = mc__escape_dup(reply ? reply : "");   /* a server's words: escaped */
+    char *shown = mc_text_escape(reply ? reply : "");   /* a server's words: escaped */
     mc__buf_printf(&line, " outcome=%s reply=\"%s\" message-id=<%s>", outcome,
                    shown ? shown : "", mc_message_id(msg) ? mc_message_id(msg) : "");
     free(shown);

@@ -338,8 +338,27 @@ void mc_session_close(mc_session *s);
 
 #define MC_QUEUE_ID_SIZE 32   /* a queue ID with its NUL fits */
 
+/** `text` as it may be shown on a terminal, in a log or a web page's text:
+ *  C0 controls but TAB, DEL, C1 controls (U+0080..U+009F) and bytes that
+ *  are not valid UTF-8 become \xHH; everything else is kept (escaping
+ *  twice changes nothing). For what a server said (mc_error.server_text,
+ *  reply texts) before showing it: mailconn's own log lines and messages
+ *  are escaped already. @return a new string (release with free()), NULL
+ *  for NULL or when out of memory. Thread-safe. */
+char *mc_text_escape(const char *text);
+
 /** Whether ctx's config has a queue. */
 bool mc_queue_configured(const mc_context *ctx);
+
+/** The setgid submission helper of this library's build (mailconn-submit,
+ *  the postdrop pattern: it queues a message for any local user into the
+ *  system queue's drop folder; see "Replacing the system MTA"): in the
+ *  build tree when the running program is, else
+ *  $libexecdir/mailconn/mailconn-submit. Its command line: -i, -t, -F NAME,
+ *  -N, -R, -V, -f SENDER, then "--" and the recipients; the message on
+ *  stdin. @return a static path, or NULL when it is not installed
+ *  (not executable by the caller). Thread-safe. */
+const char *mc_submit_helper_path(void);
 
 typedef struct mc_queue_submit_options {
     unsigned    version;          /* MC_QUEUE_SUBMIT_OPTIONS_VERSION */

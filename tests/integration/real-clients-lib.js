@@ -231,4 +231,33 @@ function harness(build) {
     return h;
 }
 
-module.exports = { CLIENTS, MTA, snapshot, harness };
+/**
+ * A git repository under dir with two commits by "Dev Eloper
+ * <dev@example.test>" (the second's subject `subject`), sendemail.smtpserver
+ * set to /usr/sbin/sendmail, and the second commit as a patch file
+ * (format-patch, `prefix` in its subject). @returns {Promise<{repo, patch}>}
+ */
+async function gitPatch(dir, subject, prefix = 'PATCH') {
+    const repo = path.join(dir, 'repo');
+    fs.mkdirSync(repo, { recursive: true });
+    const git = async (...a) => {
+        const r = await lib.run('git', a, { cwd: repo, env: { HOME: path.join(dir, 'home'),
+            GIT_CONFIG_NOSYSTEM: '1' } });
+        if (r.code !== 0) throw new Error(`git ${a.join(' ')}: ${r.stderr}`);
+        return r.stdout;
+    };
+    await git('init', '-q');
+    await git('config', 'user.name', 'Dev Eloper');
+    await git('config', 'user.email', 'dev@example.test');
+    await git('config', 'sendemail.smtpserver', '/usr/sbin/sendmail');
+    fs.writeFileSync(path.join(repo, 'f'), 'a\n');
+    await git('add', 'f');
+    await git('commit', '-qm', 'init');
+    fs.appendFileSync(path.join(repo, 'f'), 'b\n');
+    await git('commit', '-qam', subject);
+    const patch = (await git('format-patch', '-1', `--subject-prefix=${prefix}`, '-o',
+        path.join(dir, 'patches'))).trim();
+    return { repo, patch };
+}
+
+module.exports = { CLIENTS, MTA, snapshot, harness, gitPatch };

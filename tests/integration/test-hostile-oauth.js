@@ -15,7 +15,6 @@ const fs = require('node:fs');
 const http = require('node:http');
 const net = require('node:net');
 const path = require('node:path');
-const { spawn } = require('node:child_process');
 const lib = require('../peers/lib');
 const { startOidc } = require('../peers/oauth-lib');
 
@@ -42,47 +41,13 @@ test.after(async () => {
 
 const show = (r) => `exit ${r.code}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`;
 
-/** Run the CLI with its own state folder; onLine(line, child) per stderr line. */
-function mc(state, args, opts = {}) {
-    const env = Object.assign({}, process.env, { MAILCONN_STATE_DIR: state }, opts.env || {});
-    delete env.BROWSER;
-    delete env.DISPLAY;
-    delete env.WAYLAND_DISPLAY;
-    return new Promise((resolve, reject) => {
-        const started = Date.now();
-        const child = spawn(BIN, args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
-        let out = '';
-        let err = '';
-        let pending = '';
-        const timer = setTimeout(() => {
-            err += '\n[test: killed after the time limit]';
-            child.kill('SIGKILL');
-        }, opts.timeoutMs || 60000);
-        child.stdout.on('data', (d) => { out += d; });
-        child.stderr.on('data', (d) => {
-            err += d;
-            pending += d;
-            let nl;
-            while ((nl = pending.indexOf('\n')) >= 0) {
-                const line = pending.slice(0, nl);
-                pending = pending.slice(nl + 1);
-                if (opts.onLine) {
-                    Promise.resolve(opts.onLine(line, child)).catch((e) => {
-                        err += `\n[test: ${e.message}]`;
-                        child.kill('SIGKILL');
-                    });
-                }
-            }
-        });
-        child.stdin.on('error', () => { /* the CLI may not read stdin */ });
-        child.on('error', (e) => { clearTimeout(timer); reject(e); });
-        child.on('close', (code, signal) => {
-            clearTimeout(timer);
-            transcript.push(`$ mailconn ${args.join(' ')}\n${out}${err}`);
-            resolve({ code, signal, stdout: out, stderr: err, ms: Date.now() - started });
-        });
-        if (!opts.onLine) child.stdin.end();
-    });
+/** Run the CLI with its own state folder (lib.runLines); every run's
+ *  output is kept for the final secrets check. */
+async function mc(state, args, opts = {}) {
+    const r = await lib.runLines(args, Object.assign({}, opts,
+        { env: Object.assign({ MAILCONN_STATE_DIR: state }, opts.env || {}) }));
+    transcript.push(`$ mailconn ${args.join(' ')}\n${r.stdout}${r.stderr}`);
+    return r;
 }
 
 /** A fault token endpoint over HTTPS with the given certificate (default: the good one). */

@@ -14,7 +14,6 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const net = require('node:net');
 const path = require('node:path');
-const { spawn } = require('node:child_process');
 const lib = require('../peers/lib');
 const { startOidc, request } = require('../peers/oauth-lib');
 
@@ -68,54 +67,15 @@ function addToken(tok, user) {
     }
 }
 
-/**
- * Run the CLI. opts: env (added; BROWSER, DISPLAY and WAYLAND_DISPLAY are
- * removed unless given), input (stdin, then closed), onLine(line, child)
- * (each stderr line as it comes; stdin stays open until it is closed there),
- * timeoutMs (60000). Resolves {code, stdout, stderr}.
- */
-function mc(args, opts = {}) {
-    const env = Object.assign({}, process.env);
-    delete env.BROWSER;
-    delete env.DISPLAY;
-    delete env.WAYLAND_DISPLAY;
-    Object.assign(env, { MAILCONN_STATE_DIR: state }, opts.env || {});
-    return new Promise((resolve, reject) => {
-        const child = spawn(BIN, args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
-        let out = '';
-        let err = '';
-        let pending = '';
-        const timer = setTimeout(() => {
-            err += '\n[test: killed after the time limit]';
-            child.kill('SIGKILL');
-        }, opts.timeoutMs || 60000);
-        child.stdout.on('data', (d) => { out += d; });
-        child.stderr.on('data', (d) => {
-            err += d;
-            pending += d;
-            let nl;
-            while ((nl = pending.indexOf('\n')) >= 0) {
-                const line = pending.slice(0, nl);
-                pending = pending.slice(nl + 1);
-                if (opts.onLine) {
-                    Promise.resolve(opts.onLine(line, child)).catch((e) => {
-                        err += `\n[test: ${e.message}]`;
-                        child.kill('SIGKILL');
-                    });
-                }
-            }
-        });
-        child.stdin.on('error', () => { /* the CLI may not read stdin */ });
-        child.on('error', (e) => { clearTimeout(timer); reject(e); });
-        child.on('close', (code, signal) => {
-            clearTimeout(timer);
-            transcript.push(`$ mailconn ${args.join(' ')}\n${out}${err}`);
-            collectSecrets();
-            resolve({ code, signal, stdout: out, stderr: err });
-        });
-        if (opts.input !== undefined) child.stdin.end(opts.input);
-        else if (!opts.onLine) child.stdin.end();
-    });
+/** Run the CLI with this file's state folder (lib.runLines); every run's
+ *  output is kept, and the secrets seen so far collected, for the final
+ *  secrets check. Resolves {code, stdout, stderr}. */
+async function mc(args, opts = {}) {
+    const r = await lib.runLines(args, Object.assign({}, opts,
+        { env: Object.assign({ MAILCONN_STATE_DIR: state }, opts.env || {}) }));
+    transcript.push(`$ mailconn ${args.join(' ')}\n${r.stdout}${r.stderr}`);
+    collectSecrets();
+    return r;
 }
 
 const show = (r) => `exit ${r.code}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`;

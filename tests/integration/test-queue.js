@@ -132,6 +132,33 @@ test('send --queue: queued (exit 0, "queued" line), then delivered by the runner
     assert.match(n.stderr, /no queue configured/);
 });
 
+test('send -t --queue FILE...: each file queued (a "queued" line each), nothing sent until a run', async (t) => {
+    const peer = await lib.startPeer({ t });
+    const q = setup(t, peer.port);
+    const dir = lib.tmpdir(t);
+    const files = [1, 2].map((i) => {
+        const f = path.join(dir, `m${i}.eml`);
+        fs.writeFileSync(f, `To: t${i}@example.test\nBcc: hidden${i}@example.test\nSubject: tq${i}\n\nbody ${i}\n`);
+        return f;
+    });
+    const r = await q.cli(['send', '-t', '--queue', ...files], { MAILCONN_TEST_QUEUE_NO_RUNNER: '1' });
+    assert.equal(r.code, 0, r.stderr);
+    const lines = r.stdout.trim().split('\n').sort();
+    assert.equal(lines.length, 2, r.stdout);
+    files.forEach((f, i) => assert.match(lines[i], new RegExp(`^queued ${f.replace(/[.]/g, '\\.')}: [0-9A-F]{21}$`)));
+    assert.doesNotMatch(r.stdout, /^sent/m);
+    assert.equal(lib.messageCount(peer.out), 0);
+    assert.equal(q.ids().length, 2);
+    assert.equal((await q.cli(['queue', 'run'])).code, 0);
+    const msgs = await lib.readMessages(peer.out);
+    assert.deepEqual(msgs.map((m) => m.subject).sort(), ['tq1', 'tq2']);
+    for (const m of msgs) {
+        const i = m.subject.slice(2);
+        assert.deepEqual([...m.meta.rcptTo].sort(), [`hidden${i}@example.test`, `t${i}@example.test`]);
+        assert.doesNotMatch(m.raw.toString(), /^Bcc:/im);
+    }
+});
+
 test('two concurrent `queue flush` runs deliver each message once', async (t) => {
     const peer = await lib.startPeer({ t });
     const q = setup(t, peer.port);

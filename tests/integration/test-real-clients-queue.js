@@ -126,25 +126,7 @@ test('server down: every client exits 0, `queue list` shows each message with it
     const gitv = await lib.run('git', ['--version']).catch(() => ({ code: -1 }));
     if (missing.git || gitv.code !== 0) t.diagnostic(`git send-email cannot run here: ${missing.git || 'no git'}`);
     else {
-        const repo = path.join(dir, 'repo');
-        fs.mkdirSync(repo, { recursive: true });
-        const genv = { HOME: path.join(dir, 'home'), GIT_CONFIG_NOSYSTEM: '1' };
-        const git = async (...a) => {
-            const r = await lib.run('git', a, { cwd: repo, env: genv });
-            assert.equal(r.code, 0, `git ${a.join(' ')}: ${r.stderr}`);
-            return r.stdout;
-        };
-        await git('init', '-q');
-        await git('config', 'user.name', 'Dev Eloper');
-        await git('config', 'user.email', 'dev@example.test');
-        await git('config', 'sendemail.smtpserver', '/usr/sbin/sendmail');
-        fs.writeFileSync(path.join(repo, 'f'), 'a\n');
-        await git('add', 'f');
-        await git('commit', '-qm', 'init');
-        fs.appendFileSync(path.join(repo, 'f'), 'b\n');
-        await git('commit', '-qam', 'change f');
-        const patch = (await git('format-patch', '-1', '--subject-prefix=queued', '-o',
-            path.join(dir, 'patches'))).trim();
+        const { repo, patch } = await rcl.gitPatch(dir, 'change f', 'queued');
         await submit(t, 'git', ['git@example.test'], () => ns(['perl',
             path.join(root, 'usr/lib/git-core/git-send-email'), '--confirm=never', '--suppress-cc=all',
             '--to', 'git@example.test', patch], { cwd: repo, env: h.clientEnv({ GIT_CONFIG_NOSYSTEM: '1' }) }));

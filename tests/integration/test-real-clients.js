@@ -165,24 +165,7 @@ test('git send-email with sendemail.smtpserver=/usr/sbin/sendmail', async (t) =>
     if (skipIf(t, 'git')) return;
     const gitv = await lib.run('git', ['--version']).catch(() => ({ code: -1 }));
     if (gitv.code !== 0) { t.skip('git send-email cannot run here: no git on this machine'); return; }
-    const repo = path.join(dir, 'repo');
-    fs.mkdirSync(repo);
-    const git = async (...a) => {
-        const r = await lib.run('git', a, { cwd: repo, env: { HOME: path.join(dir, 'home'),
-            GIT_CONFIG_NOSYSTEM: '1' } });
-        assert.equal(r.code, 0, `git ${a.join(' ')}: ${r.stderr}`);
-        return r.stdout;
-    };
-    await git('init', '-q');
-    await git('config', 'user.name', 'Dev Eloper');
-    await git('config', 'user.email', 'dev@example.test');
-    await git('config', 'sendemail.smtpserver', '/usr/sbin/sendmail');
-    fs.writeFileSync(path.join(repo, 'f'), 'a\n');
-    await git('add', 'f');
-    await git('commit', '-qm', 'init');
-    fs.appendFileSync(path.join(repo, 'f'), 'b\n');
-    await git('commit', '-qam', 'Grüße: change f');
-    const patch = (await git('format-patch', '-1', '-o', path.join(dir, 'patches'))).trim();
+    const { repo, patch } = await rcl.gitPatch(dir, 'Grüße: change f');
     const { m } = await deliver(t, () => lib.run('unshare', nsArgs(['perl',
         path.join(root, 'usr/lib/git-core/git-send-email'), '--confirm=never', '--suppress-cc=all',
         '--to', 'a@example.test', '--bcc', 'hidden@example.test', patch]),

@@ -260,6 +260,58 @@ function run(bin, args = [], opts = {}) {
     });
 }
 
+/**
+ * Run the CLI (MAILCONN_BIN) for a dialogue: opts.env is added to the
+ * environment, where BROWSER, DISPLAY and WAYLAND_DISPLAY are removed unless
+ * given (no browser is started); opts.input goes to stdin, which is then
+ * closed; opts.onLine(line, child) gets each stderr line as it comes (stdin
+ * stays open until it is closed there; a rejection kills the CLI);
+ * opts.timeoutMs (60000) kills it. Never rejects for a non-zero exit.
+ * @returns {Promise<{code, signal, stdout, stderr, ms}>}
+ */
+function runLines(args, opts = {}) {
+    const env = Object.assign({}, process.env);
+    delete env.BROWSER;
+    delete env.DISPLAY;
+    delete env.WAYLAND_DISPLAY;
+    Object.assign(env, opts.env || {});
+    return new Promise((resolve, reject) => {
+        const started = Date.now();
+        const child = spawn(process.env.MAILCONN_BIN, args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
+        let out = '';
+        let err = '';
+        let pending = '';
+        const timer = setTimeout(() => {
+            err += '\n[test: killed after the time limit]';
+            child.kill('SIGKILL');
+        }, opts.timeoutMs || 60000);
+        child.stdout.on('data', (d) => { out += d; });
+        child.stderr.on('data', (d) => {
+            err += d;
+            pending += d;
+            let nl;
+            while ((nl = pending.indexOf('\n')) >= 0) {
+                const line = pending.slice(0, nl);
+                pending = pending.slice(nl + 1);
+                if (opts.onLine) {
+                    Promise.resolve(opts.onLine(line, child)).catch((e) => {
+                        err += `\n[test: ${e.message}]`;
+                        child.kill('SIGKILL');
+                    });
+                }
+            }
+        });
+        child.stdin.on('error', () => { /* the CLI may not read stdin */ });
+        child.on('error', (e) => { clearTimeout(timer); reject(e); });
+        child.on('close', (code, signal) => {
+            clearTimeout(timer);
+            resolve({ code, signal, stdout: out, stderr: err, ms: Date.now() - started });
+        });
+        if (opts.input !== undefined) child.stdin.end(opts.input);
+        else if (!opts.onLine) child.stdin.end();
+    });
+}
+
 /** Run the mailconn CLI ($MAILCONN_BIN) with run()'s options. */
 function runCli(args, opts = {}) {
     const bin = opts.bin || process.env.MAILCONN_BIN;
@@ -363,6 +415,7 @@ module.exports = {
     writeConfig,
     run,
     runCli,
+    runLines,
     waitFor,
     events,
     sessions,

@@ -495,15 +495,15 @@ static void test_escape(void **state)
         { "C:\\dir \\x1b", "C:\\dir \\x1b" },
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        char *e = mc__escape_dup(cases[i].in);
+        char *e = mc_text_escape(cases[i].in);
         assert_non_null(e);
         assert_string_equal(e, cases[i].out);
-        char *twice = mc__escape_dup(e);
+        char *twice = mc_text_escape(e);
         assert_string_equal(twice, e);
         free(twice);
         free(e);
     }
-    assert_null(mc__escape_dup(NULL));
+    assert_null(mc_text_escape(NULL));
     /* a NUL inside the length is escaped too */
     mc__buf b = MC__BUF_INIT;
     assert_int_equal(mc__escape_put(&b, "a\0b", 3), 0);
