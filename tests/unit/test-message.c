@@ -1905,7 +1905,7 @@ static void test_text_file_equals_memory(void **state)
     static const char *const small[] = {
         "", "a", "a\n", "\n", "\r", "\r\n", "\r\r\n\n", "x\r", "no final newline",
         "line one\nline two\r\n.dot line\n", "end with space \nnul\0here\n",
-        "tab at end\t", "Gr\xc3\xbc\xc3\x9f" "e\n", "a=b\n=\n",
+        "tab at end\t", ("Gr\xc3\xbc\xc3\x9f" "e\n"), "a=b\n=\n",
     };
     static const size_t small_len[] = { 0, 1, 2, 1, 1, 2, 4, 2, 16, 29, 25, 11, 7, 6 };
     for (size_t i = 0; i < sizeof(small) / sizeof(small[0]); i++) {
