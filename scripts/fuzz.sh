@@ -33,7 +33,11 @@ for t in $targets; do
     exes="$exes tests/fuzz/fuzz-$t"
 done
 # shellcheck disable=SC2086
-ninja -C "$bdir" $exes >/dev/null
+if ! ninja -C "$bdir" $exes >"$bdir/fuzz-build.log" 2>&1; then
+    echo "fuzz: the fuzz build (clang, $bdir) failed; its last lines:" >&2
+    grep -E "error|FAILED" "$bdir/fuzz-build.log" | tail -20 >&2
+    exit 1
+fi
 
 mkdir -p "$bdir/fuzz-logs" "$bdir/fuzz-findings"
 

@@ -34,7 +34,7 @@ FUZZ_FAILED=$fuzz python3 - build/meson-logs/testlog.json build-asan/meson-logs/
 import json, os, sys
 passed = failed = skipped = 0
 if os.environ.get("FUZZ_FAILED") == "1":
-    print("fuzzing found a crash (see above)"); failed += 1
+    print("fuzzing failed: a finding, or the fuzz build (see above)"); failed += 1
 for path in sys.argv[1:]:
     try:
         lines = open(path).read().splitlines()
