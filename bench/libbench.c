@@ -40,7 +40,7 @@ static long take(void)
     return i;
 }
 
-static void result(long i, int rc, const mc_error *err)
+static void result(long i, int rc, const mc_err *err)
 {
     pthread_mutex_lock(&lock);
     if (rc == 0) {
@@ -53,7 +53,7 @@ static void result(long i, int rc, const mc_error *err)
     pthread_mutex_unlock(&lock);
 }
 
-static int make_message(mc_message **msg, long i, mc_error **err)
+static int make_message(mc_message **msg, long i, mc_err **err)
 {
     char subject[64];
     snprintf(subject, sizeof(subject), "bench message %ld", i);
@@ -74,7 +74,7 @@ static void *worker(void *arg)
     long in_session = 0;
     for (long i; (i = take()) >= 0;) {
         mc_message *msg = NULL;
-        mc_error *err = NULL;
+        mc_err *err = NULL;
         int rc = make_message(&msg, i, &err);
         if (rc == 0 && per_session > 0) {
             if (!s && (rc = mc_session_open(&s, ctx, server, &err)) == 0)
@@ -154,7 +154,7 @@ int main(int argc, char **argv)
     o.config_path = config;
     o.flags = MC_CONTEXT_ONE_SERVER;
     o.server = server;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     if (mc_context_new(&ctx, &o, &err) != 0) {
         fprintf(stderr, "mailconn-bench: %s\n", err && err->message ? err->message : "no context");
         mc_error_free(err);

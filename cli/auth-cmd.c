@@ -147,7 +147,7 @@ int cmd_auth(cli *c, int argc, char **argv)
     }
 
     mc_context *ctx = cli_context(c, MC_CONTEXT_ONE_SERVER, server);
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     mc__oauth_req r;
     bool have_req = false;
     int rc = 0;

@@ -28,7 +28,7 @@ typedef struct cli {
 void cli_outcome(cli *c, mc_outcome o);
 int  cli_exit(const cli *c);
 /** Print an error on stderr ("mailconn: LABEL: stage: ...") and record it. */
-void cli_report(cli *c, const char *label, const mc_error *err, int code);
+void cli_report(cli *c, const char *label, const mc_err *err, int code);
 /** Usage error: message on stderr, outcome USAGE. */
 int  cli_usage(cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /** Format, escape (mc_text_escape: server text may hold terminal controls)
@@ -51,7 +51,7 @@ int cli_queue_run(cli *c, mc_context *ctx, bool flush, bool quiet);
 /** Queue msg durably and start delivery in a detached process. A failure
  *  to queue is outcome TRANSIENT (75) unless the message itself is bad. */
 int cli_queue_submit(cli *c, mc_context *ctx, const char *server, mc_message *msg,
-                     char *id_out, mc_error **err);
+                     char *id_out, mc_err **err);
 /** " token=..." for an OAuth server (`servers`); nothing otherwise.
  *  @return MC_EFILE when the token store refused (the line on stderr says
  *  why: `servers` exits 78), else 0. */

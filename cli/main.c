@@ -59,7 +59,7 @@ static const char *command_name = "mailconn";
  * and syslog (DESIGN.md "System mail", Logging): usage errors (64), bad
  * messages (65), config errors (78) and every other error it reports; what
  * mc_send logged already, with its envelope, is skipped by the library. */
-static void log_failure(const cli *c, mc_outcome o, const mc_error *e, const char *text)
+static void log_failure(const cli *c, mc_outcome o, const mc_err *e, const char *text)
 {
     mc__toplog_failure(c->config, command_name, mc_outcome_exit_code(o), e, text);
 }
@@ -83,7 +83,7 @@ int cli_usage(cli *c, const char *fmt, ...)
  * reply first, as it said it (its text carries the enhanced code), then
  * what mailconn adds; the message usually ends with the reply already.
  * The reply is compared and shown escaped, as the message is. */
-static void report_reply(mc__buf *b, const mc_error *e)
+static void report_reply(mc__buf *b, const mc_err *e)
 {
     const char *msg = e->message ? e->message : mc_strerror(e->code);
     char *text = e->smtp_code && e->server_text ? mc_text_escape(e->server_text) : NULL;
@@ -110,7 +110,7 @@ static void report_reply(mc__buf *b, const mc_error *e)
 
 /* Every line goes out through cli_print_line: what a server said (reply
  * texts, OAuth errors) reaches the terminal escaped. */
-void cli_report(cli *c, const char *label, const mc_error *e, int code)
+void cli_report(cli *c, const char *label, const mc_err *e, int code)
 {
     const char *lb = label ? label : "", *sep = label ? ": " : "";
     if (!e) {
@@ -160,7 +160,7 @@ mc_context *cli_context(cli *c, unsigned flags, const char *server)
     o.log_level = c->verbose >= 2 ? MC_LOG_DEBUG : c->verbose == 1 ? MC_LOG_TRANSCRIPT : MC_LOG_WARN;
     o.log = c->verbose ? log_sink : NULL;
     mc_context *ctx = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     int rc = mc_context_new(&ctx, &o, &err);
     if (rc < 0) {
         cli_report(c, NULL, err, rc);
@@ -202,7 +202,7 @@ static int print_server_names(cli *c)
         return cli_exit(c);
     }
     mc__config *cfg = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     int rc = mc__config_load(&cfg, path, &err);
     free(path);
     if (rc < 0) {
@@ -266,7 +266,7 @@ static int cmd_set_default(cli *c, int argc, char **argv)
     mc_context *ctx = cli_context(c, 0, NULL);
     if (!ctx)
         return cli_exit(c);
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     int rc = mc_context_set_default(ctx, argv[1], &err);
     if (rc < 0)
         cli_report(c, NULL, err, rc);

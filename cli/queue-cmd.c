@@ -44,7 +44,7 @@ static int print_entry(const mc_queue_entry *e, void *payload)
 int cli_queue_list(cli *c, mc_context *ctx)
 {
     list_ctx l = { 0, 0 };
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     int rc = mc_queue_list(ctx, print_entry, &l, &err);
     if (rc < 0)
         cli_report(c, "queue", err, rc);
@@ -64,7 +64,7 @@ int cli_queue_run(cli *c, mc_context *ctx, bool flush, bool quiet)
     mc_queue_run_options o = MC_QUEUE_RUN_OPTIONS_INIT;
     o.flags = flush ? MC_QUEUE_FLUSH : 0;
     mc_queue_run_stats st = { 0 };
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     int rc = mc_queue_run(ctx, &o, &st, &err);
     if (rc < 0)
         cli_report(c, "queue", err, rc);
@@ -111,7 +111,7 @@ static void kick_runner(cli *c)
 }
 
 int cli_queue_submit(cli *c, mc_context *ctx, const char *server, mc_message *msg,
-                     char *id_out, mc_error **err)
+                     char *id_out, mc_err **err)
 {
     mc_queue_submit_options o = MC_QUEUE_SUBMIT_OPTIONS_INIT;
     o.server = server;
@@ -162,7 +162,7 @@ int cmd_queue(cli *c, int argc, char **argv)
     else if (strcmp(sub, "run") == 0 || strcmp(sub, "flush") == 0)
         cli_queue_run(c, ctx, strcmp(sub, "flush") == 0, false);
     for (int i = 2; takes_ids && i < argc; i++) {
-        mc_error *err = NULL;
+        mc_err *err = NULL;
         int rc = sub[0] == 'd'   ? mc_queue_drop(ctx, argv[i], &err)
                  : sub[0] == 'h' ? mc_queue_hold(ctx, argv[i], &err)
                                  : mc_queue_release(ctx, argv[i], &err);

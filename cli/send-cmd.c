@@ -62,7 +62,7 @@ static char *read_file(const char *path, size_t *len)
     return b;
 }
 
-static size_t accepted_count(const mc_error *err)
+static size_t accepted_count(const mc_err *err)
 {
     size_t n = 0;
     for (size_t i = 0; err && i < err->n_rcpts; i++)
@@ -72,7 +72,7 @@ static size_t accepted_count(const mc_error *err)
 
 /* Report one message's outcome: "sent ..." on stdout only when accepted. */
 static void report_send(cli *c, const char *label, const mc_message *msg, int rc,
-                        const mc_error *err, bool quiet)
+                        const mc_err *err, bool quiet)
 {
     /* the server's words, shown escaped (mc_text_escape) */
     char *reply = msg && mc_message_last_reply(msg) ? mc_text_escape(mc_message_last_reply(msg))
@@ -137,7 +137,7 @@ static void progress_erase(void)
 static void batch_one(batch *b, const char *file)
 {
     mc_message *msg = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     const char *label = file ? file : "stdin";
     int rc;
 
@@ -209,7 +209,7 @@ static void *batch_worker(void *p)
 /* --from A or --from 'Name <a@b>': the address for From: and the envelope,
  * the name (unquoted) for From:; without a name the library writes
  * sender.name when A is sender.address. */
-static int set_from(mc_message *msg, const char *from, mc_error **err)
+static int set_from(mc_message *msg, const char *from, mc_err **err)
 {
     if (!strchr(from, '<')) {
         int rc = mc_message_set_from(msg, from, NULL, err);
@@ -375,7 +375,7 @@ int cmd_send(cli *c, int argc, char **argv)
     size_t html_len = 0;
     mc_context *ctx = NULL;
     mc_message *msg = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     int rc = 0;
     if ((rc = mc_message_new(&msg, &err)) < 0
         || (body_file && (rc = mc_message_set_text_file(msg, body_file, &err)) < 0)) {
@@ -479,7 +479,7 @@ int cmd_test(cli *c, int argc, char **argv)
         return cli_exit(c);
     mc_session *s = NULL;
     mc_message *msg = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     int rc = mc__session_open_ex(&s, ctx, server, test_stage, NULL, &err);
     if (rc == 0 && (rc = mc_message_new(&msg, &err)) == 0
         && (rc = mc_message_add_recipient(msg, MC_RCPT_TO, to, &err)) == 0

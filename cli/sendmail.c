@@ -102,7 +102,7 @@ static char *read_input(FILE *f, size_t *len, bool dot_ends)
 typedef struct add_ctx {
     mc_message *msg;
     bool        t;
-    mc_error  **err;
+    mc_err  **err;
 } add_ctx;
 
 static int add_rcpt(void *payload, const char *addr)
@@ -201,7 +201,7 @@ int cmd_sendmail(cli *c, int argc, char **argv)
     }
     mc_context *ctx = cli_context(c, MC_CONTEXT_ONE_SERVER, NULL);
     mc_message *msg = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     char *sender = NULL;
     int rc = 0;
     if (!ctx)

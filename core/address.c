@@ -37,7 +37,7 @@ static char *shown(const char *s, size_t n)
     return p;
 }
 
-static int bad(mc_error **err, const char *addr, const char *why)
+static int bad(mc_err **err, const char *addr, const char *why)
 {
     char *s = shown(addr, strlen(addr));
     mc__error_set(err, MC_EMESSAGE, MC_OUTCOME_DATA, MC_STAGE_MESSAGE,
@@ -174,7 +174,7 @@ static const char *check_domain(const unsigned char *s, size_t n)
     return NULL;
 }
 
-int mc__address_check(const char *addr, bool allow_bare, mc_error **err)
+int mc__address_check(const char *addr, bool allow_bare, mc_err **err)
 {
     if (!addr)
         return mc__error_set(err, MC_EMESSAGE, MC_OUTCOME_DATA, MC_STAGE_MESSAGE,
@@ -369,7 +369,7 @@ int mc__mailbox_span(const char *s, size_t n, size_t *off, size_t *len, bool *an
     return 0;
 }
 
-int mc__address_extract(const char *mailbox, char **out, mc_error **err)
+int mc__address_extract(const char *mailbox, char **out, mc_err **err)
 {
     *out = NULL;
     if (!mailbox)
@@ -409,7 +409,7 @@ int mc__address_extract(const char *mailbox, char **out, mc_error **err)
 }
 
 int mc__address_list(const char *value, int (*fn)(void *payload, const char *addr),
-                     void *payload, mc_error **err)
+                     void *payload, mc_err **err)
 {
     if (!value)
         return 0;

@@ -28,7 +28,7 @@ void mc__buf_free(mc__buf *b);
 
 
 /** A byte sink: accept len bytes. @return 0 or a negative MC_E* with *err set. */
-typedef int mc__sink_fn(void *payload, const void *data, size_t len, mc_error **err);
+typedef int mc__sink_fn(void *payload, const void *data, size_t len, mc_err **err);
 
 /* base64 (OpenSSL EVP underneath) */
 int mc__base64_encode(mc__buf *out, const void *data, size_t len);

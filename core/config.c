@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 #include <json-c/json_object.h>
-#include <json-c/json_object_iterator.h>  /* never json.h: its debug.h declares a function mc_error */
+#include <json-c/json_object_iterator.h>  /* never json.h: its debug.h declares a function mc_err */
 #include <json-c/json_tokener.h>
 #include <json-c/linkhash.h>        /* json_object_object_foreach */
 #include <openssl/crypto.h>
@@ -83,7 +83,7 @@ void mc__diag_free(mc__diag *d)
 
 /* Turn collected lines into an MC_ECONFIG error: message = the first line
  * and how many more; details = every line. */
-static int diag_error(const mc__diag *d, mc_error **err)
+static int diag_error(const mc__diag *d, mc_err **err)
 {
     if (!err || !d->n)
         return MC_ECONFIG;
@@ -99,7 +99,7 @@ static int diag_error(const mc__diag *d, mc_error **err)
     return MC_ECONFIG;
 }
 
-static int oom(mc_error **err)
+static int oom(mc_err **err)
 {
     return mc__error_set(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, MC_STAGE_CONFIG, NULL);
 }
@@ -1347,7 +1347,7 @@ static mc__config *parse_text(const char *name, const char *text, size_t len, mc
     return cfg;
 }
 
-static int finish(mc__config *cfg, mc__diag *d, bool nomem, mc__config **out, mc_error **err)
+static int finish(mc__config *cfg, mc__diag *d, bool nomem, mc__config **out, mc_err **err)
 {
     if (nomem || !cfg) {
         mc__diag_free(d);
@@ -1364,7 +1364,7 @@ static int finish(mc__config *cfg, mc__diag *d, bool nomem, mc__config **out, mc
     return 0;
 }
 
-int mc__config_parse(mc__config **out, const char *text, size_t len, mc_error **err)
+int mc__config_parse(mc__config **out, const char *text, size_t len, mc_err **err)
 {
     if (!out)
         return MC_EINVAL;
@@ -1513,7 +1513,7 @@ static void check_named_files(const mc__config *cfg, mc__diag *d, bool *nomem)
     }
 }
 
-int mc__config_load(mc__config **out, const char *path, mc_error **err)
+int mc__config_load(mc__config **out, const char *path, mc_err **err)
 {
     if (!out)
         return MC_EINVAL;
@@ -1691,7 +1691,7 @@ static const void *need_plugin(pctx *p, mc__registry *reg, mc_plugin_kind kind,
                                const char *name, const char *path, const char *what)
 {
     const mc__plugin *pl = NULL;
-    mc_error *pe = NULL;
+    mc_err *pe = NULL;
     int rc = reg ? mc__registry_get(reg, kind, name, &pl, &pe) : MC_EPLUGIN;
     if (rc == 0 && pl && pl->desc && pl->desc->ops) {
         mc_error_free(pe);
@@ -1811,7 +1811,7 @@ static void prepare_server(pctx *p, mc_server *s, mc__registry *reg)
     }
 }
 
-int mc__config_prepare(mc__config *cfg, mc__registry *reg, const mc_server *only, mc_error **err)
+int mc__config_prepare(mc__config *cfg, mc__registry *reg, const mc_server *only, mc_err **err)
 {
     if (!cfg)
         return MC_EINVAL;
@@ -1843,7 +1843,7 @@ static void check_readable(pctx *p, const char *path, const char *file)
     close(fd);
 }
 
-int mc__config_check_secrets(mc__config *cfg, mc_error **err)
+int mc__config_check_secrets(mc__config *cfg, mc_err **err)
 {
     if (!cfg)
         return MC_EINVAL;
@@ -1860,7 +1860,7 @@ int mc__config_check_secrets(mc__config *cfg, mc_error **err)
             continue;
         for (size_t k = 0; auth_secret_keys[k]; k++) {
             char *value = NULL;
-            mc_error *e = NULL;
+            mc_err *e = NULL;
             if (mc__secret_resolve(&s->auth_cfg, auth_secret_keys[k], &value, &e) < 0)
                 if (mc__diag_add(&d, "%s", e && e->message ? e->message : "secret unavailable") < 0)
                     p.nomem = true;
@@ -1945,7 +1945,7 @@ char *mc__config_find(const char *explicit_path)
 
 /* ------------------------------------------------------------- saving */
 
-static int file_error(mc_error **err, const char *path, const char *what, int e)
+static int file_error(mc_err **err, const char *path, const char *what, int e)
 {
     return mc__error_set(err, MC_EFILE, MC_OUTCOME_CONFIG, MC_STAGE_CONFIG, "%s: cannot %s: %s",
                          path, what, strerror(e));
@@ -1966,7 +1966,7 @@ static int write_all(int fd, const char *data, size_t len)
     return 0;
 }
 
-int mc__file_replace(const char *path, const char *data, size_t len, int mode, mc_error **err)
+int mc__file_replace(const char *path, const char *data, size_t len, int mode, mc_err **err)
 {
     if (!path || !*path || (!data && len))
         return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_CONFIG, "no file to write");
@@ -2059,7 +2059,7 @@ static void mark_default(json_object *doc, size_t index)
     }
 }
 
-int mc__config_set_default(mc__config *cfg, const char *name, mc_error **err)
+int mc__config_set_default(mc__config *cfg, const char *name, mc_err **err)
 {
     if (!cfg || !name)
         return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_CONFIG, "no server name");

@@ -113,9 +113,9 @@ bool mc__file_trusted(const char *path, const struct stat *st, char *why, size_t
  * and the count.
  * @return 0, MC_EFILE (cannot read: outcome CONFIG), MC_ECONFIG, MC_ENOMEM.
  */
-int mc__config_load(mc__config **out, const char *path, mc_error **err);
+int mc__config_load(mc__config **out, const char *path, mc_err **err);
 /** Parse from memory (tests and fuzzing): no file-mode checks. */
-int mc__config_parse(mc__config **out, const char *text, size_t len, mc_error **err);
+int mc__config_parse(mc__config **out, const char *text, size_t len, mc_err **err);
 
 /**
  * The top-level log of a config that may not load (the CLI's failures
@@ -137,11 +137,11 @@ int mc__config_toplog(const char *path, char **log_file, int *facility);
  * @return 0, MC_ECONFIG, MC_ENOMEM.
  */
 int mc__config_prepare(mc__config *cfg, mc__registry *reg, const mc_server *only,
-                       mc_error **err);
+                       mc_err **err);
 
 /** Resolve every secret and open every ca_file of every server
  *  (`check --secrets`). Errors collected. @return 0, MC_ECONFIG. */
-int mc__config_check_secrets(mc__config *cfg, mc_error **err);
+int mc__config_check_secrets(mc__config *cfg, mc_err **err);
 
 /** A server by name (NULL: the default). */
 mc_server *mc__config_server(mc__config *cfg, const char *name);
@@ -150,12 +150,12 @@ mc_server *mc__config_server(mc__config *cfg, const char *name);
 const char *mc__config_alias(const mc__config *cfg, const char *name);
 
 /** Move the default mark and save atomically. @return 0, MC_ENOSERVER, MC_EFILE. */
-int mc__config_set_default(mc__config *cfg, const char *name, mc_error **err);
+int mc__config_set_default(mc__config *cfg, const char *name, mc_err **err);
 
 /** Atomic replace of `path` (a symlink: its target) with `data`: temp file
  *  in the same folder, fsync, rename, fsync of the folder; mode `mode`
  *  (or, when mode < 0, the original file's mode). @return 0 or MC_EFILE. */
-int mc__file_replace(const char *path, const char *data, size_t len, int mode, mc_error **err);
+int mc__file_replace(const char *path, const char *data, size_t len, int mode, mc_err **err);
 
 void mc__config_free(mc__config *cfg);
 

@@ -31,7 +31,7 @@ char *mc__state_dir(void)
     return out;
 }
 
-int mc_context_new(mc_context **out, const mc_context_options *opts, mc_error **err)
+int mc_context_new(mc_context **out, const mc_context_options *opts, mc_err **err)
 {
     mc_context_options dflt = MC_CONTEXT_OPTIONS_INIT;
     int rc;
@@ -155,7 +155,7 @@ const char *mc_server_provider(const mc_server *srv) { return srv ? srv->auth_pr
 const char *mc_server_sender(const mc_server *srv) { return srv ? srv->sender_address : NULL; }
 bool mc_server_is_default(const mc_server *srv) { return srv && srv->is_default; }
 
-int mc_context_set_default(mc_context *ctx, const char *name, mc_error **err)
+int mc_context_set_default(mc_context *ctx, const char *name, mc_err **err)
 {
     if (!ctx || !ctx->cfg || !name)
         return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_NONE, "no context or name");

@@ -81,7 +81,7 @@ static const char *after(const char *line, const char *key)
 typedef struct add_ctx {
     mc_message *msg;
     bool        t;
-    mc_error  **err;
+    mc_err  **err;
 } add_ctx;
 
 static int add_rcpt(void *payload, const char *addr)
@@ -94,7 +94,7 @@ static int add_rcpt(void *payload, const char *addr)
 /* One drop file's envelope and message, as sendmail.c maps them. data is
  * NUL-terminated at len. @return 0, or <0 with *why (refused for good). */
 static int parse_drop(char *data, size_t len, uid_t owner, mc_message **out, const char **why,
-                      mc_error **err)
+                      mc_err **err)
 {
     char *end = strstr(data, "\n\n");
     *out = NULL;
@@ -273,7 +273,7 @@ void mc__drop_import(mc_context *ctx)
         uid_t owner = 0;
         const char *why = NULL;
         mc_message *msg = NULL;
-        mc_error *e = NULL;
+        mc_err *e = NULL;
         char id[MC_QUEUE_ID_SIZE] = "";
         int rc = read_drop(dfd, de->d_name, &data, &len, &owner, &why);
         if (rc == 0 && (rc = parse_drop(data, len, owner, &msg, &why, &e)) == 0) {

@@ -1,4 +1,4 @@
-/* error: the mc_error record and the code tables (X-macro, libuv style). */
+/* error: the mc_err record and the code tables (X-macro, libuv style). */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,7 +90,7 @@ void mc__rcpts_free(mc_rcpt_result *rcpts, size_t n)
     free(rcpts);
 }
 
-void mc_error_free(mc_error *err)
+void mc_error_free(mc_err *err)
 {
     if (!err)
         return;
@@ -105,12 +105,12 @@ void mc_error_free(mc_error *err)
     free(err);
 }
 
-int mc__error_setv(mc_error **err, int code, mc_outcome outcome, mc_stage stage,
+int mc__error_setv(mc_err **err, int code, mc_outcome outcome, mc_stage stage,
                    const char *fmt, va_list ap)
 {
     if (!err || *err)
         return code;
-    mc_error *e = calloc(1, sizeof(*e));
+    mc_err *e = calloc(1, sizeof(*e));
     if (!e)
         return code;
     e->code = code;
@@ -130,7 +130,7 @@ int mc__error_setv(mc_error **err, int code, mc_outcome outcome, mc_stage stage,
     return code;
 }
 
-int mc__error_set(mc_error **err, int code, mc_outcome outcome, mc_stage stage,
+int mc__error_set(mc_err **err, int code, mc_outcome outcome, mc_stage stage,
                   const char *fmt, ...)
 {
     va_list ap;
@@ -140,7 +140,7 @@ int mc__error_set(mc_error **err, int code, mc_outcome outcome, mc_stage stage,
     return code;
 }
 
-void mc__error_reply(mc_error *err, int smtp_code, const char *text)
+void mc__error_reply(mc_err *err, int smtp_code, const char *text)
 {
     if (!err)
         return;
@@ -166,7 +166,7 @@ void mc__error_reply(mc_error *err, int smtp_code, const char *text)
     }
 }
 
-void mc__error_hint(mc_error *err, const char *hint)
+void mc__error_hint(mc_err *err, const char *hint)
 {
     if (!err)
         return;
@@ -174,7 +174,7 @@ void mc__error_hint(mc_error *err, const char *hint)
     err->hint = hint ? strdup(hint) : NULL;
 }
 
-int mc__error_detail(mc_error *err, const char *line)
+int mc__error_detail(mc_err *err, const char *line)
 {
     if (!err)
         return 0;
@@ -188,7 +188,7 @@ int mc__error_detail(mc_error *err, const char *line)
     return 0;
 }
 
-void mc__error_rcpts(mc_error *err, mc_rcpt_result *rcpts, size_t n)
+void mc__error_rcpts(mc_err *err, mc_rcpt_result *rcpts, size_t n)
 {
     if (!err) {
         mc__rcpts_free(rcpts, n);

@@ -1,4 +1,4 @@
-/* error: building mc_error records (core-internal). */
+/* error: building mc_err records (core-internal). */
 #ifndef MC_CORE_ERROR_H
 #define MC_CORE_ERROR_H
 
@@ -13,21 +13,21 @@
 
 /** Fill *err (when err and not already set: the first error wins, a lower
  *  error is never re-wrapped) and return code. message is formatted. */
-int mc__error_set(mc_error **err, int code, mc_outcome outcome, mc_stage stage,
+int mc__error_set(mc_err **err, int code, mc_outcome outcome, mc_stage stage,
                   const char *fmt, ...) MC__FMT(5, 6);
-int mc__error_setv(mc_error **err, int code, mc_outcome outcome, mc_stage stage,
+int mc__error_setv(mc_err **err, int code, mc_outcome outcome, mc_stage stage,
                    const char *fmt, va_list ap);
 
 /** Record what an SMTP server said: reply code, enhanced code (parsed from
  *  text when it starts with one), the server text (copied). Sets transient
  *  for 4xx. Call after mc__error_set on the same error. */
-void mc__error_reply(mc_error *err, int smtp_code, const char *text);
+void mc__error_reply(mc_err *err, int smtp_code, const char *text);
 /** Set the hint (copied); replaces an earlier one. */
-void mc__error_hint(mc_error *err, const char *hint);
+void mc__error_hint(mc_err *err, const char *hint);
 /** Append one detail line (config errors). */
-int mc__error_detail(mc_error *err, const char *line);
+int mc__error_detail(mc_err *err, const char *line);
 /** Move per-recipient results into err (takes ownership). */
-void mc__error_rcpts(mc_error *err, mc_rcpt_result *rcpts, size_t n);
+void mc__error_rcpts(mc_err *err, mc_rcpt_result *rcpts, size_t n);
 void mc__rcpts_free(mc_rcpt_result *rcpts, size_t n);
 
 /** Default outcome for a code (for code paths that don't know better). */

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include <json-c/json_object.h>
-#include <json-c/json_object_iterator.h>  /* never json.h: its debug.h declares a function mc_error */
+#include <json-c/json_object_iterator.h>  /* never json.h: its debug.h declares a function mc_err */
 #include <openssl/crypto.h>
 
 #include "config.h"
@@ -42,7 +42,7 @@ static void host_free_secret(char *s)
     mc__secret_free(s);
 }
 
-static int host_error(mc_error **err, int code, mc_outcome outcome, mc_stage stage,
+static int host_error(mc_err **err, int code, mc_outcome outcome, mc_stage stage,
                       const char *fmt, ...)
 {
     va_list ap;
@@ -113,23 +113,23 @@ static void cfg_error(const mc_plugin_cfg *cfg, const char *key, const char *fmt
     free(msg);
 }
 
-static int host_secret(const mc_plugin_cfg *cfg, const char *name, char **out, mc_error **err)
+static int host_secret(const mc_plugin_cfg *cfg, const char *name, char **out, mc_err **err)
 {
     return mc__secret_resolve(cfg, name, out, err);
 }
 
-static int host_tcp_connect(const mc_connect_opts *o, int *fd_out, mc_error **err)
+static int host_tcp_connect(const mc_connect_opts *o, int *fd_out, mc_err **err)
 {
     return mc__tcp_connect(o, fd_out, err);
 }
 
 static int host_file_replace(const char *path, const char *data, size_t len, int mode,
-                             mc_error **err)
+                             mc_err **err)
 {
     return mc__file_replace(path, data, len, mode, err);
 }
 
-static int host_run_command(const char *command, int timeout_ms, char **out, mc_error **err)
+static int host_run_command(const char *command, int timeout_ms, char **out, mc_err **err)
 {
     return mc__secret_command(command, timeout_ms, out, err);
 }

@@ -234,7 +234,7 @@ static mc__registry *registry_alloc(void)
     return reg;
 }
 
-int mc__registry_new(mc__registry **out, const char *plugin_dir, mc_error **err)
+int mc__registry_new(mc__registry **out, const char *plugin_dir, mc_err **err)
 {
     if (!out)
         return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_PLUGIN,
@@ -261,7 +261,7 @@ int mc__registry_new(mc__registry **out, const char *plugin_dir, mc_error **err)
 }
 
 int mc__registry_new_dirs(mc__registry **out, const char *const *dirs, size_t n,
-                          mc_error **err)
+                          mc_err **err)
 {
     if (!out || (n && !dirs))
         return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_PLUGIN,
@@ -537,7 +537,7 @@ static char *joined_dirs(const mc__registry *reg)
 }
 
 int mc__registry_get(mc__registry *reg, mc_plugin_kind kind, const char *name,
-                     const mc__plugin **out, mc_error **err)
+                     const mc__plugin **out, mc_err **err)
 {
     if (!reg || !name || !out)
         return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_PLUGIN,

@@ -18,7 +18,7 @@ typedef struct mc__registry mc__registry;
  *  $MAILCONN_PLUGIN_PATH (colon list), the build tree when run from it,
  *  the installed $libdir/mailconn/plugins. Nothing is opened yet.
  *  @return 0, MC_ENOMEM. */
-int mc__registry_new(mc__registry **out, const char *plugin_dir, mc_error **err);
+int mc__registry_new(mc__registry **out, const char *plugin_dir, mc_err **err);
 
 /** Open every plugin in the search path. Rejected files are logged at
  *  MC_LOG_WARN, one line each naming the file and why; good plugins still
@@ -30,7 +30,7 @@ int mc__registry_load_all(mc__registry *reg);
  *  engine: "engine-"). @return 0, MC_EPLUGIN (not found or rejected; the
  *  message names the file or says none was found). Thread-safe. */
 int mc__registry_get(mc__registry *reg, mc_plugin_kind kind, const char *name,
-                     const mc__plugin **out, mc_error **err);
+                     const mc__plugin **out, mc_err **err);
 
 /** Whether a plugin file for kind+name exists in the search path, without
  *  opening it. */
@@ -50,6 +50,6 @@ void mc__registry_free(mc__registry *reg);
  *  environment, no build tree, no installed folder. For tests and tools
  *  that must control the search path. @return 0, MC_ENOMEM. */
 int mc__registry_new_dirs(mc__registry **out, const char *const *dirs, size_t n,
-                          mc_error **err);
+                          mc_err **err);
 
 #endif

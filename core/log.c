@@ -213,17 +213,17 @@ void mc__log(mc_log_level lvl, const char *fmt, ...)
 #define SYSLOG_TEXT_MAX 4000   /* a datagram every syslog daemon takes whole */
 
 static pthread_mutex_t mark_lock = PTHREAD_MUTEX_INITIALIZER;
-static const mc_error **marks;
+static const mc_err **marks;
 static size_t n_marks, cap_marks;
 
-void mc__toplog_mark(const mc_error *err)
+void mc__toplog_mark(const mc_err *err)
 {
     if (!err)
         return;
     pthread_mutex_lock(&mark_lock);
     if (n_marks == cap_marks) {
         size_t cap = cap_marks ? cap_marks * 2 : 8;
-        const mc_error **m = realloc(marks, cap * sizeof(*m));
+        const mc_err **m = realloc(marks, cap * sizeof(*m));
         if (m) {
             marks = m;
             cap_marks = cap;
@@ -235,7 +235,7 @@ void mc__toplog_mark(const mc_error *err)
 }
 
 /* Whether err is marked; forget it when `drop`. */
-static bool marked(const mc_error *err, bool drop)
+static bool marked(const mc_err *err, bool drop)
 {
     bool found = false;
     pthread_mutex_lock(&mark_lock);
@@ -256,7 +256,7 @@ static bool marked(const mc_error *err, bool drop)
     return found;
 }
 
-void mc__toplog_forget(const mc_error *err)
+void mc__toplog_forget(const mc_err *err)
 {
     if (err)
         marked(err, true);
@@ -324,7 +324,7 @@ void mc__toplog_write(const mc__toplog *to, int pri, const char *line)
 }
 
 void mc__toplog_failure(const char *config_path, const char *command, int exit_code,
-                        const mc_error *err, const char *text)
+                        const mc_err *err, const char *text)
 {
     if (err && marked(err, false))
         return;                /* the send path logged it, with its envelope */

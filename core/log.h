@@ -50,8 +50,8 @@ void mc__toplog_write(const mc__toplog *to, int pri, const char *line);
 /** Note that err's failure is in the top-level log already (the send path
  *  logged it with its envelope): mc__toplog_failure skips it. Forgotten by
  *  mc_error_free (mc__toplog_forget). */
-void mc__toplog_mark(const mc_error *err);
-void mc__toplog_forget(const mc_error *err);
+void mc__toplog_mark(const mc_err *err);
+void mc__toplog_forget(const mc_err *err);
 /**
  * A failure the application reports (the CLI: bad command line 64, bad
  * message 65, config 78, and every other error it shows): one line,
@@ -62,6 +62,6 @@ void mc__toplog_forget(const mc_error *err);
  * marked), or NULL with text (a usage error).
  */
 void mc__toplog_failure(const char *config_path, const char *command, int exit_code,
-                        const mc_error *err, const char *text);
+                        const mc_err *err, const char *text);
 
 #endif

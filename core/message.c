@@ -139,18 +139,18 @@ struct mc_message {
 
 /* ------------------------------------------------------------ helpers */
 
-static int oom(mc_error **err)
+static int oom(mc_err **err)
 {
     return mc__error_set(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, MC_STAGE_MESSAGE,
                          "out of memory");
 }
 
-static int msg_error(mc_error **err, const char *fmt, const char *arg)
+static int msg_error(mc_err **err, const char *fmt, const char *arg)
 {
     return mc__error_set(err, MC_EMESSAGE, MC_OUTCOME_DATA, MC_STAGE_MESSAGE, fmt, arg);
 }
 
-static int file_error(mc_error **err, const char *what, const char *path, int e)
+static int file_error(mc_err **err, const char *what, const char *path, int e)
 {
     return mc__error_set(err, MC_EFILE, MC_OUTCOME_NOINPUT, MC_STAGE_MESSAGE,
                          "%s %s: %s", what, path, strerror(e));
@@ -603,7 +603,7 @@ const char *mc__mime_type(const char *filename)
 
 /* --------------------------------------------------------- public API */
 
-int mc_message_new(mc_message **out, mc_error **err)
+int mc_message_new(mc_message **out, mc_err **err)
 {
     if (!out)
         return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_MESSAGE, "no out");
@@ -687,7 +687,7 @@ void mc_message_free(mc_message *m)
                                  "no message");                                         \
     } while (0)
 
-static int replace_str(char **dst, const char *src, mc_error **err)
+static int replace_str(char **dst, const char *src, mc_err **err)
 {
     char *c = NULL;
     if (src && !(c = strdup(src)))
@@ -698,7 +698,7 @@ static int replace_str(char **dst, const char *src, mc_error **err)
 }
 
 int mc_message_set_from(mc_message *m, const char *address, const char *display_name,
-                        mc_error **err)
+                        mc_err **err)
 {
     CHECK_MSG(m);
     if (has_crlf(display_name))
@@ -714,7 +714,7 @@ int mc_message_set_from(mc_message *m, const char *address, const char *display_
     return 0;
 }
 
-int mc_message_set_from_name(mc_message *m, const char *display_name, mc_error **err)
+int mc_message_set_from_name(mc_message *m, const char *display_name, mc_err **err)
 {
     CHECK_MSG(m);
     if (has_crlf(display_name))
@@ -723,7 +723,7 @@ int mc_message_set_from_name(mc_message *m, const char *display_name, mc_error *
                        err);
 }
 
-int mc_message_set_envelope_from(mc_message *m, const char *address, mc_error **err)
+int mc_message_set_envelope_from(mc_message *m, const char *address, mc_err **err)
 {
     CHECK_MSG(m);
     /* the null reverse-path (RFC 5321 4.5.5): kept as "" */
@@ -736,7 +736,7 @@ int mc_message_set_envelope_from(mc_message *m, const char *address, mc_error **
 }
 
 int mc_message_add_recipient(mc_message *m, mc_rcpt_kind kind, const char *address,
-                             mc_error **err)
+                             mc_err **err)
 {
     CHECK_MSG(m);
     if (kind != MC_RCPT_TO && kind != MC_RCPT_CC && kind != MC_RCPT_BCC)
@@ -752,7 +752,7 @@ int mc_message_add_recipient(mc_message *m, mc_rcpt_kind kind, const char *addre
     return vec_add(v, address) < 0 ? oom(err) : 0;
 }
 
-int mc_message_add_envelope_recipient(mc_message *m, const char *address, mc_error **err)
+int mc_message_add_envelope_recipient(mc_message *m, const char *address, mc_err **err)
 {
     CHECK_MSG(m);
     int rc = mc__address_check(address, true, err);
@@ -761,7 +761,7 @@ int mc_message_add_envelope_recipient(mc_message *m, const char *address, mc_err
     return vec_add(&m->env_rcpts, address) < 0 ? oom(err) : 0;
 }
 
-int mc_message_set_subject(mc_message *m, const char *subject, mc_error **err)
+int mc_message_set_subject(mc_message *m, const char *subject, mc_err **err)
 {
     CHECK_MSG(m);
     if (has_crlf(subject))
@@ -769,7 +769,7 @@ int mc_message_set_subject(mc_message *m, const char *subject, mc_error **err)
     return replace_str(&m->subject, subject, err);
 }
 
-static int refuse_parsed(mc_message *m, const char *what, mc_error **err)
+static int refuse_parsed(mc_message *m, const char *what, mc_err **err)
 {
     if (m->parsed)
         return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_MESSAGE,
@@ -778,7 +778,7 @@ static int refuse_parsed(mc_message *m, const char *what, mc_error **err)
 }
 
 static int set_body(char **dst, size_t *dlen, bool *has, const char *t, size_t len,
-                    mc_error **err)
+                    mc_err **err)
 {
     char *c = NULL;
     if (t) {
@@ -794,7 +794,7 @@ static int set_body(char **dst, size_t *dlen, bool *has, const char *t, size_t l
     return 0;
 }
 
-int mc_message_set_text(mc_message *m, const char *text, size_t len, mc_error **err)
+int mc_message_set_text(mc_message *m, const char *text, size_t len, mc_err **err)
 {
     CHECK_MSG(m);
     int rc = refuse_parsed(m, "text", err);
@@ -805,7 +805,7 @@ int mc_message_set_text(mc_message *m, const char *text, size_t len, mc_error **
     return rc;
 }
 
-int mc_message_set_html(mc_message *m, const char *html, size_t len, mc_error **err)
+int mc_message_set_html(mc_message *m, const char *html, size_t len, mc_err **err)
 {
     CHECK_MSG(m);
     int rc = refuse_parsed(m, "html", err);
@@ -813,7 +813,7 @@ int mc_message_set_html(mc_message *m, const char *html, size_t len, mc_error **
 }
 
 /* Size of a regular, readable file. */
-static int file_size(const char *path, uint64_t *size, const char *what, mc_error **err)
+static int file_size(const char *path, uint64_t *size, const char *what, mc_err **err)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -832,7 +832,7 @@ static int file_size(const char *path, uint64_t *size, const char *what, mc_erro
     return 0;
 }
 
-int mc_message_set_text_file(mc_message *m, const char *path, mc_error **err)
+int mc_message_set_text_file(mc_message *m, const char *path, mc_err **err)
 {
     CHECK_MSG(m);
     int rc = refuse_parsed(m, "text", err);
@@ -853,7 +853,7 @@ int mc_message_set_text_file(mc_message *m, const char *path, mc_error **err)
     return 0;
 }
 
-int mc_message_add_attachment(mc_message *m, const char *path, mc_error **err)
+int mc_message_add_attachment(mc_message *m, const char *path, mc_err **err)
 {
     CHECK_MSG(m);
     int rc = refuse_parsed(m, "attachment", err);
@@ -905,7 +905,7 @@ static char *msgid_strip(const char *v)
     return strndup(v, n);
 }
 
-int mc_message_add_header(mc_message *m, const char *name, const char *value, mc_error **err)
+int mc_message_add_header(mc_message *m, const char *name, const char *value, mc_err **err)
 {
     CHECK_MSG(m);
     if (!name || !value)
@@ -993,7 +993,7 @@ static char *shown(const char *s, size_t n)
  * that is not a header field makes everything body, and a later line that
  * is neither a header field nor a continuation starts the body. */
 static int parse_headers(const char *data, size_t len, hdr_fn *fn, void *payload,
-                         size_t *body_off, bool lenient, mc_error **err)
+                         size_t *body_off, bool lenient, mc_err **err)
 {
     mc__buf name = MC__BUF_INIT, value = MC__BUF_INIT;
     bool have = false;
@@ -1113,7 +1113,7 @@ static int plain_hdr(void *payload, const char *name, const char *value, size_t 
 
 int mc__header_parse(const char *data, size_t len,
                      int (*fn)(void *payload, const char *name, const char *value),
-                     void *payload, size_t *body_off, mc_error **err)
+                     void *payload, size_t *body_off, mc_err **err)
 {
     size_t dummy;
     if (!data && len)
@@ -1125,7 +1125,7 @@ int mc__header_parse(const char *data, size_t len,
 
 typedef struct collect {
     mc_message *m;
-    mc_error  **err;
+    mc_err  **err;
 } collect;
 
 static int add_cb(void *payload, const char *addr)
@@ -1189,7 +1189,7 @@ static int collect_hdr(void *payload, const char *name, const char *value, size_
     return rc;
 }
 
-static int parse_into(mc_message *m, size_t hdr_len, bool lenient, mc_error **err)
+static int parse_into(mc_message *m, size_t hdr_len, bool lenient, mc_err **err)
 {
     collect c = { m, err };
     size_t body_off;
@@ -1203,7 +1203,7 @@ static int parse_into(mc_message *m, size_t hdr_len, bool lenient, mc_error **er
 }
 
 static int parse_mem(mc_message **out, const char *data, size_t len, bool lenient,
-                     mc_error **err)
+                     mc_err **err)
 {
     if (!out || (!data && len))
         return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_MESSAGE, "no data");
@@ -1231,12 +1231,12 @@ static int parse_mem(mc_message **out, const char *data, size_t len, bool lenien
     return 0;
 }
 
-int mc_message_parse(mc_message **out, const char *data, size_t len, mc_error **err)
+int mc_message_parse(mc_message **out, const char *data, size_t len, mc_err **err)
 {
     return parse_mem(out, data, len, false, err);
 }
 
-int mc__message_parse_sendmail(mc_message **out, const char *data, size_t len, mc_error **err)
+int mc__message_parse_sendmail(mc_message **out, const char *data, size_t len, mc_err **err)
 {
     if (!out || (!data && len))
         return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_MESSAGE, "no data");
@@ -1278,7 +1278,7 @@ static bool dsn_notify_canon(const char *v, char *out)
 }
 
 int mc_message_set_dsn(mc_message *m, const char *notify, const char *ret, const char *envid,
-                       mc_error **err)
+                       mc_err **err)
 {
     CHECK_MSG(m);
     char nb[32];
@@ -1352,7 +1352,7 @@ static ssize_t read_full(int fd, char *p, size_t n)
     return (ssize_t)got;
 }
 
-int mc_message_parse_file(mc_message **out, const char *path, mc_error **err)
+int mc_message_parse_file(mc_message **out, const char *path, mc_err **err)
 {
     if (!out || !path)
         return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_MESSAGE, "no path");
@@ -1615,7 +1615,7 @@ static int put_text(mc__buf *b, const char *t, size_t n, bool qp)
 /* Read a text file once: whether it needs quoted-printable (the rule of
  * text_7bit), its exact encoded size, and whether "=_mc_" (the boundary
  * prefix) occurs in it. */
-static int scan_text_file(mc_message *m, mc_error **err)
+static int scan_text_file(mc_message *m, mc_err **err)
 {
     static const char marker[] = "=_mc_";
     int fd = open(m->text_path, O_RDONLY | O_CLOEXEC);
@@ -1855,7 +1855,7 @@ static int put_single(mc__buf *b, mc_message *m)
 }
 
 static int build_composed(mc_message *m, const char *from_addr, const char *from_name,
-                          mc_error **err)
+                          mc_err **err)
 {
     mc__buf *b = &m->mem;
     if (m->text_path) {
@@ -1944,7 +1944,7 @@ static int put_crlf(mc__buf *b, const char *s, size_t n)
 }
 
 static int build_parsed(mc_message *m, const char *from_addr, const char *from_name,
-                        bool rewrite_from, mc_error **err)
+                        bool rewrite_from, mc_err **err)
 {
     mc__buf *b = &m->mem;
     for (size_t i = 0; i < m->n_ph; i++) {
@@ -2063,7 +2063,7 @@ typedef struct rcpt_ctx {
     mc_message              *m;
     const mc__msg_defaults  *d;
     const char              *alias_of;   /* while expanding an alias */
-    mc_error               **err;
+    mc_err               **err;
 } rcpt_ctx;
 
 static int rcpt_push(rcpt_ctx *c, const char *addr)
@@ -2126,7 +2126,7 @@ static int rcpt_add(rcpt_ctx *c, const char *addr)
     return rc;
 }
 
-int mc__message_prepare(mc_message *m, const mc__msg_defaults *d, mc_error **err)
+int mc__message_prepare(mc_message *m, const mc__msg_defaults *d, mc_err **err)
 {
     static const mc__msg_defaults none;
     CHECK_MSG(m);
@@ -2329,7 +2329,7 @@ typedef struct writer {
     mc__buf      stage;
     mc__sink_fn *sink;
     void        *payload;
-    mc_error   **err;
+    mc_err   **err;
 } writer;
 
 static int flush(writer *w)
@@ -2492,7 +2492,7 @@ static int write_text_file(writer *w, const seg *s, char *in)
     return rc;
 }
 
-int mc__message_write(void *msg, mc__sink_fn *sink, void *sink_payload, mc_error **err)
+int mc__message_write(void *msg, mc__sink_fn *sink, void *sink_payload, mc_err **err)
 {
     mc_message *m = msg;
     if (!m || !sink)

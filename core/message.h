@@ -16,14 +16,14 @@
  *  allow_bare, a bare local name without '@' passes (aliases resolve it).
  *  NUL, CR, LF, '<', '>' and spaces outside quotes are refused.
  *  @return 0 or MC_EMESSAGE (outcome DATA, stage MESSAGE) naming it. */
-int mc__address_check(const char *addr, bool allow_bare, mc_error **err);
+int mc__address_check(const char *addr, bool allow_bare, mc_err **err);
 /** Extract the addr-spec from a header mailbox ("Name <a@b>", "a@b (c)",
  *  "<a@b>"). *out malloc'd. @return 0 or MC_EMESSAGE. */
-int mc__address_extract(const char *mailbox, char **out, mc_error **err);
+int mc__address_extract(const char *mailbox, char **out, mc_err **err);
 /** Split an address-list header value (To/Cc/Bcc, groups, quoted commas)
  *  into addr-specs; calls fn for each. @return 0, MC_EMESSAGE. */
 int mc__address_list(const char *value, int (*fn)(void *payload, const char *addr),
-                     void *payload, mc_error **err);
+                     void *payload, mc_err **err);
 /** True when addr has non-ASCII bytes. */
 bool mc__address_utf8(const char *addr);
 
@@ -61,7 +61,7 @@ typedef struct mc__msg_defaults {
  * Idempotent per server: may be called again for another server.
  * @return 0, MC_EMESSAGE (no recipient, no sender, bad address), MC_EFILE.
  */
-int mc__message_prepare(mc_message *m, const mc__msg_defaults *d, mc_error **err);
+int mc__message_prepare(mc_message *m, const mc__msg_defaults *d, mc_err **err);
 
 const char *mc__message_envelope_from(const mc_message *m);
 size_t      mc__message_rcpt_count(const mc_message *m);
@@ -76,7 +76,7 @@ int mc__message_set_reply(mc_message *m, const char *reply);
 /** Write the whole message (headers and body, CRLF line ends, lines never
  *  over 998 octets; attachments streamed from their files in chunks).
  *  Signature of mc__writer_fn. @return 0, MC_EFILE, or the sink's error. */
-int mc__message_write(void *msg, mc__sink_fn *sink, void *sink_payload, mc_error **err);
+int mc__message_write(void *msg, mc__sink_fn *sink, void *sink_payload, mc_err **err);
 
 /** Parse header block of raw input: calls fn(name, unfolded value) for each
  *  header; *body_off = offset of the body. @return 0, MC_EMESSAGE (a line
@@ -84,7 +84,7 @@ int mc__message_write(void *msg, mc__sink_fn *sink, void *sink_payload, mc_error
  *  Fuzzed. */
 int mc__header_parse(const char *data, size_t len,
                      int (*fn)(void *payload, const char *name, const char *value),
-                     void *payload, size_t *body_off, mc_error **err);
+                     void *payload, size_t *body_off, mc_err **err);
 
 /* ---- appended by the message module */
 
@@ -110,7 +110,7 @@ bool mc__message_8bit_maybe(const mc_message *m);
  *  field nor a continuation ends the header block and starts the body (the
  *  blank line between them is written when the message is). A header block
  *  with a NUL or bare CR is still MC_EMESSAGE. */
-int mc__message_parse_sendmail(mc_message **out, const char *data, size_t len, mc_error **err);
+int mc__message_parse_sendmail(mc_message **out, const char *data, size_t len, mc_err **err);
 
 #define MC__SYSTEM_ALIASES "/etc/aliases"
 /** The target of `name` (any case) in /etc/aliases, for a config without

@@ -130,7 +130,7 @@ static int try_one(const struct addrinfo *ai, int64_t deadline, int timeout_ms, 
     return fd;
 }
 
-int mc__tcp_connect(const mc_connect_opts *o, int *fd_out, mc_error **err)
+int mc__tcp_connect(const mc_connect_opts *o, int *fd_out, mc_err **err)
 {
     if (!o || !o->host || !o->host[0] || !fd_out)
         return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_CONNECT,

@@ -10,7 +10,7 @@
  *  = timeout_ms, TCP_NODELAY and close-on-exec. @return 0, MC_ENET
  *  (refused, unreachable, unresolvable: transient, stage connect),
  *  MC_ETIMEOUT. */
-int mc__tcp_connect(const mc_connect_opts *o, int *fd_out, mc_error **err);
+int mc__tcp_connect(const mc_connect_opts *o, int *fd_out, mc_err **err);
 
 /** CLOCK_MONOTONIC in milliseconds: the clock of every deadline. */
 int64_t mc__mono_ms(void);

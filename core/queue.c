@@ -20,7 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <json-c/json_object.h>  /* never json.h: its debug.h declares a function mc_error */
+#include <json-c/json_object.h>  /* never json.h: its debug.h declares a function mc_err */
 #include <json-c/json_tokener.h>
 #include <openssl/rand.h>
 
@@ -300,20 +300,20 @@ typedef struct qdir {
     int   tmp;     /* tmp/ */
 } qdir;
 
-static int oom(mc_error **err)
+static int oom(mc_err **err)
 {
     return mc__error_set(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, MC_STAGE_QUEUE, "out of memory");
 }
 
-static int io_error(mc_error **err, const char *what, const char *path, const char *name)
+static int io_error(mc_err **err, const char *what, const char *path, const char *name)
 {
     int e = errno;
     return mc__error_set(err, MC_EFILE, MC_OUTCOME_TRANSIENT, MC_STAGE_QUEUE, "cannot %s %s%s%s: %s",
                          what, path, name ? "/" : "", name ? name : "", strerror(e));
 }
 
-static int unsafe(mc_error **err, const char *hint, const char *fmt, ...) MC__FMT(3, 4);
-static int unsafe(mc_error **err, const char *hint, const char *fmt, ...)
+static int unsafe(mc_err **err, const char *hint, const char *fmt, ...) MC__FMT(3, 4);
+static int unsafe(mc_err **err, const char *hint, const char *fmt, ...)
 {
     char msg[1200];
     va_list ap;
@@ -352,7 +352,7 @@ static char *queue_path(const mc_context *ctx)
 }
 
 /* A private folder of the queue, open: this user's, 0700. */
-static int check_private(int fd, const char *path, mc_error **err)
+static int check_private(int fd, const char *path, mc_err **err)
 {
     struct stat st;
     char hint[1200];
@@ -374,7 +374,7 @@ static int check_private(int fd, const char *path, mc_error **err)
     return 0;
 }
 
-static int open_failed(const char *path, const char *name, mc_error **err)
+static int open_failed(const char *path, const char *name, mc_err **err)
 {
     if (errno == ELOOP || errno == ENOTDIR || errno == EMLINK)
         return unsafe(err, NULL, "%s%s%s is a symbolic link or not a folder", path,
@@ -386,7 +386,7 @@ static int open_failed(const char *path, const char *name, mc_error **err)
  * missing parents) when missing; without, q->fd is -1 when it is missing
  * (nothing queued). The parent may not be writable by group or others
  * (a root-owned sticky folder such as /tmp excepted). */
-static int qdir_open(const mc_context *ctx, bool create, qdir *q, mc_error **err)
+static int qdir_open(const mc_context *ctx, bool create, qdir *q, mc_err **err)
 {
     q->fd = q->tmp = -1;
     if (!(q->path = queue_path(ctx)))
@@ -442,7 +442,7 @@ static int qdir_open(const mc_context *ctx, bool create, qdir *q, mc_error **err
     return check_private(q->tmp, tp, err);
 }
 
-static int no_queue(mc_error **err)
+static int no_queue(mc_err **err)
 {
     return mc__error_set(err, MC_ENOTSUP, MC_OUTCOME_CONFIG, MC_STAGE_QUEUE,
                          "no queue configured (add a top-level \"queue\" object to the config)");
@@ -504,7 +504,7 @@ static int fsink_flush(fsink *f)
     return 0;
 }
 
-static int fsink_put(void *payload, const void *data, size_t len, mc_error **err)
+static int fsink_put(void *payload, const void *data, size_t len, mc_err **err)
 {
     (void)err;
     fsink *f = payload;
@@ -561,7 +561,7 @@ static char *user_name(uid_t uid)
 }
 
 /* Fsync a folder: what was linked or renamed in it is on disk. */
-static int sync_dir(int fd, const char *path, mc_error **err)
+static int sync_dir(int fd, const char *path, mc_err **err)
 {
     if (fsync(fd) != 0)
         return io_error(err, "fsync", path, NULL);
@@ -597,7 +597,7 @@ static void sweep_tmp(const qdir *q)
 
 /* Write an open message (prepared) durably as a new queued message. */
 static int spool_write(mc_context *ctx, const qdir *q, mc_message *msg, const char *server,
-                       long long submitted, long long as_uid, char *id_out, mc_error **err)
+                       long long submitted, long long as_uid, char *id_out, mc_err **err)
 {
     mc__queue_meta m = { 0 };
     struct timeval tv;
@@ -692,7 +692,7 @@ out:
     return rc;
 }
 
-static int prepare_for(mc_context *ctx, const char *server, mc_message *msg, mc_error **err)
+static int prepare_for(mc_context *ctx, const char *server, mc_message *msg, mc_err **err)
 {
     mc_server *srv = mc__config_server(ctx->cfg, server);
     if (!srv)
@@ -711,7 +711,7 @@ static int prepare_for(mc_context *ctx, const char *server, mc_message *msg, mc_
 }
 
 int mc_queue_submit(mc_context *ctx, mc_message *msg, const mc_queue_submit_options *opts,
-                    char *id_out, mc_error **err)
+                    char *id_out, mc_err **err)
 {
     mc_queue_submit_options dflt = MC_QUEUE_SUBMIT_OPTIONS_INIT;
     if (!ctx || !msg)
@@ -740,7 +740,7 @@ char *mc__queue_path(const mc_context *ctx)
 }
 
 int mc__queue_spool_as(mc_context *ctx, mc_message *msg, unsigned uid, char *id_out,
-                       mc_error **err)
+                       mc_err **err)
 {
     int rc = prepare_for(ctx, NULL, msg, err);
     if (rc < 0)
@@ -813,7 +813,7 @@ static int read_all(int fd, char **out, size_t *len)
 /* Open and read <id> (and its state). lock: LOCK_EX (wait), LOCK_EX |
  * LOCK_NB (skip when busy: 1), or 0 (no lock, for listing). @return 0,
  * 1 (gone or busy), MC_EFILE (unreadable or not a complete message). */
-static int qmsg_open(const qdir *q, const char *id, int lock, qmsg *m, mc_error **err)
+static int qmsg_open(const qdir *q, const char *id, int lock, qmsg *m, mc_err **err)
 {
     memset(m, 0, sizeof(*m));
     m->fd = openat(q->fd, id, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
@@ -872,7 +872,7 @@ static char *const *pending(const qmsg *m, size_t *n)
 }
 
 /* Replace <id>.state (the caller holds the message's lock). */
-static int state_save(const qdir *q, const char *id, const mc__queue_state *s, mc_error **err)
+static int state_save(const qdir *q, const char *id, const mc__queue_state *s, mc_err **err)
 {
     char sname[MC_QUEUE_ID_SIZE + 8];
     snprintf(sname, sizeof(sname), "%s.state", id);
@@ -914,7 +914,7 @@ out:
 
 /* Remove a message (the caller holds its lock): the file first, so a
  * crash in between leaves only a state without a message. */
-static int qmsg_remove(const qdir *q, const char *id, mc_error **err)
+static int qmsg_remove(const qdir *q, const char *id, mc_err **err)
 {
     char sname[MC_QUEUE_ID_SIZE + 8];
     snprintf(sname, sizeof(sname), "%s.state", id);
@@ -931,7 +931,7 @@ static int id_cmp(const void *a, const void *b)
 
 /* Every queue ID in the folder, sorted (oldest first); stale states
  * (whose message is gone) are removed when `sweep`. */
-static int list_ids(const qdir *q, bool sweep, char ***out, size_t *n, mc_error **err)
+static int list_ids(const qdir *q, bool sweep, char ***out, size_t *n, mc_err **err)
 {
     *out = NULL;
     *n = 0;
@@ -988,7 +988,7 @@ static int list_ids(const qdir *q, bool sweep, char ***out, size_t *n, mc_error 
 
 /* ---------------------------------------------------------------- list */
 
-int mc_queue_list(mc_context *ctx, mc_queue_visit_fn *fn, void *payload, mc_error **err)
+int mc_queue_list(mc_context *ctx, mc_queue_visit_fn *fn, void *payload, mc_err **err)
 {
     if (!ctx || !fn)
         return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_NONE,
@@ -1003,7 +1003,7 @@ int mc_queue_list(mc_context *ctx, mc_queue_visit_fn *fn, void *payload, mc_erro
         rc = list_ids(&q, false, &ids, &n, err);
     for (size_t i = 0; !rc && i < n; i++) {
         qmsg m;
-        mc_error *e = NULL;
+        mc_err *e = NULL;
         int r = qmsg_open(&q, ids[i], 0, &m, &e);
         if (r == 0) {
             size_t np;
@@ -1088,7 +1088,7 @@ static const char *no_notice(const qmsg *m)
 }
 
 static int deliver_one(mc_context *ctx, const qdir *q, const char *id, bool flush,
-                       mc_queue_run_stats *st, mc_error **err);
+                       mc_queue_run_stats *st, mc_err **err);
 
 /* One RFC 3464 failure notice about m's failed recipients, queued and
  * tried at once. */
@@ -1151,7 +1151,7 @@ static void send_notice(mc_context *ctx, const qdir *q, const qmsg *m, const fai
     mc__buf_printf(&b, "\r\n--%s--\r\n", bnd);
 
     mc_message *nm = NULL;
-    mc_error *e = NULL;
+    mc_err *e = NULL;
     char nid[MC_QUEUE_ID_SIZE] = "";
     int rc = b.data ? mc__message_parse_sendmail(&nm, b.data, b.len, &e) : MC_ENOMEM;
     if (!rc)
@@ -1180,12 +1180,12 @@ static void send_notice(mc_context *ctx, const qdir *q, const qmsg *m, const fai
 
 /* ---------------------------------------------------------------- run */
 
-static bool permanent(const mc_error *e)
+static bool permanent(const mc_err *e)
 {
     return e && (e->outcome == MC_OUTCOME_PERMANENT || e->outcome == MC_OUTCOME_DATA);
 }
 
-static char *reason_of(const mc_error *e, int rc)
+static char *reason_of(const mc_err *e, int rc)
 {
     char *r = NULL;
     if (!e) {
@@ -1208,7 +1208,7 @@ static void status_of(char *out, size_t n, int code, const char *enhanced, bool 
         snprintf(out, n, perm ? "5.0.0" : "4.0.0");
 }
 
-static const mc_rcpt_result *result_for(const mc_error *e, const char *rcpt)
+static const mc_rcpt_result *result_for(const mc_err *e, const char *rcpt)
 {
     for (size_t i = 0; e && i < e->n_rcpts; i++)
         if (e->rcpts[i].address && strcasecmp(e->rcpts[i].address, rcpt) == 0)
@@ -1217,7 +1217,7 @@ static const mc_rcpt_result *result_for(const mc_error *e, const char *rcpt)
 }
 
 static int deliver_one(mc_context *ctx, const qdir *q, const char *id, bool flush,
-                       mc_queue_run_stats *st, mc_error **err)
+                       mc_queue_run_stats *st, mc_err **err)
 {
     qmsg m;
     int rc = qmsg_open(q, id, LOCK_EX | LOCK_NB, &m, err);
@@ -1243,7 +1243,7 @@ static int deliver_one(mc_context *ctx, const qdir *q, const char *id, bool flus
     failure *fails = calloc(np ? np : 1, sizeof(*fails));
     char **left = calloc(np ? np : 1, sizeof(char *));
     size_t nf = 0, nl = 0, nd = 0;
-    mc_error *e = NULL;
+    mc_err *e = NULL;
     mc_message *msg = NULL;
     if (!fails || !left) {
         rc = oom(err);
@@ -1366,7 +1366,7 @@ out:
 }
 
 int mc_queue_run(mc_context *ctx, const mc_queue_run_options *opts, mc_queue_run_stats *out,
-                 mc_error **err)
+                 mc_err **err)
 {
     mc_queue_run_options dflt = MC_QUEUE_RUN_OPTIONS_INIT;
     mc_queue_run_stats st = { 0 };
@@ -1396,7 +1396,7 @@ int mc_queue_run(mc_context *ctx, const mc_queue_run_options *opts, mc_queue_run
     for (size_t i = 0; !rc && i < n; i++) {
         if (opts->id && strcmp(opts->id, ids[i]) != 0)
             continue;
-        mc_error *e = NULL;
+        mc_err *e = NULL;
         int r = deliver_one(ctx, &q, ids[i], flush, &st, &e);
         if (r < 0 && opts->id) {
             rc = r;
@@ -1416,7 +1416,7 @@ int mc_queue_run(mc_context *ctx, const mc_queue_run_options *opts, mc_queue_run
 
 /* ---------------------------------------------------------------- hold */
 
-static int with_message(mc_context *ctx, const char *id, int what, mc_error **err)
+static int with_message(mc_context *ctx, const char *id, int what, mc_err **err)
 {
     if (!ctx || !id)
         return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_NONE,
@@ -1455,17 +1455,17 @@ static int with_message(mc_context *ctx, const char *id, int what, mc_error **er
     return rc;
 }
 
-int mc_queue_drop(mc_context *ctx, const char *id, mc_error **err)
+int mc_queue_drop(mc_context *ctx, const char *id, mc_err **err)
 {
     return with_message(ctx, id, 'd', err);
 }
 
-int mc_queue_hold(mc_context *ctx, const char *id, mc_error **err)
+int mc_queue_hold(mc_context *ctx, const char *id, mc_err **err)
 {
     return with_message(ctx, id, 'h', err);
 }
 
-int mc_queue_release(mc_context *ctx, const char *id, mc_error **err)
+int mc_queue_release(mc_context *ctx, const char *id, mc_err **err)
 {
     return with_message(ctx, id, 'r', err);
 }

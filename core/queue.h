@@ -20,7 +20,7 @@ char *mc__queue_path(const mc_context *ctx);
 /** Queue msg as mc_queue_submit does (default server), recorded as
  *  submitted by uid (the submission helper's user; core/drop.c). */
 int mc__queue_spool_as(mc_context *ctx, mc_message *msg, unsigned uid, char *id_out,
-                       mc_error **err);
+                       mc_err **err);
 /** Root's runner, when ctx's queue is the built-in spool's: move the
  *  helper's files of <spooldir>/drop into the queue (core/drop.c). Problems
  *  are logged; a file that cannot be queued now stays for the next run. */
@@ -85,7 +85,7 @@ char *mc__queue_path(const mc_context *ctx);
 /** Queue msg as mc_queue_submit does (default server), recorded as
  *  submitted by uid (the submission helper's user; core/drop.c). */
 int mc__queue_spool_as(mc_context *ctx, mc_message *msg, unsigned uid, char *id_out,
-                       mc_error **err);
+                       mc_err **err);
 /** Root's runner, when ctx's queue is the built-in spool's: move the
  *  helper's files of <spooldir>/drop into the queue (core/drop.c). Problems
  *  are logged; a file that cannot be queued now stays for the next run. */

@@ -30,9 +30,9 @@ extern char **environ;
 #define SECRET_KEEP (SECRET_MAX + 2)    /* enough to tell a longer line (CR LF) */
 #define COMMAND_TIMEOUT_MS (10 * 1000)  /* DESIGN.md: *_command has 10 s */
 
-static int fail(mc_error **err, const char *fmt, ...) MC__FMT(2, 3);
+static int fail(mc_err **err, const char *fmt, ...) MC__FMT(2, 3);
 
-static int fail(mc_error **err, const char *fmt, ...)
+static int fail(mc_err **err, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -123,7 +123,7 @@ static int spawn_shell(const char *command, int out_fd, pid_t *pid)
     return rc;
 }
 
-int mc__secret_command(const char *command, int timeout_ms, char **out, mc_error **err)
+int mc__secret_command(const char *command, int timeout_ms, char **out, mc_err **err)
 {
     char bound[32];
     int pfd[2];
@@ -275,7 +275,7 @@ static bool under_credentials_dir(const char *path)
     return under;
 }
 
-static int read_secret_file(const char *where, const char *path, char **out, mc_error **err)
+static int read_secret_file(const char *where, const char *path, char **out, mc_err **err)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
     if (fd < 0)
@@ -350,7 +350,7 @@ static int read_secret_file(const char *where, const char *path, char **out, mc_
 static const char *const suffixes[] = { "", "_file", "_env", "_command" };
 enum { SRC_INLINE, SRC_FILE, SRC_ENV, SRC_COMMAND, N_SRC };
 
-int mc__secret_resolve(const mc_plugin_cfg *cfg, const char *name, char **out, mc_error **err)
+int mc__secret_resolve(const mc_plugin_cfg *cfg, const char *name, char **out, mc_err **err)
 {
     if (!out || !name)
         return MC_EINVAL;
@@ -412,7 +412,7 @@ int mc__secret_resolve(const mc_plugin_cfg *cfg, const char *name, char **out, m
         break;
     }
     case SRC_COMMAND: {
-        mc_error *e = NULL;
+        mc_err *e = NULL;
         rc = mc__secret_command(s, COMMAND_TIMEOUT_MS, &value, &e);
         if (rc < 0) {
             if (rc == MC_ESECRET)

@@ -62,7 +62,7 @@ static bool is_token_mech(const char *mech)
     return mech && (strcmp(mech, "XOAUTH2") == 0 || strcmp(mech, "OAUTHBEARER") == 0);
 }
 
-static void add_hint(mc_error *e, const mc_oauth_profile *profile, const char *mech)
+static void add_hint(mc_err *e, const mc_oauth_profile *profile, const char *mech)
 {
     if (!e || e->hint)
         return;
@@ -86,7 +86,7 @@ static void add_hint(mc_error *e, const mc_oauth_profile *profile, const char *m
 
 /* A refusal of the message itself (MAIL, RCPT, DATA): the provider's hints
  * too, e.g. Microsoft's SendAsDenied (PROVIDERS.md). */
-static void provider_hint(mc_session *s, mc_error *e)
+static void provider_hint(mc_session *s, mc_err *e)
 {
     const mc__plugin *prov;
     if (!e || e->hint || !e->smtp_code || !s->srv->auth_provider
@@ -108,13 +108,13 @@ static void provider_hint(mc_session *s, mc_error *e)
 
 /* ---------------------------------------------------------------- OAuth */
 
-int mc__oauth_request(mc_context *ctx, const mc_server *srv, mc__oauth_req *out, mc_error **err)
+int mc__oauth_request(mc_context *ctx, const mc_server *srv, mc__oauth_req *out, mc_err **err)
 {
     return mc__oauth_request_ex(ctx, srv, true, out, err);
 }
 
 int mc__oauth_request_ex(mc_context *ctx, const mc_server *srv, bool resolve_secret,
-                         mc__oauth_req *out, mc_error **err)
+                         mc__oauth_req *out, mc_err **err)
 {
     const mc__plugin *prov, *eng;
     int rc;
@@ -170,7 +170,7 @@ void mc__oauth_request_free(mc__oauth_req *r)
 
 /* ---------------------------------------------------------------- AUTH */
 
-static int auth_basic(mc_session *s, const mc_auth_ops *ops, const char *mech, mc_error **err)
+static int auth_basic(mc_session *s, const mc_auth_ops *ops, const char *mech, mc_err **err)
 {
     mc_credentials cr = { NULL, NULL };
     int rc = ops->credentials(&s->srv->auth_cfg, &cr, err);
@@ -225,7 +225,7 @@ static void warn_refresh_age(const mc_session *s, const mc__oauth_req *r)
     mc__toplog_write(&top, LOG_WARNING, line);
 }
 
-static int auth_oauth(mc_session *s, const char *mech, mc_error **err)
+static int auth_oauth(mc_session *s, const char *mech, mc_err **err)
 {
     const mc_server *srv = s->srv;
     const char *cmd = mc__host()->cfg_string(&srv->auth_cfg, "access_token_command");
@@ -256,7 +256,7 @@ static int auth_oauth(mc_session *s, const char *mech, mc_error **err)
     if ((rc = mc__oauth_request(s->ctx, srv, &r, err)) < 0)
         goto out;
     for (int attempt = 0; attempt < 2; attempt++) {
-        mc_error *e = NULL;
+        mc_err *e = NULL;
         if ((rc = r.engine->token(&r.req, &token, err)) < 0)
             goto out;
         mc__redact_add(token);
@@ -291,7 +291,7 @@ out:
     return rc;
 }
 
-static int authenticate(mc_session *s, mc_error **err)
+static int authenticate(mc_session *s, mc_err **err)
 {
     const mc__plugin *prov;
     int rc;
@@ -341,7 +341,7 @@ static void tls_facts(mc_session *s, const mc_stream *st, bool report)
         stage(s, MC_STAGE_TLS, 0, line);
 }
 
-static int connect_session(mc_session *s, mc_error **err)
+static int connect_session(mc_session *s, mc_err **err)
 {
     mc_stream *stream = NULL;
     int rc = s->tops->connect(&stream, &s->copts, err);
@@ -377,7 +377,7 @@ static int connect_session(mc_session *s, mc_error **err)
     return 0;
 }
 
-static int session_new(mc_session **out, mc_context *ctx, mc_server *srv, mc_error **err)
+static int session_new(mc_session **out, mc_context *ctx, mc_server *srv, mc_err **err)
 {
     const mc__plugin *tp;
     int rc = mc__registry_get(ctx->reg, MC_PLUGIN_TRANSPORT, srv->transport, &tp, err);
@@ -401,7 +401,7 @@ static int session_new(mc_session **out, mc_context *ctx, mc_server *srv, mc_err
     return 0;
 }
 
-static mc_server *find_server(mc_context *ctx, const char *name, mc_error **err)
+static mc_server *find_server(mc_context *ctx, const char *name, mc_err **err)
 {
     mc_server *srv = ctx && ctx->cfg ? mc__config_server(ctx->cfg, name) : NULL;
     if (!srv) {
@@ -416,7 +416,7 @@ static mc_server *find_server(mc_context *ctx, const char *name, mc_error **err)
 }
 
 int mc__session_open_ex(mc_session **out, mc_context *ctx, const char *server,
-                        mc__stage_fn *on_stage, void *stage_payload, mc_error **err)
+                        mc__stage_fn *on_stage, void *stage_payload, mc_err **err)
 {
     if (!out)
         return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_NONE, "out is NULL");
@@ -438,7 +438,7 @@ int mc__session_open_ex(mc_session **out, mc_context *ctx, const char *server,
     return 0;
 }
 
-int mc_session_open(mc_session **out, mc_context *ctx, const char *server, mc_error **err)
+int mc_session_open(mc_session **out, mc_context *ctx, const char *server, mc_err **err)
 {
     return mc__session_open_ex(out, ctx, server, NULL, NULL, err);
 }
@@ -475,7 +475,7 @@ static const char *alias_lookup(void *payload, const char *name)
  * a partial delivery is marked, so the application's report of the same
  * error (mc__toplog_failure) is not logged twice. */
 static void log_outcome(const mc_session *s, mc_message *msg, const char *outcome,
-                        const char *reply, const mc_error *e)
+                        const char *reply, const mc_err *e)
 {
     const mc_server *srv = s->srv;
     const mc__config *cfg = s->ctx->cfg;
@@ -522,7 +522,7 @@ static void log_outcome(const mc_session *s, mc_message *msg, const char *outcom
     mc__buf_free(&line);
 }
 
-static bool is_throttle(const mc_error *e)
+static bool is_throttle(const mc_err *e)
 {
     return e && e->code == MC_ETEMP
            && (e->smtp_code == 421 || (e->smtp_code == 432 && strcmp(e->enhanced, "4.3.2") == 0));
@@ -530,7 +530,7 @@ static bool is_throttle(const mc_error *e)
 
 /* Nothing of the message was accepted and the connection is gone: safe to
  * reopen and send again. */
-static bool is_early_drop(const mc_error *e)
+static bool is_early_drop(const mc_err *e)
 {
     return e && (e->code == MC_ENET || e->code == MC_ETIMEOUT || e->code == MC_EPROTO)
            && (e->stage == MC_STAGE_MAIL || e->stage == MC_STAGE_RCPT);
@@ -545,7 +545,7 @@ static void throttle_pause(int attempt)
         ;
 }
 
-static int send_one(mc_session *s, mc_message *msg, mc_error **err)
+static int send_one(mc_session *s, mc_message *msg, mc_err **err)
 {
     mc_server *srv = s->srv;
     mc__msg_defaults d = {
@@ -570,7 +570,7 @@ static int send_one(mc_session *s, mc_message *msg, mc_error **err)
 
     bool reopened = false;
     for (int attempt = 0;; attempt++) {
-        mc_error *e = NULL;
+        mc_err *e = NULL;
         mc_rcpt_result *rcpts = NULL;
         if (s->smtp && !mc__smtp_alive(s->smtp)) {
             mc__smtp_free(s->smtp);
@@ -656,7 +656,7 @@ failed:
     }
 }
 
-int mc_session_send(mc_session *s, mc_message *msg, mc_error **err)
+int mc_session_send(mc_session *s, mc_message *msg, mc_err **err)
 {
     if (!s || !msg)
         return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_NONE, "session or message is NULL");
@@ -665,7 +665,7 @@ int mc_session_send(mc_session *s, mc_message *msg, mc_error **err)
 
 /* ---------------------------------------------------------------- pool */
 
-static int pool_acquire(mc_context *ctx, mc_server *srv, mc_session **out, mc_error **err)
+static int pool_acquire(mc_context *ctx, mc_server *srv, mc_session **out, mc_err **err)
 {
     mc__pool *p = &ctx->pools[srv->index];
     mc__smtp *stale[16];
@@ -754,7 +754,7 @@ static void pool_release(mc_context *ctx, mc_session *s)
 }
 
 
-int mc_send(mc_context *ctx, const char *server, mc_message *msg, mc_error **err)
+int mc_send(mc_context *ctx, const char *server, mc_message *msg, mc_err **err)
 {
     if (!ctx || !msg)
         return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_NONE, "context or message is NULL");
@@ -763,7 +763,7 @@ int mc_send(mc_context *ctx, const char *server, mc_message *msg, mc_error **err
         return MC_ENOSERVER;
     for (int attempt = 0;; attempt++) {
         mc_session *s = NULL;
-        mc_error *e = NULL;
+        mc_err *e = NULL;
         int rc = pool_acquire(ctx, srv, &s, err);
         if (rc < 0)
             return rc;

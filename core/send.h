@@ -8,7 +8,7 @@
 
 /** Open a session, reporting each stage's reply to on_stage (mailconn test). */
 int mc__session_open_ex(mc_session **out, mc_context *ctx, const char *server,
-                        mc__stage_fn *on_stage, void *stage_payload, mc_error **err);
+                        mc__stage_fn *on_stage, void *stage_payload, mc_err **err);
 
 /** The TLS facts of the session's stream (borrowed). */
 const mc_stream *mc__session_stream(const mc_session *s);
@@ -22,7 +22,7 @@ typedef struct mc__oauth_req {
     char             *secret;
     const mc_oauth_engine_ops *engine;
 } mc__oauth_req;
-int  mc__oauth_request(mc_context *ctx, const mc_server *srv, mc__oauth_req *out, mc_error **err);
+int  mc__oauth_request(mc_context *ctx, const mc_server *srv, mc__oauth_req *out, mc_err **err);
 /** The warning for a refresh token issued at `issued` (Unix time) near its
  *  provider's cliff, written to buf ("refresh-token-near-90-day-limit"
  *  within 14 days of refresh_lifetime_days; "refresh-token-near-7-day-
@@ -36,6 +36,6 @@ void mc__oauth_request_free(mc__oauth_req *r);
 /** mc__oauth_request, resolving the client secret only when asked: the
  *  token state (`mailconn servers`) needs the identity, not the secret. */
 int  mc__oauth_request_ex(mc_context *ctx, const mc_server *srv, bool resolve_secret,
-                          mc__oauth_req *out, mc_error **err);
+                          mc__oauth_req *out, mc_err **err);
 
 #endif

@@ -412,9 +412,9 @@ static void notify(mc__smtp *s, mc_stage stage)
 }
 
 /* Fill *err from the current reply: code, enhanced code, server text. */
-static int fail_reply(mc__smtp *s, mc_error **err, int rc, mc_outcome oc, mc_stage stage,
+static int fail_reply(mc__smtp *s, mc_err **err, int rc, mc_outcome oc, mc_stage stage,
                       const char *fmt, ...) MC__FMT(6, 7);
-static int fail_reply(mc__smtp *s, mc_error **err, int rc, mc_outcome oc, mc_stage stage,
+static int fail_reply(mc__smtp *s, mc_err **err, int rc, mc_outcome oc, mc_stage stage,
                       const char *fmt, ...)
 {
     bool fresh = err && !*err;
@@ -432,7 +432,7 @@ static int fail_reply(mc__smtp *s, mc_error **err, int rc, mc_outcome oc, mc_sta
 }
 
 /* The current reply is a refusal (or unexpected): the matching error. */
-static int reply_error(mc__smtp *s, mc_stage stage, const char *what, mc_error **err)
+static int reply_error(mc__smtp *s, mc_stage stage, const char *what, mc_err **err)
 {
     int code = s->reply.code;
     int rc;
@@ -459,7 +459,7 @@ static int reply_error(mc__smtp *s, mc_stage stage, const char *what, mc_error *
 
 /* Hand a lower layer's error up unchanged (its stage filled in when it
  * has none). */
-static int pass_lower(mc_error **err, mc_error *lower, int rc, mc_stage stage)
+static int pass_lower(mc_err **err, mc_err *lower, int rc, mc_stage stage)
 {
     if (lower && lower->stage == MC_STAGE_NONE)
         lower->stage = stage;
@@ -524,7 +524,7 @@ static int64_t reply_deadline(mc__smtp *s)
 }
 
 /* What a stream says when its read deadline passes. */
-static ssize_t reply_timed_out(const mc__smtp *s, mc_error **lower)
+static ssize_t reply_timed_out(const mc__smtp *s, mc_err **lower)
 {
     const char *h = s->connect.host ? s->connect.host : "server";
     return mc__error_set(lower, MC_ETIMEOUT, MC_OUTCOME_TRANSIENT, MC_STAGE_NONE,
@@ -536,7 +536,7 @@ static ssize_t reply_timed_out(const mc__smtp *s, mc_error **lower)
 /* Read one complete reply into s->reply. after_dot: the final dot is out,
  * so anything but one complete, parsable reply (a lost connection, a
  * timeout, a malformed or oversized reply) means the outcome is unknown. */
-static int read_reply(mc__smtp *s, mc_stage stage, bool after_dot, mc_error **err)
+static int read_reply(mc__smtp *s, mc_stage stage, bool after_dot, mc_err **err)
 {
     int64_t deadline = reply_deadline(s);
     for (;;) {
@@ -563,7 +563,7 @@ static int read_reply(mc__smtp *s, mc_stage stage, bool after_dot, mc_error **er
             }
         }
         char chunk[READ_CHUNK];
-        mc_error *lower = NULL;
+        mc_err *lower = NULL;
         ssize_t n = !deadline || mc__mono_ms() < deadline
                     ? s->stream->ops->read(s->stream, chunk, sizeof(chunk), &lower)
                     : reply_timed_out(s, &lower);
@@ -593,12 +593,12 @@ static int read_reply(mc__smtp *s, mc_stage stage, bool after_dot, mc_error **er
     }
 }
 
-static int send_raw(mc__smtp *s, mc_stage stage, const void *data, size_t len, mc_error **err)
+static int send_raw(mc__smtp *s, mc_stage stage, const void *data, size_t len, mc_err **err)
 {
     if (!s->alive)
         return mc__error_set(err, MC_ENET, MC_OUTCOME_TRANSIENT, stage,
                              "connection to the server is closed");
-    mc_error *lower = NULL;
+    mc_err *lower = NULL;
     int rc = s->stream->ops->write(s->stream, data, len, &lower);
     if (rc < 0) {
         s->alive = false;
@@ -619,7 +619,7 @@ static int add_line(mc__buf *b, const char *line, const char *shown)
 
 /* Send one command line and read its reply. */
 static int command(mc__smtp *s, mc_stage stage, const char *line, const char *shown,
-                   mc_error **err)
+                   mc_err **err)
 {
     mc__buf b = MC__BUF_INIT;
     b.secret = shown != NULL;
@@ -648,7 +648,7 @@ static char *local_name(void)
     return strdup(ok ? name : "localhost");
 }
 
-static int greeting(mc__smtp *s, mc_error **err)
+static int greeting(mc__smtp *s, mc_err **err)
 {
     int rc = read_reply(s, MC_STAGE_GREETING, false, err);
     if (rc < 0)
@@ -659,7 +659,7 @@ static int greeting(mc__smtp *s, mc_error **err)
     return reply_error(s, MC_STAGE_GREETING, "greeting", err);
 }
 
-static int ehlo(mc__smtp *s, mc_error **err)
+static int ehlo(mc__smtp *s, mc_err **err)
 {
     memset(&s->caps, 0, sizeof(s->caps));
     s->size_ext = false;
@@ -694,7 +694,7 @@ static int ehlo(mc__smtp *s, mc_error **err)
     return reply_error(s, MC_STAGE_EHLO, "HELO", err);
 }
 
-static int starttls(mc__smtp *s, mc_error **err)
+static int starttls(mc__smtp *s, mc_err **err)
 {
     if (!s->caps.starttls)
         return mc__error_set(err, MC_EREFUSED, MC_OUTCOME_PERMANENT, MC_STAGE_STARTTLS,
@@ -720,7 +720,7 @@ static int starttls(mc__smtp *s, mc_error **err)
         return mc__error_set(err, MC_EREFUSED, MC_OUTCOME_PERMANENT, MC_STAGE_STARTTLS,
                              "server sent data after its STARTTLS reply (response injection)");
     }
-    mc_error *lower = NULL;
+    mc_err *lower = NULL;
     s->connect.deadline_ms = mc__mono_ms() + reply_timeout_ms(s);   /* the handshake's */
     rc = s->transport->starttls(s->stream, &s->connect, &lower);
     if (rc < 0) {
@@ -740,7 +740,7 @@ static int starttls(mc__smtp *s, mc_error **err)
     return ehlo(s, err);
 }
 
-int mc__smtp_open(mc__smtp **out, const mc__smtp_opts *o, mc_error **err)
+int mc__smtp_open(mc__smtp **out, const mc__smtp_opts *o, mc_err **err)
 {
     if (!out) {
         if (o && o->stream)
@@ -821,7 +821,7 @@ bool mc__smtp_alive(const mc__smtp *s)
 
 /* Send a line that carries a secret (logged as `shown`), read the reply. */
 static int secret_command(mc__smtp *s, const char *prefix, const mc__buf *payload,
-                          const char *shown, mc_error **err)
+                          const char *shown, mc_err **err)
 {
     mc__buf line = MC__BUF_INIT;
     line.secret = true;
@@ -837,7 +837,7 @@ static int secret_command(mc__smtp *s, const char *prefix, const mc__buf *payloa
 
 /* XOAUTH2 / OAUTHBEARER after a 334 carrying the JSON failure: answer
  * (empty line / "AQ=="), read the final reply, report status and scope. */
-static int oauth_failure(mc__smtp *s, const char *mech, const char *answer, mc_error **err)
+static int oauth_failure(mc__smtp *s, const char *mech, const char *answer, mc_err **err)
 {
     mc__sasl_failure f;
     bool parsed = mc__sasl_parse_failure(s->reply.text.data, &f) == 0;
@@ -874,7 +874,7 @@ static int oauth_failure(mc__smtp *s, const char *mech, const char *answer, mc_e
 }
 
 int mc__smtp_auth(mc__smtp *s, const char *mechanism, const mc__sasl_creds *c,
-                  bool allow_plaintext, mc_error **err)
+                  bool allow_plaintext, mc_err **err)
 {
     if (!s || !mechanism || !c || !c->user)
         return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_AUTH,
@@ -972,7 +972,7 @@ typedef struct data_sink {
     uint64_t     total;
 } data_sink;
 
-static int sink_flush(data_sink *d, mc_error **err)
+static int sink_flush(data_sink *d, mc_err **err)
 {
     if (!d->len)
         return 0;
@@ -981,7 +981,7 @@ static int sink_flush(data_sink *d, mc_error **err)
     return rc;
 }
 
-static int sink_write(void *payload, const void *data, size_t len, mc_error **err)
+static int sink_write(void *payload, const void *data, size_t len, mc_err **err)
 {
     data_sink *d = payload;
     const char *p = data;
@@ -1032,7 +1032,7 @@ static bool has_crlf(const char *a)
 }
 
 /* Move a locally built error into *err (the first error wins). */
-static int hand_over(mc_error **err, mc_error *local, int rc)
+static int hand_over(mc_err **err, mc_err *local, int rc)
 {
     if (err && !*err)
         *err = local;
@@ -1054,13 +1054,13 @@ typedef struct txn {
  * once. Appended to s->in. @return 0, or the error of a connection found
  * closed or broken (nothing was waiting: MC_ETIMEOUT, which is fine). A
  * stream of ABI 1.0 is not asked: only what was read already counts. */
-static int probe_pending(mc__smtp *s, mc_error **err)
+static int probe_pending(mc__smtp *s, mc_err **err)
 {
     const mc_stream_ops *ops = s->stream->ops;
     if (!MC_SIZE_HAS(ops, mc_stream_ops, set_read_deadline) || !ops->set_read_deadline)
         return 0;
     char chunk[READ_CHUNK];
-    mc_error *lower = NULL;
+    mc_err *lower = NULL;
     ops->set_read_deadline(s->stream, mc__mono_ms());   /* now: no wait */
     ssize_t n = ops->read(s->stream, chunk, sizeof(chunk), &lower);
     ops->set_read_deadline(s->stream, 0);
@@ -1093,7 +1093,7 @@ static int probe_pending(mc__smtp *s, mc_error **err)
  * closing (RFC 5321 3.8), a transient failure. Either way the connection
  * is dropped without the final dot, so the server discards whatever data
  * it got. `when`: "before the message data", ... */
-static int early_reply(mc__smtp *s, const char *when, mc_error **err)
+static int early_reply(mc__smtp *s, const char *when, mc_err **err)
 {
     if (!s->in.len) {
         int rc = probe_pending(s, err);
@@ -1124,7 +1124,7 @@ static int early_reply(mc__smtp *s, const char *when, mc_error **err)
 /* DATA after a 354: the body through dot-stuffing, the terminator in the
  * same final write (once nothing is waiting from the server), then the
  * final reply: exactly one, with nothing after it. */
-static int send_body(mc__smtp *s, mc__writer_fn *writer, void *writer_payload, mc_error **err)
+static int send_body(mc__smtp *s, mc__writer_fn *writer, void *writer_payload, mc_err **err)
 {
     data_sink d = { .s = s };
     if (!s->data_buf)
@@ -1165,7 +1165,7 @@ static int send_body(mc__smtp *s, mc__writer_fn *writer, void *writer_payload, m
 
 /* The DATA reply when no recipient was accepted: a 354 still needs an
  * (empty) end of data. Then RSET. */
-static int abandon(mc__smtp *s, bool data_answered, mc_error **err)
+static int abandon(mc__smtp *s, bool data_answered, mc_err **err)
 {
     if (data_answered && s->reply.code == 354) {
         mc__log(MC_LOG_TRANSCRIPT, "C: .");
@@ -1230,7 +1230,7 @@ static char *rcpt_line(const mc__smtp *s, const mc__envelope *env, const char *r
 
 static int transaction(mc__smtp *s, const mc__envelope *env, const size_t *batch, size_t k,
                        mc__writer_fn *writer, void *writer_payload, mc_rcpt_result *res,
-                       size_t *deferred, txn *t, mc_error **err)
+                       size_t *deferred, txn *t, mc_err **err)
 {
     memset(t, 0, sizeof(*t));
     bool pipe = s->caps.pipelining;
@@ -1302,7 +1302,7 @@ static int transaction(mc__smtp *s, const mc__envelope *env, const size_t *batch
     if (s->reply.code < 200 || s->reply.code >= 300) {
         /* MAIL refused: the error is this reply; the pipelined RCPT and
          * DATA replies are still to be read */
-        mc_error *local = NULL;
+        mc_err *local = NULL;
         rc = reply_error(s, MC_STAGE_MAIL, "MAIL FROM", &local);
         if (s->reply.code < 400)
             s->alive = false;   /* a 3xx: what the server expects next is unknown */
@@ -1400,7 +1400,7 @@ static int transaction(mc__smtp *s, const mc__envelope *env, const size_t *batch
 }
 
 /* The error for a send where not every recipient got the message. */
-static int rcpt_outcome(mc_rcpt_result *res, size_t n, mc_error **err)
+static int rcpt_outcome(mc_rcpt_result *res, size_t n, mc_err **err)
 {
     size_t acc = 0;
     const mc_rcpt_result *perm = NULL, *temp = NULL;
@@ -1443,7 +1443,7 @@ static int rcpt_outcome(mc_rcpt_result *res, size_t n, mc_error **err)
 }
 
 int mc__smtp_send(mc__smtp *s, const mc__envelope *env, mc__writer_fn *writer,
-                  void *writer_payload, mc_rcpt_result **rcpts_out, mc_error **err)
+                  void *writer_payload, mc_rcpt_result **rcpts_out, mc_err **err)
 {
     if (rcpts_out)
         *rcpts_out = NULL;
@@ -1549,7 +1549,7 @@ out:
     return rc;
 }
 
-int mc__smtp_noop(mc__smtp *s, mc_error **err)
+int mc__smtp_noop(mc__smtp *s, mc_err **err)
 {
     if (!s)
         return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_NONE, "no connection");
@@ -1566,7 +1566,7 @@ void mc__smtp_quit(mc__smtp *s)
     if (!s)
         return;
     if (s->alive) {
-        mc_error *e = NULL;
+        mc_err *e = NULL;
         /* best effort: the stream bounds the wait */
         command(s, MC_STAGE_QUIT, "QUIT", NULL, &e);
         mc_error_free(e);

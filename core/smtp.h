@@ -89,7 +89,7 @@ typedef struct mc__smtp mc__smtp;
  * @return 0, MC_EREFUSED (5xx), MC_ETEMP (4xx), MC_EPROTO, MC_ENET,
  *         MC_ETIMEOUT, MC_ETLS.
  */
-int mc__smtp_open(mc__smtp **out, const mc__smtp_opts *o, mc_error **err);
+int mc__smtp_open(mc__smtp **out, const mc__smtp_opts *o, mc_err **err);
 
 /** (Named _get_: mc__smtp_caps is the type.) */
 const mc__smtp_caps *mc__smtp_get_caps(const mc__smtp *s);
@@ -118,7 +118,7 @@ typedef struct mc__sasl_creds {
  * @return 0, MC_EAUTH, MC_ETEMP (4xx), MC_EPROTO, MC_ENET, MC_ETIMEOUT.
  */
 int mc__smtp_auth(mc__smtp *s, const char *mechanism, const mc__sasl_creds *c,
-                  bool allow_plaintext, mc_error **err);
+                  bool allow_plaintext, mc_err **err);
 
 typedef struct mc__envelope {
     const char        *from;
@@ -135,7 +135,7 @@ typedef struct mc__envelope {
 
 /** Writes the whole message (raw bytes, LF or CRLF) into sink. May be
  *  called more than once (split transactions). */
-typedef int mc__writer_fn(void *payload, mc__sink_fn *sink, void *sink_payload, mc_error **err);
+typedef int mc__writer_fn(void *payload, mc__sink_fn *sink, void *sink_payload, mc_err **err);
 
 /**
  * Deliver one message: MAIL FROM (SIZE=, BODY=8BITMIME, SMTPUTF8 when
@@ -164,9 +164,9 @@ typedef int mc__writer_fn(void *payload, mc__sink_fn *sink, void *sink_payload, 
  *         reply), MC_EPROTO, MC_ENET, MC_ETIMEOUT, MC_EMESSAGE.
  */
 int mc__smtp_send(mc__smtp *s, const mc__envelope *env, mc__writer_fn *writer,
-                  void *writer_payload, mc_rcpt_result **rcpts_out, mc_error **err);
+                  void *writer_payload, mc_rcpt_result **rcpts_out, mc_err **err);
 
-int  mc__smtp_noop(mc__smtp *s, mc_error **err);
+int  mc__smtp_noop(mc__smtp *s, mc_err **err);
 /** QUIT (best effort, bounded) and close; NULL is fine. */
 void mc__smtp_quit(mc__smtp *s);
 /** Close without QUIT; NULL is fine. */

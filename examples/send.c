@@ -32,7 +32,7 @@ int main(int argc, char **argv)
 
     mc_context *ctx = NULL;
     mc_message *msg = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     int rc = mc_context_new(&ctx, &opts, &err);
     if (rc == 0)
         rc = mc_message_new(&msg, &err);

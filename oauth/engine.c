@@ -10,7 +10,7 @@ static bool is_client_credentials(const mc_oauth_request *req)
     return req->grant && !strcmp(req->grant, "client_credentials");
 }
 
-static int check_request(const mc_oauth_request *req, mc_error **err)
+static int check_request(const mc_oauth_request *req, mc_err **err)
 {
     if (!req || req->size < sizeof(mc_oauth_request) || !req->profile ||
         req->profile->size < sizeof(mc_oauth_profile))
@@ -58,7 +58,7 @@ static bool usable(const mc_oauth_request *req, const mc__oauth_store *s)
     return mc__oauth_store_usable(req, s, mc__oauth_now());
 }
 
-static int mismatch(const mc_oauth_request *req, const mc__oauth_store *s, mc_error **err)
+static int mismatch(const mc_oauth_request *req, const mc__oauth_store *s, mc_err **err)
 {
     char hint[256];
     snprintf(hint, sizeof hint, "run `mailconn auth --server %s`", req->server);
@@ -69,7 +69,7 @@ static int mismatch(const mc_oauth_request *req, const mc__oauth_store *s, mc_er
                           s->user ? s->user : "-", req->server);
 }
 
-static int hand_out(const mc__oauth_store *s, char **out, mc_error **err)
+static int hand_out(const mc__oauth_store *s, char **out, mc_err **err)
 {
     *out = H->strdup(s->access_token);
     if (!*out)
@@ -78,7 +78,7 @@ static int hand_out(const mc__oauth_store *s, char **out, mc_error **err)
 }
 
 /* Under the lock: refresh (or fetch with client_credentials) and store. */
-static int renew(const mc_oauth_request *req, mc__oauth_store *s, mc_error **err)
+static int renew(const mc_oauth_request *req, mc__oauth_store *s, mc_err **err)
 {
     const mc_oauth_profile *p = req->profile;
     mc__obuf form = MC__OBUF_INIT;
@@ -116,7 +116,7 @@ static int renew(const mc_oauth_request *req, mc__oauth_store *s, mc_error **err
     return rc;
 }
 
-static int engine_token(const mc_oauth_request *req, char **out, mc_error **err)
+static int engine_token(const mc_oauth_request *req, char **out, mc_err **err)
 {
     *out = NULL;
     int rc = check_request(req, err);
@@ -188,7 +188,7 @@ out:
     return rc;
 }
 
-static int engine_invalidate(const mc_oauth_request *req, const char *token, mc_error **err)
+static int engine_invalidate(const mc_oauth_request *req, const char *token, mc_err **err)
 {
     int rc = check_request(req, err);
     if (rc)
@@ -216,7 +216,7 @@ static int engine_invalidate(const mc_oauth_request *req, const char *token, mc_
 }
 
 static int engine_authorize(const mc_oauth_request *req, const mc_oauth_authorize_opts *o,
-                            mc_error **err)
+                            mc_err **err)
 {
     int rc = check_request(req, err);
     if (rc)
@@ -228,7 +228,7 @@ static int engine_authorize(const mc_oauth_request *req, const mc_oauth_authoriz
 }
 
 static int engine_import(const mc_oauth_request *req, const char *refresh_token,
-                         mc_error **err)
+                         mc_err **err)
 {
     int rc = check_request(req, err);
     if (rc)
@@ -260,7 +260,7 @@ static int engine_import(const mc_oauth_request *req, const char *refresh_token,
     return rc;
 }
 
-static int engine_revoke(const mc_oauth_request *req, mc_error **err)
+static int engine_revoke(const mc_oauth_request *req, mc_err **err)
 {
     int rc = check_request(req, err);
     if (rc)
@@ -309,7 +309,7 @@ static int engine_status(const mc_oauth_request *req, mc_oauth_status *out)
         return MC_EINVAL;
     mc__oauth_store s;
     bool found = false;
-    mc_error *e = NULL;
+    mc_err *e = NULL;
     int rc = mc__oauth_store_load(req, &s, &found, &e);
     if (e) {
         /* no error record here: what is wrong goes to the log (stderr) */

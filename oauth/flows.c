@@ -54,7 +54,7 @@ static int wait_s(const mc_oauth_authorize_opts *o)
 
 /* Redeem an authorization code and store the tokens. */
 static int redeem(const mc_oauth_request *req, const char *code, const char *redirect_uri,
-                  const char *verifier, mc_error **err)
+                  const char *verifier, mc_err **err)
 {
     mc__obuf form = MC__OBUF_INIT;
     int rc = mc__oauth_form_add(&form, "grant_type", "authorization_code");
@@ -93,7 +93,7 @@ static int redeem(const mc_oauth_request *req, const char *code, const char *red
 
 /* The redirect's state and code (or error): shared by loopback and paste. */
 static int check_redirect(const mc_oauth_request *req, const mc__oauth_redirect *r,
-                          const char *state, mc_error **err)
+                          const char *state, mc_err **err)
 {
     if (r->error) {
         int rc;
@@ -216,7 +216,7 @@ static int client_read(client *c)
 
 static int flow_loopback(const mc_oauth_request *req, const mc_oauth_authorize_opts *o,
                          const char *state, const char *verifier, const char *challenge,
-                         mc_error **err)
+                         mc_err **err)
 {
     int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (lfd < 0)
@@ -393,7 +393,7 @@ static int flow_loopback(const mc_oauth_request *req, const mc_oauth_authorize_o
 
 static int flow_paste(const mc_oauth_request *req, const mc_oauth_authorize_opts *o,
                       const char *state, const char *verifier, const char *challenge,
-                      mc_error **err)
+                      mc_err **err)
 {
     if (!o->ask)
         return mc__oauth_fail(err, MC_EINVAL, MC_OUTCOME_USAGE, NULL,
@@ -461,8 +461,8 @@ static int jget(json_object *o, const char *key, char **out)
     return *out ? 1 : -1;
 }
 
-static int device_bad(mc_error **err, const char *url, const char *fmt, ...) MC__PRINTF(3, 4);
-static int device_bad(mc_error **err, const char *url, const char *fmt, ...)
+static int device_bad(mc_err **err, const char *url, const char *fmt, ...) MC__PRINTF(3, 4);
+static int device_bad(mc_err **err, const char *url, const char *fmt, ...)
 {
     char what[256];
     va_list ap;
@@ -476,7 +476,7 @@ static int device_bad(mc_error **err, const char *url, const char *fmt, ...)
 
 /* seconds member: the default when absent, clamped to lo..hi, else refused */
 static int device_seconds(json_object *o, const char *key, long long dflt, long long lo,
-                          long long hi, long long *out, const char *url, mc_error **err)
+                          long long hi, long long *out, const char *url, mc_err **err)
 {
     char shown[48];
     int r = mc__oauth_json_seconds(o, key, lo, hi, out, shown);
@@ -490,7 +490,7 @@ static int device_seconds(json_object *o, const char *key, long long dflt, long 
 }
 
 int mc__oauth_device_parse(const char *url, const char *body, size_t len, mc__oauth_device *d,
-                           mc_error **err)
+                           mc_err **err)
 {
     memset(d, 0, sizeof *d);
     json_tokener *tok = json_tokener_new();
@@ -540,7 +540,7 @@ done:
 }
 
 static int flow_device(const mc_oauth_request *req, const mc_oauth_authorize_opts *o,
-                       mc_error **err)
+                       mc_err **err)
 {
     const mc_oauth_profile *p = req->profile;
     int rc = mc__oauth_check_url(p->device_authorization_url, "device_authorization_url", err);
@@ -559,7 +559,7 @@ static int flow_device(const mc_oauth_request *req, const mc_oauth_authorize_opt
     mc__oauth_device d;
     if (h.status < 200 || h.status > 299) {
         char *oerr = NULL;
-        mc_error *before = err ? *err : NULL;
+        mc_err *before = err ? *err : NULL;
         rc = mc__oauth_error_from(h.status, h.body.data, h.body.len, req, &oerr, err);
         mc__oauth_http_free(&h);
         /* Google answers a device request for the Gmail scope with a bare
@@ -651,7 +651,7 @@ done:
 }
 
 int mc__oauth_authorize(const mc_oauth_request *req, const mc_oauth_authorize_opts *o,
-                        mc_error **err)
+                        mc_err **err)
 {
     const mc_oauth_profile *p = req->profile;
     if (o->flow == MC_FLOW_CLIENT_CREDENTIALS || (req->grant && !strcmp(req->grant, "client_credentials"))) {

@@ -72,7 +72,7 @@ static bool unknown_ca(long verify)
     }
 }
 
-static int curl_failure(mc_error **err, CURLcode cc, long verify, const char *url,
+static int curl_failure(mc_err **err, CURLcode cc, long verify, const char *url,
                         const char *detail)
 {
     const char *why = detail && *detail ? detail : curl_easy_strerror(cc);
@@ -102,13 +102,13 @@ static int curl_failure(mc_error **err, CURLcode cc, long verify, const char *ur
 }
 
 int mc__oauth_post(const mc_oauth_request *req, const char *url, const char *form,
-                   mc__oauth_http *out, mc_error **err)
+                   mc__oauth_http *out, mc_err **err)
 {
     return mc__oauth_post_until(req, url, form, 0, out, err);
 }
 
 int mc__oauth_post_until(const mc_oauth_request *req, const char *url, const char *form,
-                         long long deadline_ms, mc__oauth_http *out, mc_error **err)
+                         long long deadline_ms, mc__oauth_http *out, mc_err **err)
 {
     memset(out, 0, sizeof *out);
     int rc = mc__oauth_check_url(url, "OAuth endpoint", err);
@@ -225,14 +225,14 @@ done:
 }
 
 int mc__oauth_token_request(const mc_oauth_request *req, const char *url, const char *form,
-                            mc__oauth_tokens *out, char **oauth_error, mc_error **err)
+                            mc__oauth_tokens *out, char **oauth_error, mc_err **err)
 {
     return mc__oauth_token_request_until(req, url, form, 0, out, oauth_error, err);
 }
 
 int mc__oauth_token_request_until(const mc_oauth_request *req, const char *url,
                                   const char *form, long long deadline_ms,
-                                  mc__oauth_tokens *out, char **oauth_error, mc_error **err)
+                                  mc__oauth_tokens *out, char **oauth_error, mc_err **err)
 {
     mc__oauth_http h;
     memset(out, 0, sizeof *out);

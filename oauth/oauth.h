@@ -63,11 +63,11 @@ void mc__oauth_b64url(const unsigned char *in, size_t len, char *out);
  *  profile's params. *out malloc'd. @return 0, MC_ECONFIG, MC_ENOMEM. */
 int mc__oauth_authorize_url(const mc_oauth_request *req, const char *redirect_uri,
                             const char *state, const char *challenge, char **out,
-                            mc_error **err);
+                            mc_err **err);
 
 /** Whether url may be used for a token request: https, or http to a
  *  loopback host. @return 0, MC_ECONFIG (stage oauth). */
-int mc__oauth_check_url(const char *url, const char *what, mc_error **err);
+int mc__oauth_check_url(const char *url, const char *what, mc_err **err);
 
 /** Parse the query of a redirect URL (full URL, or a request target
  *  "/path?query"). Values are unescaped, malloc'd; absent ones NULL. */
@@ -111,15 +111,15 @@ void mc__oauth_tokens_clear(mc__oauth_tokens *t);
  *  @return 0, MC_EOAUTH (outcome TRANSIENT: unparsable, missing
  *  access_token, wrong types, a token_type other than Bearer). */
 int mc__oauth_parse_tokens(const char *body, size_t len, mc__oauth_tokens *out,
-                           mc_error **err);
+                           mc_err **err);
 /** The same, naming the endpoint url in every message. Also refused: an
  *  access token outside b64token, a refresh token with a control
  *  character, SP or NUL, a negative expires_in; expires_in is clamped to
  *  1 s .. 1 year (numeric strings accepted). */
 int mc__oauth_parse_tokens_from(const char *url, const char *body, size_t len,
-                                mc__oauth_tokens *out, mc_error **err);
+                                mc__oauth_tokens *out, mc_err **err);
 
-/** Turn an error answer (HTTP status + body) into an mc_error:
+/** Turn an error answer (HTTP status + body) into an mc_err:
  *  invalid_grant -> MC_EAUTH (AUTH, hint to run `mailconn auth`),
  *  invalid_client / invalid_scope / unauthorized_client -> MC_ECONFIG,
  *  access_denied -> MC_EAUTH, 5xx or unparsable -> MC_EOAUTH TRANSIENT.
@@ -129,11 +129,11 @@ int mc__oauth_parse_tokens_from(const char *url, const char *body, size_t len,
  *  authorization_pending and slow_down leave err untouched and return
  *  MC_ETEMP (device polling). @return the code. */
 int mc__oauth_error_from(long status, const char *body, size_t len,
-                         const mc_oauth_request *req, char **oauth_error, mc_error **err);
+                         const mc_oauth_request *req, char **oauth_error, mc_err **err);
 
 /** Fill *err and, when the error was created by this call, set its hint.
  *  @return code. */
-int mc__oauth_fail(mc_error **err, int code, mc_outcome outcome, const char *hint,
+int mc__oauth_fail(mc_err **err, int code, mc_outcome outcome, const char *hint,
                    const char *fmt, ...) MC__PRINTF(5, 6);
 
 /* ------------------------------------------------------------ HTTP */
@@ -150,20 +150,20 @@ typedef struct mc__oauth_http {
  *  @return 0 with *out filled (any status), MC_ECONFIG (bad URL),
  *  MC_EOAUTH (network, timeout, TLS, body over 1 MB). */
 int mc__oauth_post(const mc_oauth_request *req, const char *url, const char *form,
-                   mc__oauth_http *out, mc_error **err);
+                   mc__oauth_http *out, mc_err **err);
 void mc__oauth_http_free(mc__oauth_http *h);
 /** The same, ending by deadline_ms (mc__oauth_mono_ms; 0 = none) as well
  *  as within timeout_s. */
 int mc__oauth_post_until(const mc_oauth_request *req, const char *url, const char *form,
-                         long long deadline_ms, mc__oauth_http *out, mc_error **err);
+                         long long deadline_ms, mc__oauth_http *out, mc_err **err);
 
 /** POST a token request and parse the answer (2xx: tokens; else the error
  *  mapping of mc__oauth_error_from). oauth_error as there. */
 int mc__oauth_token_request(const mc_oauth_request *req, const char *url, const char *form,
-                            mc__oauth_tokens *out, char **oauth_error, mc_error **err);
+                            mc__oauth_tokens *out, char **oauth_error, mc_err **err);
 int mc__oauth_token_request_until(const mc_oauth_request *req, const char *url,
                                   const char *form, long long deadline_ms,
-                                  mc__oauth_tokens *out, char **oauth_error, mc_error **err);
+                                  mc__oauth_tokens *out, char **oauth_error, mc_err **err);
 
 /* ------------------------------------------------------------ token store */
 
@@ -181,20 +181,20 @@ typedef struct mc__oauth_store {
 void mc__oauth_store_clear(mc__oauth_store *s);
 /** Paths <state>/tokens/<server>.json and .lock; malloc'd. */
 int  mc__oauth_store_path(const mc_oauth_request *req, const char *ext, char **out,
-                          mc_error **err);
+                          mc_err **err);
 /** Load the token file. *found false when there is none (nor <state> or
  *  tokens/). @return 0, MC_EFILE (unreadable or corrupt; or not safely the
  *  store's own: <state> another user's or writable by group or others,
  *  tokens/ another user's or not 0700, the file a symbolic link, not a
  *  regular file or another user's: outcome CONFIG, the path named). */
 int  mc__oauth_store_load(const mc_oauth_request *req, mc__oauth_store *out, bool *found,
-                          mc_error **err);
+                          mc_err **err);
 /** Serialise (the identity from req) and replace the file atomically, 0600:
  *  an O_EXCL temp file in tokens/, renamed over the name (which must be a
  *  regular file of this user's, or nothing); creates <state> and
  *  <state>/tokens 0700, checked as for load. @return 0, MC_EFILE. */
 int  mc__oauth_store_save(const mc_oauth_request *req, const mc__oauth_store *s,
-                          mc_error **err);
+                          mc_err **err);
 /** Parse / serialise a token file body (exposed for the unit test). */
 int  mc__oauth_store_parse(const char *text, size_t len, mc__oauth_store *out);
 char *mc__oauth_store_serialise(const mc_oauth_request *req, const mc__oauth_store *s);
@@ -204,7 +204,7 @@ bool mc__oauth_store_identity_matches(const mc_oauth_request *req, const mc__oau
 bool mc__oauth_store_usable(const mc_oauth_request *req, const mc__oauth_store *s,
                             long long now);
 /** Remove the token and lock files. @return 0, MC_EFILE. */
-int  mc__oauth_store_delete(const mc_oauth_request *req, mc_error **err);
+int  mc__oauth_store_delete(const mc_oauth_request *req, mc_err **err);
 
 /** The per-server single-flight lock: an in-process mutex plus flock on
  *  <server>.lock, waited for at most wait_s. */
@@ -212,7 +212,7 @@ typedef struct mc__oauth_held {
     void *mutex;
     int   fd;
 } mc__oauth_held;
-int  mc__oauth_lock(const mc_oauth_request *req, mc__oauth_held *out, mc_error **err);
+int  mc__oauth_lock(const mc_oauth_request *req, mc__oauth_held *out, mc_err **err);
 void mc__oauth_unlock(mc__oauth_held *l);
 
 /** Seconds since the epoch. */
@@ -224,7 +224,7 @@ long long mc__oauth_mono_ms(void);
  *  refresh_issued_at = now when a refresh token came. Registers the tokens
  *  with the redaction list. @return 0, MC_EFILE. */
 int mc__oauth_store_tokens(const mc_oauth_request *req, mc__oauth_store *s,
-                           const mc__oauth_tokens *t, bool refreshed, mc_error **err);
+                           const mc__oauth_tokens *t, bool refreshed, mc_err **err);
 
 /* ------------------------------------------------------------ flows */
 
@@ -244,10 +244,10 @@ typedef struct mc__oauth_device {
  *  expires_in or interval, a string with a NUL, or a missing device_code,
  *  user_code or verification_uri is MC_EOAUTH (TRANSIENT) naming url. */
 int  mc__oauth_device_parse(const char *url, const char *body, size_t len,
-                            mc__oauth_device *d, mc_error **err);
+                            mc__oauth_device *d, mc_err **err);
 void mc__oauth_device_clear(mc__oauth_device *d);
 
 int mc__oauth_authorize(const mc_oauth_request *req, const mc_oauth_authorize_opts *o,
-                        mc_error **err);
+                        mc_err **err);
 
 #endif

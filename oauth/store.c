@@ -45,7 +45,7 @@ static bool valid_server_name(const char *s)
 }
 
 int mc__oauth_store_path(const mc_oauth_request *req, const char *ext, char **out,
-                         mc_error **err)
+                         mc_err **err)
 {
     *out = NULL;
     if (!req->state_dir || !*req->state_dir)
@@ -63,13 +63,13 @@ int mc__oauth_store_path(const mc_oauth_request *req, const char *ext, char **ou
     return 0;
 }
 
-static int oom(mc_error **err)
+static int oom(mc_err **err)
 {
     return mc__oauth_fail(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, NULL, "out of memory");
 }
 
 /* the missing parents of <state>, each 0700 (not <state> itself) */
-static int make_parents(const char *state_dir, mc_error **err)
+static int make_parents(const char *state_dir, mc_err **err)
 {
     char *path = strdup(state_dir);
     if (!path)
@@ -90,8 +90,8 @@ static int make_parents(const char *state_dir, mc_error **err)
     return rc;
 }
 
-static int unsafe(mc_error **err, const char *hint, const char *fmt, ...) MC__PRINTF(3, 4);
-static int unsafe(mc_error **err, const char *hint, const char *fmt, ...)
+static int unsafe(mc_err **err, const char *hint, const char *fmt, ...) MC__PRINTF(3, 4);
+static int unsafe(mc_err **err, const char *hint, const char *fmt, ...)
 {
     char msg[1024];
     va_list ap;
@@ -103,7 +103,7 @@ static int unsafe(mc_error **err, const char *hint, const char *fmt, ...)
 
 /* A folder of the store: this user's; tokens/ (private) 0700, <state> not
  * writable by group or others. */
-static int check_dir(int fd, const char *path, bool private_dir, mc_error **err)
+static int check_dir(int fd, const char *path, bool private_dir, mc_err **err)
 {
     struct stat st;
     if (fstat(fd, &st) != 0)
@@ -132,7 +132,7 @@ static int check_dir(int fd, const char *path, bool private_dir, mc_error **err)
 }
 
 /* A file of the store, open: a regular file of this user's. */
-static int check_file(const struct stat *st, const char *path, mc_error **err)
+static int check_file(const struct stat *st, const char *path, mc_err **err)
 {
     char hint[1200];
     if (!S_ISREG(st->st_mode)) {
@@ -148,7 +148,7 @@ static int check_file(const struct stat *st, const char *path, mc_error **err)
 }
 
 /* open(at) failed on a name of the store: a symbolic link says so */
-static int open_failed(const char *path, const char *what, mc_error **err)
+static int open_failed(const char *path, const char *what, mc_err **err)
 {
     int e = errno;
     char hint[1200];
@@ -171,7 +171,7 @@ static int open_failed(const char *path, const char *what, mc_error **err)
 /* <state>/tokens, checked, as an open folder in *out; with create, it and
  * <state> are made (0700) when missing; without, *out is -1 when either
  * is missing (nothing stored). */
-static int open_tokens_dir(const mc_oauth_request *req, bool create, int *out, mc_error **err)
+static int open_tokens_dir(const mc_oauth_request *req, bool create, int *out, mc_err **err)
 {
     *out = -1;
     char *tpath = NULL;
@@ -377,7 +377,7 @@ static char *file_name(const mc_oauth_request *req, const char *ext)
 }
 
 int mc__oauth_store_load(const mc_oauth_request *req, mc__oauth_store *out, bool *found,
-                         mc_error **err)
+                         mc_err **err)
 {
     memset(out, 0, sizeof *out);
     *found = false;
@@ -481,7 +481,7 @@ static int write_all(int fd, const char *p, size_t n)
  * never chowned), fsync, renameat, fsync of the folder. What the name is
  * now must be a regular file of this user's (or nothing). */
 static int replace_at(int dfd, const char *name, const char *path, const char *text,
-                      mc_error **err)
+                      mc_err **err)
 {
     struct stat st;
     if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
@@ -530,7 +530,7 @@ static int replace_at(int dfd, const char *name, const char *path, const char *t
     return rc;
 }
 
-int mc__oauth_store_save(const mc_oauth_request *req, const mc__oauth_store *s, mc_error **err)
+int mc__oauth_store_save(const mc_oauth_request *req, const mc__oauth_store *s, mc_err **err)
 {
     char *path = NULL;
     int rc = mc__oauth_store_path(req, ".json", &path, err);
@@ -552,7 +552,7 @@ int mc__oauth_store_save(const mc_oauth_request *req, const mc__oauth_store *s, 
     return rc;
 }
 
-int mc__oauth_store_delete(const mc_oauth_request *req, mc_error **err)
+int mc__oauth_store_delete(const mc_oauth_request *req, mc_err **err)
 {
     static const char *const exts[] = { ".json", ".lock" };
     int dfd = -1;
@@ -576,7 +576,7 @@ int mc__oauth_store_delete(const mc_oauth_request *req, mc_error **err)
 }
 
 int mc__oauth_store_tokens(const mc_oauth_request *req, mc__oauth_store *s,
-                           const mc__oauth_tokens *t, bool refreshed, mc_error **err)
+                           const mc__oauth_tokens *t, bool refreshed, mc_err **err)
 {
     long long now = mc__oauth_now();
     char *at = strdup(t->access_token);
@@ -659,7 +659,7 @@ static long long now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-int mc__oauth_lock(const mc_oauth_request *req, mc__oauth_held *out, mc_error **err)
+int mc__oauth_lock(const mc_oauth_request *req, mc__oauth_held *out, mc_err **err)
 {
     out->mutex = NULL;
     out->fd = -1;

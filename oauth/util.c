@@ -162,12 +162,12 @@ int mc__oauth_random_state(char out[23])
 
 /* ------------------------------------------------------------ errors */
 
-static bool err_is_new(mc_error **err, mc_error *before)
+static bool err_is_new(mc_err **err, mc_err *before)
 {
     return err && *err && *err != before;
 }
 
-static void set_hint(mc_error *e, const char *hint)
+static void set_hint(mc_err *e, const char *hint)
 {
     if (!hint)
         return;
@@ -178,10 +178,10 @@ static void set_hint(mc_error *e, const char *hint)
     e->hint = h;
 }
 
-int mc__oauth_fail(mc_error **err, int code, mc_outcome outcome, const char *hint,
+int mc__oauth_fail(mc_err **err, int code, mc_outcome outcome, const char *hint,
                    const char *fmt, ...)
 {
-    mc_error *before = err ? *err : NULL;
+    mc_err *before = err ? *err : NULL;
     char *msg = NULL;
     va_list ap;
     va_start(ap, fmt);
@@ -216,7 +216,7 @@ static bool loopback_host(const char *host)
            !strcasecmp(host, "localhost");
 }
 
-int mc__oauth_check_url(const char *url, const char *what, mc_error **err)
+int mc__oauth_check_url(const char *url, const char *what, mc_err **err)
 {
     if (!url || !*url)
         return mc__oauth_fail(err, MC_ECONFIG, MC_OUTCOME_CONFIG, NULL,
@@ -257,7 +257,7 @@ static int query_add(CURLU *u, const char *k, const char *v)
 
 int mc__oauth_authorize_url(const mc_oauth_request *req, const char *redirect_uri,
                             const char *state, const char *challenge, char **out,
-                            mc_error **err)
+                            mc_err **err)
 {
     const mc_oauth_profile *p = req->profile;
     *out = NULL;
@@ -561,9 +561,9 @@ void mc__oauth_tokens_clear(mc__oauth_tokens *t)
     t->expires_in = -1;
 }
 
-static int bad_response(mc_error **err, const char *url, const char *fmt, ...)
+static int bad_response(mc_err **err, const char *url, const char *fmt, ...)
     MC__PRINTF(3, 4);
-static int bad_response(mc_error **err, const char *url, const char *fmt, ...)
+static int bad_response(mc_err **err, const char *url, const char *fmt, ...)
 {
     char what[256];
     va_list ap;
@@ -575,13 +575,13 @@ static int bad_response(mc_error **err, const char *url, const char *fmt, ...)
 }
 
 int mc__oauth_parse_tokens(const char *body, size_t len, mc__oauth_tokens *out,
-                           mc_error **err)
+                           mc_err **err)
 {
     return mc__oauth_parse_tokens_from(NULL, body, len, out, err);
 }
 
 int mc__oauth_parse_tokens_from(const char *url, const char *body, size_t len,
-                                mc__oauth_tokens *out, mc_error **err)
+                                mc__oauth_tokens *out, mc_err **err)
 {
     memset(out, 0, sizeof *out);
     out->expires_in = -1;
@@ -679,7 +679,7 @@ static const char *profile_hint(const mc_oauth_profile *p, const char *text)
 }
 
 int mc__oauth_error_from(long status, const char *body, size_t len,
-                         const mc_oauth_request *req, char **oauth_error, mc_error **err)
+                         const mc_oauth_request *req, char **oauth_error, mc_err **err)
 {
     if (oauth_error)
         *oauth_error = NULL;

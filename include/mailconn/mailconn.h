@@ -1,7 +1,7 @@
 /* mailconn — send mail through SMTP servers that want modern authentication.
  *
  * The only header applications include. Every type is opaque except option
- * structs (first member `version`) and result records (`mc_error`,
+ * structs (first member `version`) and result records (`mc_err`,
  * `mc_rcpt_result`), whose members are only ever appended.
  *
  * Threads: an mc_context may be used from several threads at once. An
@@ -96,7 +96,11 @@ typedef struct mc_rcpt_result {
     char *text;               /* the server's text, or NULL; untrusted, as server_text */
 } mc_rcpt_result;
 
-/** A failure, allocated by the library; release with mc_error_free(). */
+/** A failure, allocated by the library; release with mc_error_free().
+ *  The typedef is mc_err, not mc_error: json-c's <json-c/debug.h> (pulled
+ *  in by <json-c/json.h>) declares a function mc_error(), and an
+ *  application must be able to include both headers. The struct tag stays
+ *  `struct mc_error` (tags and functions do not clash). */
 typedef struct mc_error {
     int             code;         /* MC_E..., negative */
     mc_outcome      outcome;
@@ -115,7 +119,7 @@ typedef struct mc_error {
     size_t          n_rcpts;
     char          **details;      /* every error, when there are several (config) */
     size_t          n_details;
-} mc_error;
+} mc_err;
 
 /** Static text for an error code; never NULL. */
 const char *mc_strerror(int code);
@@ -126,7 +130,7 @@ int mc_outcome_exit_code(mc_outcome outcome);
 /** Static name of a stage ("auth"); never NULL. */
 const char *mc_stage_name(mc_stage stage);
 /** Release an error; NULL is fine. */
-void mc_error_free(mc_error *err);
+void mc_error_free(mc_err *err);
 
 /* ------------------------------------------------------------- logging */
 
@@ -182,7 +186,7 @@ typedef struct mc_context_options {
  *         MC_ENOSERVER, MC_ENOMEM.
  * Thread-safe once created.
  */
-int mc_context_new(mc_context **out, const mc_context_options *opts, mc_error **err);
+int mc_context_new(mc_context **out, const mc_context_options *opts, mc_err **err);
 /** Release a context, its pooled connections and plugins. NULL is fine. */
 void mc_context_free(mc_context *ctx);
 /** The config file path in use (borrowed). */
@@ -210,7 +214,7 @@ bool        mc_server_is_default(const mc_server *srv);
  * key order kept). The context reflects the new default on success.
  * @return 0, MC_ENOSERVER, MC_EFILE, MC_ENOMEM.
  */
-int mc_context_set_default(mc_context *ctx, const char *name, mc_error **err);
+int mc_context_set_default(mc_context *ctx, const char *name, mc_err **err);
 
 /** Every loaded plugin, for listing: kind ("transport", "auth"), name, version, file. */
 typedef void mc_plugin_visit_fn(const char *kind, const char *name, const char *version,
@@ -222,33 +226,33 @@ void mc_context_plugins(mc_context *ctx, mc_plugin_visit_fn *fn, void *payload);
 typedef enum mc_rcpt_kind { MC_RCPT_TO = 0, MC_RCPT_CC = 1, MC_RCPT_BCC = 2 } mc_rcpt_kind;
 
 /** A new, empty message. @return 0 or MC_ENOMEM. */
-int  mc_message_new(mc_message **out, mc_error **err);
+int  mc_message_new(mc_message **out, mc_err **err);
 /**
  * Parse a complete RFC 5322 message (for `send -t` and `sendmail`):
  * recipients come from To/Cc/Bcc, Bcc is removed, Date and Message-ID are
  * added when missing. Bare LF line ends are accepted.
  * @return 0, MC_EMESSAGE (bad header), MC_ENOMEM.
  */
-int  mc_message_parse(mc_message **out, const char *data, size_t len, mc_error **err);
+int  mc_message_parse(mc_message **out, const char *data, size_t len, mc_err **err);
 /** As mc_message_parse(), from a file whose body is streamed at send time.
  *  @return 0, MC_EFILE, MC_EMESSAGE, MC_ENOMEM. */
-int  mc_message_parse_file(mc_message **out, const char *path, mc_error **err);
+int  mc_message_parse_file(mc_message **out, const char *path, mc_err **err);
 void mc_message_free(mc_message *msg);
 
 /** From: header; display_name may be NULL or non-ASCII (RFC 2047). With
  *  display_name NULL and address equal to the server's sender.address
  *  (ASCII case ignored), the From: header carries sender.name. */
-int  mc_message_set_from(mc_message *msg, const char *address, const char *display_name, mc_error **err);
+int  mc_message_set_from(mc_message *msg, const char *address, const char *display_name, mc_err **err);
 /** Envelope sender (MAIL FROM); default: the server's sender.address, else From.
  *  "" or "<>" is the null reverse-path (MAIL FROM:<>, RFC 5321 4.5.5), which
  *  sender.override still replaces. */
-int  mc_message_set_envelope_from(mc_message *msg, const char *address, mc_error **err);
-int  mc_message_add_recipient(mc_message *msg, mc_rcpt_kind kind, const char *address, mc_error **err);
+int  mc_message_set_envelope_from(mc_message *msg, const char *address, mc_err **err);
+int  mc_message_add_recipient(mc_message *msg, mc_rcpt_kind kind, const char *address, mc_err **err);
 /** Envelope-only recipient (sendmail's command-line recipients). */
-int  mc_message_add_envelope_recipient(mc_message *msg, const char *address, mc_error **err);
-int  mc_message_set_subject(mc_message *msg, const char *subject, mc_error **err);
-int  mc_message_set_text(mc_message *msg, const char *text, size_t len, mc_error **err);
-int  mc_message_set_html(mc_message *msg, const char *html, size_t len, mc_error **err);
+int  mc_message_add_envelope_recipient(mc_message *msg, const char *address, mc_err **err);
+int  mc_message_set_subject(mc_message *msg, const char *subject, mc_err **err);
+int  mc_message_set_text(mc_message *msg, const char *text, size_t len, mc_err **err);
+int  mc_message_set_html(mc_message *msg, const char *html, size_t len, mc_err **err);
 /**
  * The plain-text body from a file, streamed at send time like an
  * attachment (constant memory whatever its size), with the rules of
@@ -263,16 +267,16 @@ int  mc_message_set_html(mc_message *msg, const char *html, size_t len, mc_error
  * @return 0, MC_EFILE (missing, unreadable or not a regular file: outcome
  *         NOINPUT, the message names the path), MC_EINVAL, MC_ENOMEM.
  */
-int  mc_message_set_text_file(mc_message *msg, const char *path, mc_error **err);
+int  mc_message_set_text_file(mc_message *msg, const char *path, mc_err **err);
 /** Attach a file, streamed at send time; content type from its extension. */
-int  mc_message_add_attachment(mc_message *msg, const char *path, mc_error **err);
+int  mc_message_add_attachment(mc_message *msg, const char *path, mc_err **err);
 /** An extra header; CR or LF in the value is refused (header injection). */
-int  mc_message_add_header(mc_message *msg, const char *name, const char *value, mc_error **err);
+int  mc_message_add_header(mc_message *msg, const char *name, const char *value, mc_err **err);
 /** The Message-ID (without angle brackets) once known, else NULL. Borrowed. */
 const char *mc_message_id(const mc_message *msg);
 /** Display name for the From: header written from the server's
  *  sender.address when the message has none (sendmail -F). */
-int  mc_message_set_from_name(mc_message *msg, const char *display_name, mc_error **err);
+int  mc_message_set_from_name(mc_message *msg, const char *display_name, mc_err **err);
 /**
  * Delivery status notification requests (RFC 3461): RET and ENVID go with
  * MAIL FROM, NOTIFY and ORCPT (rfc822;<the envelope recipient>, for ASCII
@@ -287,12 +291,12 @@ int  mc_message_set_from_name(mc_message *msg, const char *display_name, mc_erro
  *         names it), MC_ENOMEM.
  */
 int  mc_message_set_dsn(mc_message *msg, const char *notify, const char *ret, const char *envid,
-                        mc_error **err);
+                        mc_err **err);
 /** Envelope recipients, once the message was prepared for a server. */
 size_t mc_message_recipient_count(const mc_message *msg);
 /** The server's reply after the final dot of the last send
  *  ("250 2.0.0 Ok: queued"), or NULL. Borrowed. Untrusted, as
- *  mc_error.server_text: escape it before showing it. */
+ *  mc_err.server_text: escape it before showing it. */
 const char *mc_message_last_reply(const mc_message *msg);
 
 /* ------------------------------------------------------------- sending */
@@ -304,13 +308,13 @@ const char *mc_message_last_reply(const mc_message *msg);
  * @return 0 when every recipient accepted; a negative MC_E* code otherwise.
  * Thread-safe.
  */
-int mc_send(mc_context *ctx, const char *server, mc_message *msg, mc_error **err);
+int mc_send(mc_context *ctx, const char *server, mc_message *msg, mc_err **err);
 
 /** A connection to one server, for sending many messages in a row. */
-int  mc_session_open(mc_session **out, mc_context *ctx, const char *server, mc_error **err);
-int  mc_session_send(mc_session *s, mc_message *msg, mc_error **err);
+int  mc_session_open(mc_session **out, mc_context *ctx, const char *server, mc_err **err);
+int  mc_session_send(mc_session *s, mc_message *msg, mc_err **err);
 /** The final reply of the last accepted message ("250 2.0.0 Ok: queued"), borrowed;
- *  untrusted, as mc_error.server_text. */
+ *  untrusted, as mc_err.server_text. */
 const char *mc_session_last_reply(const mc_session *s);
 /** QUIT and close. NULL is fine. */
 void mc_session_close(mc_session *s);
@@ -341,7 +345,7 @@ void mc_session_close(mc_session *s);
 /** `text` as it may be shown on a terminal, in a log or a web page's text:
  *  C0 controls but TAB, DEL, C1 controls (U+0080..U+009F) and bytes that
  *  are not valid UTF-8 become \xHH; everything else is kept (escaping
- *  twice changes nothing). For what a server said (mc_error.server_text,
+ *  twice changes nothing). For what a server said (mc_err.server_text,
  *  reply texts) before showing it: mailconn's own log lines and messages
  *  are escaped already. @return a new string (release with free()), NULL
  *  for NULL or when out of memory. Thread-safe. */
@@ -383,7 +387,7 @@ typedef struct mc_queue_submit_options {
  *         e.g. disk full: outcome TRANSIENT; stage QUEUE), MC_ENOMEM.
  */
 int mc_queue_submit(mc_context *ctx, mc_message *msg, const mc_queue_submit_options *opts,
-                    char *id_out, mc_error **err);
+                    char *id_out, mc_err **err);
 
 /** One queued message, as listed. Members are only appended. Borrowed:
  *  valid during the visit callback only. */
@@ -415,7 +419,7 @@ typedef int mc_queue_visit_fn(const mc_queue_entry *entry, void *payload);
  * @return 0, the callback's non-zero value, MC_EFILE (folder unsafe or
  *         unreadable), MC_ENOMEM.
  */
-int mc_queue_list(mc_context *ctx, mc_queue_visit_fn *fn, void *payload, mc_error **err);
+int mc_queue_list(mc_context *ctx, mc_queue_visit_fn *fn, void *payload, mc_err **err);
 
 /** mc_queue_run(): deliver every message not held, due or not. */
 #define MC_QUEUE_FLUSH (1u << 0)
@@ -457,15 +461,15 @@ typedef struct mc_queue_run_stats {
  *         opts->id, MC_EINVAL (no such message) or that message's error.
  */
 int mc_queue_run(mc_context *ctx, const mc_queue_run_options *opts, mc_queue_run_stats *out,
-                 mc_error **err);
+                 mc_err **err);
 
 /** Remove a queued message (waits for a runner working on it).
  *  @return 0, MC_EINVAL (no such message: outcome USAGE), MC_ENOTSUP, MC_EFILE. */
-int mc_queue_drop(mc_context *ctx, const char *id, mc_error **err);
+int mc_queue_drop(mc_context *ctx, const char *id, mc_err **err);
 /** Keep a message from being delivered until released; as mc_queue_drop. */
-int mc_queue_hold(mc_context *ctx, const char *id, mc_error **err);
+int mc_queue_hold(mc_context *ctx, const char *id, mc_err **err);
 /** Release a held message, due at once; as mc_queue_drop. */
-int mc_queue_release(mc_context *ctx, const char *id, mc_error **err);
+int mc_queue_release(mc_context *ctx, const char *id, mc_err **err);
 
 #ifdef __cplusplus
 }

@@ -53,10 +53,10 @@ typedef struct mc_stream_ops {
     size_t size;
     /** Read up to len bytes. @return >0 bytes read, 0 when the peer closed,
      *  or a negative MC_E* (MC_ETIMEOUT, MC_ENET, MC_ETLS) with *err set. */
-    ssize_t (*read)(mc_stream *s, void *buf, size_t len, mc_error **err);
+    ssize_t (*read)(mc_stream *s, void *buf, size_t len, mc_err **err);
     /** Write all len bytes. @return 0 or a negative MC_E* with *err set.
      *  Never raises SIGPIPE. */
-    int (*write)(mc_stream *s, const void *buf, size_t len, mc_error **err);
+    int (*write)(mc_stream *s, const void *buf, size_t len, mc_err **err);
     /** Close the connection and free the stream. */
     void (*close)(mc_stream *s);
     /* ABI 1.1 (MC_SIZE_HAS; NULL: not supported) */
@@ -103,12 +103,12 @@ typedef struct mc_transport_ops {
     uint16_t default_port;
     /** Connect (and for implicit TLS, handshake). @return 0, MC_ENET,
      *  MC_ETIMEOUT (stage connect), MC_ETLS (stage tls). */
-    int (*connect)(mc_stream **out, const mc_connect_opts *o, mc_error **err);
+    int (*connect)(mc_stream **out, const mc_connect_opts *o, mc_err **err);
     /** Upgrade `s` in place after the server's 220 to STARTTLS; NULL when
      *  the transport has no STARTTLS. Bytes already waiting from the server
      *  are an error (response injection). On failure the caller closes s.
      *  @return 0, MC_ETLS. */
-    int (*starttls)(mc_stream *s, const mc_connect_opts *o, mc_error **err);
+    int (*starttls)(mc_stream *s, const mc_connect_opts *o, mc_err **err);
 } mc_transport_ops;
 
 /* ------------------------------------------------------------- auth */
@@ -177,9 +177,9 @@ typedef struct mc_auth_ops {
      *  host->cfg_error() (which prefixes the JSON path). */
     void (*validate)(const mc_plugin_cfg *cfg);
     /** basic: user + password. @return 0, MC_ESECRET, MC_ECONFIG. */
-    int (*credentials)(const mc_plugin_cfg *cfg, mc_credentials *out, mc_error **err);
+    int (*credentials)(const mc_plugin_cfg *cfg, mc_credentials *out, mc_err **err);
     /** OAuth providers: the profile. @return 0, MC_ECONFIG. */
-    int (*oauth_profile)(const mc_plugin_cfg *cfg, mc_oauth_profile *out, mc_error **err);
+    int (*oauth_profile)(const mc_plugin_cfg *cfg, mc_oauth_profile *out, mc_err **err);
 } mc_auth_ops;
 
 /* ------------------------------------------------------------- OAuth engine */
@@ -234,19 +234,19 @@ typedef struct mc_oauth_engine_ops {
      *  invalid_grant: outcome AUTH with a hint to run `mailconn auth`),
      *  MC_ECONFIG (invalid_client, invalid_scope: outcome CONFIG),
      *  MC_EOAUTH (endpoint down, slow, 5xx: outcome TRANSIENT). */
-    int (*token)(const mc_oauth_request *req, char **out, mc_error **err);
+    int (*token)(const mc_oauth_request *req, char **out, mc_err **err);
     /** Forget `token` as the cached access token (the server refused it),
      *  so the next token() refreshes. */
-    int (*invalidate)(const mc_oauth_request *req, const char *token, mc_error **err);
+    int (*invalidate)(const mc_oauth_request *req, const char *token, mc_err **err);
     /** Run an interactive flow and store the tokens. */
     int (*authorize)(const mc_oauth_request *req, const mc_oauth_authorize_opts *o,
-                     mc_error **err);
+                     mc_err **err);
     /** Store a refresh token obtained elsewhere (and redeem it once). */
     int (*import_refresh)(const mc_oauth_request *req, const char *refresh_token,
-                          mc_error **err);
+                          mc_err **err);
     /** Revoke at the provider when it has a revocation endpoint, then delete
      *  the stored tokens. */
-    int (*revoke)(const mc_oauth_request *req, mc_error **err);
+    int (*revoke)(const mc_oauth_request *req, mc_err **err);
     int (*status)(const mc_oauth_request *req, mc_oauth_status *out);
 } mc_oauth_engine_ops;
 
@@ -268,7 +268,7 @@ typedef struct mc_host_api {
     void  (*free_secret)(char *s);     /* wipe, then free; NULL is fine */
 
     /** Fill *err (when err is non-NULL) and return code. */
-    int (*error)(mc_error **err, int code, mc_outcome outcome, mc_stage stage,
+    int (*error)(mc_err **err, int code, mc_outcome outcome, mc_stage stage,
                  const char *fmt, ...) MC__PRINTF(5, 6);
 
     /* config accessors: read-only, for the plugin's own part */
@@ -289,23 +289,23 @@ typedef struct mc_host_api {
      *  source (inline, _file, _env, _command). *out from host->strdup;
      *  release with free_secret. Absent: 0 and *out = NULL.
      *  @return 0, MC_ESECRET. */
-    int (*secret)(const mc_plugin_cfg *cfg, const char *name, char **out, mc_error **err);
+    int (*secret)(const mc_plugin_cfg *cfg, const char *name, char **out, mc_err **err);
 
     /** TCP connect trying every resolved address, all by o->deadline_ms
      *  (1.1; 0: timeout_ms from the call); the socket is blocking with
      *  SO_RCVTIMEO/SO_SNDTIMEO = timeout_ms and TCP_NODELAY (poll it and
      *  use MSG_DONTWAIT to keep a deadline). @return 0, MC_ENET,
      *  MC_ETIMEOUT. */
-    int (*tcp_connect)(const mc_connect_opts *o, int *fd_out, mc_error **err);
+    int (*tcp_connect)(const mc_connect_opts *o, int *fd_out, mc_err **err);
 
     /** Replace `path` atomically with data (temp file in the same folder,
      *  fsync, rename; a symlink replaced at its target) with file mode
      *  `mode` (< 0: keep the existing file's). @return 0, MC_EFILE. */
     int (*file_replace)(const char *path, const char *data, size_t len, int mode,
-                        mc_error **err);
+                        mc_err **err);
     /** Run a command with /bin/sh -c; first line of stdout in *out (release
      *  with free_secret); bounded by timeout_ms. @return 0, MC_ESECRET. */
-    int (*run_command)(const char *command, int timeout_ms, char **out, mc_error **err);
+    int (*run_command)(const char *command, int timeout_ms, char **out, mc_err **err);
 } mc_host_api;
 
 /* ------------------------------------------------------------- descriptor */

@@ -64,8 +64,8 @@ typedef struct tls_stream {
     char        peer[300];
 } tls_stream;
 
-static ssize_t stream_read(mc_stream *s, void *buf, size_t len, mc_error **err);
-static int stream_write(mc_stream *s, const void *buf, size_t len, mc_error **err);
+static ssize_t stream_read(mc_stream *s, void *buf, size_t len, mc_err **err);
+static int stream_write(mc_stream *s, const void *buf, size_t len, mc_err **err);
 static void stream_close(mc_stream *s);
 static void stream_set_read_deadline(mc_stream *s, int64_t deadline_ms);
 
@@ -218,7 +218,7 @@ static void tls_free(tls_stream *ts)
     ts->meth = NULL;
 }
 
-static int load_trust(tls_stream *ts, const mc_connect_opts *o, mc_error **err)
+static int load_trust(tls_stream *ts, const mc_connect_opts *o, mc_err **err)
 {
     if (o->ca_file && o->ca_file[0]) {
         FILE *f = fopen(o->ca_file, "r");
@@ -248,7 +248,7 @@ static int load_trust(tls_stream *ts, const mc_connect_opts *o, mc_error **err)
     return 0;
 }
 
-static int handshake_error(tls_stream *ts, mc_error **err)
+static int handshake_error(tls_stream *ts, mc_err **err)
 {
     long vr = SSL_get_verify_result(ts->ssl);
     if (vr != X509_V_OK)
@@ -278,7 +278,7 @@ static int handshake_error(tls_stream *ts, mc_error **err)
 /* Set up SSL on ts->io.fd and handshake, all by deadline (mono_ms). On
  * failure everything TLS is released and the stream is left in the clear. */
 static int handshake(tls_stream *ts, const mc_connect_opts *o, int64_t deadline,
-                     mc_error **err)
+                     mc_err **err)
 {
     int rc;
     ERR_clear_error();
@@ -379,7 +379,7 @@ fail:
 /* ------------------------------------------------------------ ops */
 
 int mc__tls_stream_open(mc_stream **out, const mc_connect_opts *o, bool implicit,
-                        mc_error **err)
+                        mc_err **err)
 {
     if (!out || !o || !o->host)
         return host->error(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_CONNECT,
@@ -414,7 +414,7 @@ int mc__tls_stream_open(mc_stream **out, const mc_connect_opts *o, bool implicit
     return 0;
 }
 
-int mc__tls_stream_upgrade(mc_stream *s, const mc_connect_opts *o, mc_error **err)
+int mc__tls_stream_upgrade(mc_stream *s, const mc_connect_opts *o, mc_err **err)
 {
     if (!s || s->ops != &stream_ops || !o || !o->host)
         return host->error(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_STARTTLS,
@@ -441,7 +441,7 @@ static int64_t read_deadline(const tls_stream *ts)
     return ts->read_deadline ? ts->read_deadline : mc__mono_now_ms() + ts->timeout_ms;
 }
 
-static ssize_t clear_read(tls_stream *ts, void *buf, size_t len, mc_error **err)
+static ssize_t clear_read(tls_stream *ts, void *buf, size_t len, mc_err **err)
 {
     int64_t deadline = read_deadline(ts);
     for (;;) {
@@ -469,7 +469,7 @@ static ssize_t clear_read(tls_stream *ts, void *buf, size_t len, mc_error **err)
 }
 
 /* Every byte, failing after timeout_ms without progress. */
-static int clear_write(tls_stream *ts, const char *p, size_t len, mc_error **err)
+static int clear_write(tls_stream *ts, const char *p, size_t len, mc_err **err)
 {
     int64_t idle_until = mc__mono_now_ms() + ts->timeout_ms;
     while (len > 0) {
@@ -500,7 +500,7 @@ static int clear_write(tls_stream *ts, const char *p, size_t len, mc_error **err
 
 /* A failed SSL_read/SSL_write: the error to report (timed_out: its wait
  * ran out). */
-static int io_error(tls_stream *ts, bool reading, bool timed_out, mc_error **err)
+static int io_error(tls_stream *ts, bool reading, bool timed_out, mc_err **err)
 {
     if (timed_out) {
         if (!reading)
@@ -523,7 +523,7 @@ static int io_error(tls_stream *ts, bool reading, bool timed_out, mc_error **err
                        r ? r : (ts->io.eof ? "the server closed the connection" : "unknown"));
 }
 
-static ssize_t stream_read(mc_stream *s, void *buf, size_t len, mc_error **err)
+static ssize_t stream_read(mc_stream *s, void *buf, size_t len, mc_err **err)
 {
     tls_stream *ts = (tls_stream *)s;
     if (!ts->ssl)
@@ -557,7 +557,7 @@ static ssize_t stream_read(mc_stream *s, void *buf, size_t len, mc_error **err)
     }
 }
 
-static int stream_write(mc_stream *s, const void *buf, size_t len, mc_error **err)
+static int stream_write(mc_stream *s, const void *buf, size_t len, mc_err **err)
 {
     tls_stream *ts = (tls_stream *)s;
     if (!ts->ssl)

@@ -20,7 +20,7 @@ void mc__tls_set_host(const mc_host_api *host);
  *  MC_ETLS (stage tls, outcome PERMANENT), MC_ECONFIG (ca_file unreadable:
  *  outcome CONFIG, stage tls), MC_ENOMEM. */
 int mc__tls_stream_open(mc_stream **out, const mc_connect_opts *o, bool implicit,
-                        mc_error **err);
+                        mc_err **err);
 
 /** STARTTLS: upgrade a clear stream opened by mc__tls_stream_open in place,
  *  the handshake by o->deadline_ms (0: timeout_ms from the call).
@@ -28,6 +28,6 @@ int mc__tls_stream_open(mc_stream **out, const mc_connect_opts *o, bool implicit
  *  stage starttls (response injection). On failure the stream stays in the
  *  clear and the caller closes it. @return 0, MC_EREFUSED, MC_ETLS,
  *  MC_ECONFIG, MC_ENET, MC_ETIMEOUT. */
-int mc__tls_stream_upgrade(mc_stream *s, const mc_connect_opts *o, mc_error **err);
+int mc__tls_stream_upgrade(mc_stream *s, const mc_connect_opts *o, mc_err **err);
 
 #endif

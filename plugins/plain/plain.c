@@ -28,7 +28,7 @@ typedef struct plain_stream {
     char      peer[300];
 } plain_stream;
 
-static ssize_t plain_read(mc_stream *s, void *buf, size_t len, mc_error **err)
+static ssize_t plain_read(mc_stream *s, void *buf, size_t len, mc_err **err)
 {
     plain_stream *ps = (plain_stream *)s;
     int64_t deadline = ps->read_deadline ? ps->read_deadline : mc__mono_now_ms() + ps->timeout_ms;
@@ -57,7 +57,7 @@ static ssize_t plain_read(mc_stream *s, void *buf, size_t len, mc_error **err)
 }
 
 /* Every byte, failing after timeout_ms without progress. */
-static int plain_write(mc_stream *s, const void *buf, size_t len, mc_error **err)
+static int plain_write(mc_stream *s, const void *buf, size_t len, mc_err **err)
 {
     plain_stream *ps = (plain_stream *)s;
     const char *p = buf;
@@ -112,7 +112,7 @@ static const mc_stream_ops plain_stream_ops = {
     .set_read_deadline = plain_set_read_deadline,
 };
 
-static int plain_connect(mc_stream **out, const mc_connect_opts *o, mc_error **err)
+static int plain_connect(mc_stream **out, const mc_connect_opts *o, mc_err **err)
 {
     if (!out || !o || !o->host)
         return host->error(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_CONNECT,

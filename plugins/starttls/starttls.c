@@ -3,12 +3,12 @@
 #include "mailconn/plugin.h"
 #include "../common/tls.h"
 
-static int starttls_connect(mc_stream **out, const mc_connect_opts *o, mc_error **err)
+static int starttls_connect(mc_stream **out, const mc_connect_opts *o, mc_err **err)
 {
     return mc__tls_stream_open(out, o, false, err);
 }
 
-static int starttls_upgrade(mc_stream *s, const mc_connect_opts *o, mc_error **err)
+static int starttls_upgrade(mc_stream *s, const mc_connect_opts *o, mc_err **err)
 {
     return mc__tls_stream_upgrade(s, o, err);
 }

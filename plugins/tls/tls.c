@@ -2,7 +2,7 @@
 #include "mailconn/plugin.h"
 #include "../common/tls.h"
 
-static int tls_connect(mc_stream **out, const mc_connect_opts *o, mc_error **err)
+static int tls_connect(mc_stream **out, const mc_connect_opts *o, mc_err **err)
 {
     return mc__tls_stream_open(out, o, true, err);
 }

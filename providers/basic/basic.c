@@ -35,7 +35,7 @@ static void basic_validate(const mc_plugin_cfg *cfg)
         host->cfg_error(cfg, "mechanism", "must be \"PLAIN\" or \"LOGIN\", got \"%s\"", s);
 }
 
-static int basic_credentials(const mc_plugin_cfg *cfg, mc_credentials *out, mc_error **err)
+static int basic_credentials(const mc_plugin_cfg *cfg, mc_credentials *out, mc_err **err)
 {
     out->user = NULL;
     out->password = NULL;

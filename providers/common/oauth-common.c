@@ -147,7 +147,7 @@ int mc__oauth_validate(const mc_plugin_cfg *cfg)
     return n;
 }
 
-int mc__oauth_copy(char *dst, size_t size, const char *src, const char *key, mc_error **err)
+int mc__oauth_copy(char *dst, size_t size, const char *src, const char *key, mc_err **err)
 {
     size_t len = src ? strlen(src) : 0;
     if (len >= size) {

@@ -50,7 +50,7 @@ MC__HIDDEN bool mc__oauth_url_ok(const char *url);
 /** Copy src into a profile field of `size` bytes. @return 0 or MC_ECONFIG
  *  (too long: *err names the key). */
 MC__HIDDEN int mc__oauth_copy(char *dst, size_t size, const char *src, const char *key,
-                              mc_error **err);
+                              mc_err **err);
 
 /** The authorization parameters: `base` ("k=v", NULL-terminated; may be
  *  NULL) followed by auth.params, a config key replacing a base one of the

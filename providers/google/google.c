@@ -47,7 +47,7 @@ static void google_validate(const mc_plugin_cfg *cfg)
                         "\"authorization_code\" (browser or paste)");
 }
 
-static int google_profile(const mc_plugin_cfg *cfg, mc_oauth_profile *out, mc_error **err)
+static int google_profile(const mc_plugin_cfg *cfg, mc_oauth_profile *out, mc_err **err)
 {
     memset(out, 0, sizeof(*out));
     out->size = sizeof(*out);

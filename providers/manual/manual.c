@@ -33,7 +33,7 @@ static void manual_validate(const mc_plugin_cfg *cfg)
                         "required when \"grant\" is \"device_code\"");
 }
 
-static int manual_profile(const mc_plugin_cfg *cfg, mc_oauth_profile *out, mc_error **err)
+static int manual_profile(const mc_plugin_cfg *cfg, mc_oauth_profile *out, mc_err **err)
 {
     memset(out, 0, sizeof(*out));
     out->size = sizeof(*out);

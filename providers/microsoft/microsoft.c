@@ -110,7 +110,7 @@ static void ms_validate(const mc_plugin_cfg *cfg)
     }
 }
 
-static int ms_profile(const mc_plugin_cfg *cfg, mc_oauth_profile *out, mc_error **err)
+static int ms_profile(const mc_plugin_cfg *cfg, mc_oauth_profile *out, mc_err **err)
 {
     static const struct { const char *key, *what; size_t off; } urls[] = {
         { "authorization_url", "authorize", offsetof(mc_oauth_profile, authorization_url) },

@@ -10,7 +10,7 @@
 
 /* An error is well formed: the code returned, one line (messages quote the
  * input, and go to logs and terminals). */
-static void check_err(int rc, mc_error *err)
+static void check_err(int rc, mc_err *err)
 {
     FUZZ_CHECK(rc == MC_EMESSAGE);
     FUZZ_CHECK(err && err->code == rc && err->message);
@@ -21,7 +21,7 @@ static int each(void *payload, const char *addr)
 {
     size_t *n = payload;
     FUZZ_CHECK(addr != NULL);
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     FUZZ_CHECK(mc__address_check(addr, true, &err) == 0 && !err);
     (*n)++;
     return 0;
@@ -36,7 +36,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!s)
         return 0;
 
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     int rc = mc__address_check(s, allow_bare, &err);
     if (rc == 0) {
         FUZZ_CHECK(!err);

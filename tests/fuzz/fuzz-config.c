@@ -12,7 +12,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size > CONFIG_MAX)
         return 0;
     mc__config *cfg = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     int rc = mc__config_parse(&cfg, (const char *)data, size, &err);
     if (rc == 0) {
         FUZZ_CHECK(cfg != NULL && err == NULL);

@@ -19,7 +19,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_oauth_host();
     mc__oauth_device d;
     memset(&d, 0x5a, sizeof d);
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     int rc = mc__oauth_device_parse("https://login.example.com/devicecode", (const char *)data,
                                     size, &d, &err);
     if (rc == 0) {

@@ -26,7 +26,7 @@ static int on_header(void *payload, const char *name, const char *value)
     return 0;
 }
 
-static int sink(void *payload, const void *data, size_t len, mc_error **err)
+static int sink(void *payload, const void *data, size_t len, mc_err **err)
 {
     (void)err;
     mc__buf *out = payload;
@@ -61,7 +61,7 @@ static void check_written(const char *w, size_t n)
  * clean, the size announced is the size written, the header block CRLF. */
 static void prepare_and_write(mc_message *m)
 {
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     mc__msg_defaults d = {
         .sender_address = "sender@example.com",
         .sender_name = "Sender",
@@ -95,7 +95,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     seen s = { 0 };
     size_t body_off = (size_t)-1;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
 
     /* sendmail's reading never refuses more than the strict one */
     mc_message *sm = NULL;

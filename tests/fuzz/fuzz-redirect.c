@@ -32,7 +32,7 @@ static void judge(const char *url)
     req.size = sizeof req;
     req.server = "work";
     req.profile = &prof;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     rc = check_redirect(&req, &r, STATE, &err);
     if (rc == 0) {
         /* only a redirect for this authorization, with a code, is redeemed */

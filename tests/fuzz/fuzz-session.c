@@ -74,7 +74,7 @@ static uint32_t next_rand(uint32_t *x)
     return *x;
 }
 
-static ssize_t fs_read(mc_stream *st, void *buf, size_t len, mc_error **err)
+static ssize_t fs_read(mc_stream *st, void *buf, size_t len, mc_err **err)
 {
     fuzz_stream *f = (fuzz_stream *)st;
     FUZZ_CHECK(!f->closed && len > 0);
@@ -121,7 +121,7 @@ static ssize_t fs_read(mc_stream *st, void *buf, size_t len, mc_error **err)
     return (ssize_t)n;
 }
 
-static int fs_write(mc_stream *st, const void *buf, size_t len, mc_error **err)
+static int fs_write(mc_stream *st, const void *buf, size_t len, mc_err **err)
 {
     (void)err;
     fuzz_stream *f = (fuzz_stream *)st;
@@ -157,7 +157,7 @@ static const mc_stream_ops fs_ops = {
     .set_read_deadline = fs_set_read_deadline,
 };
 
-static int fake_starttls(mc_stream *st, const mc_connect_opts *o, mc_error **err)
+static int fake_starttls(mc_stream *st, const mc_connect_opts *o, mc_err **err)
 {
     (void)o;
     (void)err;
@@ -183,7 +183,7 @@ typedef struct body {
     bool big;
 } body;
 
-static int body_writer(void *payload, mc__sink_fn *sink, void *sp, mc_error **err)
+static int body_writer(void *payload, mc__sink_fn *sink, void *sp, mc_err **err)
 {
     body *b = payload;
     static const char line[] = "a line of the fuzz body, with a dot:\n.\n";
@@ -197,7 +197,7 @@ static int body_writer(void *payload, mc__sink_fn *sink, void *sp, mc_error **er
     return sink(sp, "fuzz body end\n", 14, err);
 }
 
-static void check_error(int rc, const mc_error *e)
+static void check_error(int rc, const mc_err *e)
 {
     FUZZ_CHECK(rc < 0);
     FUZZ_CHECK(e != NULL);
@@ -216,7 +216,7 @@ static bool send_one(mc__smtp *s, fuzz_stream *f, unsigned nrcpt, bool big)
                          .size = big ? BIG_BODY : 14 };
     body b = { .big = big };
     mc_rcpt_result *res = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     f->dot_at = SIZE_MAX;
     int rc = mc__smtp_send(s, &env, body_writer, &b, &res, &err);
     bool dot = f->dot_at != SIZE_MAX;
@@ -275,7 +275,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .max_recipients = 2,
     };
     mc__smtp *s = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     int rc = mc__smtp_open(&s, &o, &err);
     if (rc < 0) {
         check_error(rc, err);

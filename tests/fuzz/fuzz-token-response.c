@@ -18,7 +18,7 @@ static const mc_hint hints[] = {
     { NULL, NULL },
 };
 
-static void check_error(int rc, const mc_error *err)
+static void check_error(int rc, const mc_err *err)
 {
     FUZZ_CHECK(err && err->code == rc && err->message && err->stage == MC_STAGE_OAUTH);
     /* the server's text goes into one line */
@@ -39,7 +39,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     mc__oauth_tokens t;
     memset(&t, 0x5a, sizeof t);
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     int rc = mc__oauth_parse_tokens(body, len, &t, &err);
     if (rc == 0) {
         FUZZ_CHECK(!err && t.access_token && *t.access_token);

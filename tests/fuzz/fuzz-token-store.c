@@ -83,7 +83,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     mc__oauth_store s;
     bool found = false;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     int rc = mc__oauth_store_load(&req, &s, &found, &err);
     if (rc) {
         FUZZ_CHECK(rc == MC_EFILE || rc == MC_ENOMEM);

@@ -1,6 +1,6 @@
 /* oauth-host: a minimal host table for the OAuth engine's fuzz targets:
  * logging goes nowhere, memory is the C library's, errors are plain
- * mc_error records; files and commands are refused (a parser never
+ * mc_err records; files and commands are refused (a parser never
  * needs them). */
 #include <stdarg.h>
 #include <stdio.h>
@@ -27,12 +27,12 @@ static char *f_strdup(const char *s) { return s ? strdup(s) : NULL; }
 static void f_free(void *p) { free(p); }
 static void f_free_secret(char *s) { mc__oauth_wipe_free(s); }
 
-static int f_error(mc_error **err, int code, mc_outcome outcome, mc_stage stage,
+static int f_error(mc_err **err, int code, mc_outcome outcome, mc_stage stage,
                    const char *fmt, ...)
 {
     if (!err || *err)
         return code;
-    mc_error *e = calloc(1, sizeof *e);
+    mc_err *e = calloc(1, sizeof *e);
     if (!e)
         return code;
     e->code = code;
@@ -48,7 +48,7 @@ static int f_error(mc_error **err, int code, mc_outcome outcome, mc_stage stage,
 }
 
 static int f_file_replace(const char *path, const char *data, size_t len, int mode,
-                          mc_error **err)
+                          mc_err **err)
 {
     (void)data;
     (void)len;
@@ -56,7 +56,7 @@ static int f_file_replace(const char *path, const char *data, size_t len, int mo
     return f_error(err, MC_EFILE, MC_OUTCOME_CONFIG, MC_STAGE_OAUTH, "%s: no files here", path);
 }
 
-static int f_run_command(const char *c, int t, char **out, mc_error **err)
+static int f_run_command(const char *c, int t, char **out, mc_err **err)
 {
     (void)c;
     (void)t;
@@ -84,7 +84,7 @@ void fuzz_oauth_host(void)
     mc__oauth_host = &fuzz_host;
 }
 
-void fuzz_oauth_error_free(mc_error *e)
+void fuzz_oauth_error_free(mc_err *e)
 {
     if (!e)
         return;

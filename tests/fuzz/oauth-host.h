@@ -8,7 +8,7 @@
 
 /** Install the table as mc__oauth_host (idempotent). */
 void fuzz_oauth_host(void);
-/** Free an mc_error made by the table's error(); NULL is fine. */
-void fuzz_oauth_error_free(mc_error *e);
+/** Free an mc_err made by the table's error(); NULL is fine. */
+void fuzz_oauth_error_free(mc_err *e);
 
 #endif

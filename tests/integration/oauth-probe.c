@@ -68,7 +68,7 @@ static void sha_prefix(const char *token, char out[17])
         snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
-static int report(mc_error *err, int rc)
+static int report(mc_err *err, int rc)
 {
     if (!rc)
         return 0;
@@ -109,7 +109,7 @@ typedef struct worker {
     probe     *p;
     pthread_t  th;
     char      *token;
-    mc_error  *err;
+    mc_err  *err;
     int        rc;
 } worker;
 
@@ -249,7 +249,7 @@ int main(int argc, char **argv)
     mc_plugin_cfg cfg = { cfg_obj, (char *)"servers[0].auth", &diag };
 
     mc__registry *reg = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     const mc__plugin *auth_plugin = NULL, *engine_plugin = NULL;
     int code = 0;
     int rc = mc__registry_new(&reg, NULL, &err);

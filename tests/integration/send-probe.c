@@ -8,7 +8,7 @@
  * Prints, on stdout, one line:
  *   {"rc":0,"code":"OK","outcome":0,"exit":0,"stage":"none","smtp_code":0,
  *    "enhanced":"","transient":false,"message":"","reply":"250 ..."}
- * or the same with the mc_error fields of a failure. The exit code is 0
+ * or the same with the mc_err fields of a failure. The exit code is 0
  * whenever that line was printed (the test compares the JSON, and the CLI's
  * own exit code separately), 2 for a usage problem. Never a secret: the
  * error text is what the library already redacted. */
@@ -82,7 +82,7 @@ int main(int argc, char **argv)
     o.log_level = getenv("MAILCONN_PROBE_DEBUG") ? MC_LOG_DEBUG : MC_LOG_WARN;
     mc_context *ctx = NULL;
     mc_message *msg = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     char *body = NULL;
     size_t body_len = 0;
     int rc = mc_context_new(&ctx, &o, &err);

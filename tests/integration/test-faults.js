@@ -2,7 +2,7 @@
 // endpoint can throw at mailconn, injected by tests/peers/fault-peer.js and
 // tests/peers/http-fault.js (fault injectors: real servers will not misbehave
 // on request). Each case runs the CLI (`mailconn send`) and send-probe (the
-// public API, printing the mc_error fields as JSON) against two fresh peers
+// public API, printing the mc_err fields as JSON) against two fresh peers
 // with the same script, and asserts:
 //   - the stage, the reply code (when the server spoke), the error code, the
 //     transient flag (probe);

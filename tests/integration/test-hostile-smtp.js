@@ -1,7 +1,7 @@
 // Hostile SMTP servers (issue 9, points 1 and 2), injected by
 // tests/peers/hostile-smtp.js (a fault injector: real servers do not do
 // this on request). Each case runs the CLI (`mailconn send`) and send-probe
-// (the public API, printing the mc_error fields as JSON) against two fresh
+// (the public API, printing the mc_err fields as JSON) against two fresh
 // peers in the same mode, and asserts:
 //   - the CLI's exit code, the stage on stderr, that no stdout line begins
 //     with "sent", and for an unknown outcome that stderr says so;

@@ -20,7 +20,7 @@ static void *worker(void *arg)
     int id = (int)(long)arg;
     for (int i = 0; i < per_thread; i++) {
         mc_message *msg = NULL;
-        mc_error *err = NULL;
+        mc_err *err = NULL;
         char subject[64], text[128];
         snprintf(subject, sizeof(subject), "thread %d message %d", id, i);
         snprintf(text, sizeof(text), "body of thread %d message %d\n", id, i);
@@ -59,7 +59,7 @@ int main(int argc, char **argv)
     mc_context_options o = MC_CONTEXT_OPTIONS_INIT;
     o.config_path = argv[1];
     o.flags = MC_CONTEXT_ONE_SERVER;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     if (mc_context_new(&ctx, &o, &err) != 0) {
         fprintf(stderr, "context: %s\n", err ? err->message : "?");
         mc_error_free(err);

@@ -31,7 +31,7 @@
 
 /* Read one SMTP reply, byte by byte. @return the code, or a negative MC_E*. */
 static int read_reply(mc_stream *s, mc_stage stage, char *text, size_t text_len,
-                      mc_error **err)
+                      mc_err **err)
 {
     char line[LINE_MAX_LEN];
     size_t n = 0;
@@ -71,7 +71,7 @@ static int read_reply(mc_stream *s, mc_stage stage, char *text, size_t text_len,
 }
 
 static int command(mc_stream *s, const char *cmd, mc_stage stage, int want,
-                   char *text, size_t text_len, mc_error **err)
+                   char *text, size_t text_len, mc_err **err)
 {
     char buf[512];
     int len = snprintf(buf, sizeof(buf), "%s\r\n", cmd);
@@ -95,7 +95,7 @@ static int command(mc_stream *s, const char *cmd, mc_stage stage, int want,
     return 0;
 }
 
-static int flood(mc_stream *s, size_t bytes, mc_error **err)
+static int flood(mc_stream *s, size_t bytes, mc_err **err)
 {
     static char chunk[65536];
     for (size_t i = 0; i < sizeof(chunk); i++)
@@ -114,7 +114,7 @@ static int flood(mc_stream *s, size_t bytes, mc_error **err)
 }
 
 static int dialogue(mc_stream *s, const mc_transport_ops *ops, const mc_connect_opts *o,
-                    bool starttls, size_t flood_bytes, mc_error **err)
+                    bool starttls, size_t flood_bytes, mc_err **err)
 {
     char text[8192];
     int code = read_reply(s, MC_STAGE_GREETING, text, sizeof(text), err);
@@ -181,7 +181,7 @@ int main(int argc, char **argv)
     }
     mc__log_setup(getenv("TLS_PROBE_DEBUG") ? MC_LOG_DEBUG : MC_LOG_WARN, NULL, NULL);
 
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     mc__registry *reg = NULL;
     const mc__plugin *plugin = NULL;
     mc_stream *s = NULL;

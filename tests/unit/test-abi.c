@@ -1,12 +1,12 @@
 /* test-abi: freeze the plugin ABI.
  *
  * Every number below is what include/mailconn/plugin.h (and the parts of
- * mailconn.h that cross the plugin boundary: mc_error, mc_rcpt_result, the
+ * mailconn.h that cross the plugin boundary: mc_err, mc_rcpt_result, the
  * codes, outcomes, stages and log levels) compile to on x86_64 today. A
  * change to any of them breaks every plugin built before it: moving,
  * removing or resizing a member needs MC_PLUGIN_ABI_MAJOR bumped (and this
  * table updated with it); appending to an ops table needs the minor bumped.
- * Result records (mc_error, mc_rcpt_result) only grow at the end, so only a
+ * Result records (mc_err, mc_rcpt_result) only grow at the end, so only a
  * lower bound is kept for their size.
  *
  * 1.1 appended mc_stream_ops.set_read_deadline and mc_connect_opts.deadline_ms
@@ -54,7 +54,7 @@ static const abi_num struct_sizes[] = {
     SIZE(mc_oauth_engine_ops, 56, 8),
     SIZE(mc_host_api, 144, 8),
     SIZE(mc_plugin_desc, 40, 8),
-    SIZE_MIN(mc_error, 96, 8),
+    SIZE_MIN(mc_err, 96, 8),
     SIZE_MIN(mc_rcpt_result, 40, 8),
 };
 
@@ -168,19 +168,19 @@ static const abi_num struct_members[] = {
     MEMBER(mc_plugin_desc, version, 16, 8),
     MEMBER(mc_plugin_desc, summary, 24, 8),
     MEMBER(mc_plugin_desc, ops, 32, 8),
-    MEMBER(mc_error, code, 0, 4),
-    MEMBER(mc_error, outcome, 4, 4),
-    MEMBER(mc_error, stage, 8, 4),
-    MEMBER(mc_error, smtp_code, 12, 4),
-    MEMBER(mc_error, enhanced, 16, 12),
-    MEMBER(mc_error, server_text, 32, 8),
-    MEMBER(mc_error, transient, 40, 1),
-    MEMBER(mc_error, message, 48, 8),
-    MEMBER(mc_error, hint, 56, 8),
-    MEMBER(mc_error, rcpts, 64, 8),
-    MEMBER(mc_error, n_rcpts, 72, 8),
-    MEMBER(mc_error, details, 80, 8),
-    MEMBER(mc_error, n_details, 88, 8),
+    MEMBER(mc_err, code, 0, 4),
+    MEMBER(mc_err, outcome, 4, 4),
+    MEMBER(mc_err, stage, 8, 4),
+    MEMBER(mc_err, smtp_code, 12, 4),
+    MEMBER(mc_err, enhanced, 16, 12),
+    MEMBER(mc_err, server_text, 32, 8),
+    MEMBER(mc_err, transient, 40, 1),
+    MEMBER(mc_err, message, 48, 8),
+    MEMBER(mc_err, hint, 56, 8),
+    MEMBER(mc_err, rcpts, 64, 8),
+    MEMBER(mc_err, n_rcpts, 72, 8),
+    MEMBER(mc_err, details, 80, 8),
+    MEMBER(mc_err, n_details, 88, 8),
     MEMBER(mc_rcpt_result, address, 0, 8),
     MEMBER(mc_rcpt_result, accepted, 8, 1),
     MEMBER(mc_rcpt_result, smtp_code, 12, 4),

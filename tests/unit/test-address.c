@@ -72,7 +72,7 @@ static void test_check_table(void **state)
         { "user@ex\xc3(.com", false, false },
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        mc_error *err = NULL;
+        mc_err *err = NULL;
         int rc = mc__address_check(cases[i].addr, cases[i].allow_bare, &err);
         if (cases[i].valid) {
             if (rc != 0)
@@ -153,7 +153,7 @@ static void test_extract(void **state)
     };
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
         char *a = NULL;
-        mc_error *err = NULL;
+        mc_err *err = NULL;
         int rc = mc__address_extract(ok[i].in, &a, &err);
         if (rc != 0)
             fail_msg("extract \"%s\": %s", ok[i].in, err ? err->message : "?");
@@ -166,7 +166,7 @@ static void test_extract(void **state)
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char *a = NULL;
-        mc_error *err = NULL;
+        mc_err *err = NULL;
         int rc = mc__address_extract(bad[i], &a, &err);
         if (rc != MC_EMESSAGE)
             fail_msg("extract \"%s\" should fail, got %d", bad[i], rc);
@@ -229,7 +229,7 @@ static void test_list(void **state)
     list_free(&l);
 
     /* a bad element fails the list with its reason */
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__address_list("a@example.com, b@@example.com", collect, &l, &err),
                      MC_EMESSAGE);
     assert_non_null(err);

@@ -66,7 +66,7 @@ static mc__registry *reg;
 static int group_setup(void **state)
 {
     (void)state;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     if (mc__registry_new(&reg, NULL, &err) < 0) {
         print_error("registry: %s\n", err ? err->message : "?");
         mc_error_free(err);
@@ -154,7 +154,7 @@ static size_t count_entries(const char *dir)
 }
 
 /* parse + prepare with the real plugins */
-static int load_text(const char *text, size_t len, mc__config **out, mc_error **err)
+static int load_text(const char *text, size_t len, mc__config **out, mc_err **err)
 {
     int rc = mc__config_parse(out, text, len, err);
     if (rc == 0 && (rc = mc__config_prepare(*out, reg, NULL, err)) < 0) {
@@ -453,7 +453,7 @@ static void test_bad_configs(void **state)
         const bad_case *c = &bad_cases[i];
         size_t len = c->len ? c->len : strlen(c->json);
         mc__config *cfg = NULL;
-        mc_error *err = NULL;
+        mc_err *err = NULL;
         int rc = load_text(c->json, len, &cfg, &err);
         size_t want = 0;
         while (want < MAX_ERRS && c->errors[want])
@@ -501,7 +501,7 @@ static mc__config *load_example(const char *name)
     char path[PATH_MAX];
     snprintf(path, sizeof(path), "%s/examples/%s", source_root(), name);
     mc__config *cfg = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     int rc = mc__config_load(&cfg, path, &err);
     if (rc == 0 && (rc = mc__config_prepare(cfg, reg, NULL, &err)) < 0) {
         mc__config_free(cfg);
@@ -590,7 +590,7 @@ static void test_defaults(void **state)
         "\"client_id\":\"c\"},\"max_connections\":7,\"port\":2587}"
         "]}";
     mc__config *cfg = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(load_text(json, strlen(json), &cfg, &err), 0);
     assert_null(err);
     assert_int_equal(cfg->n_servers, 5);
@@ -631,7 +631,7 @@ static void test_default_rule(void **state)
 {
     (void)state;
     mc__config *cfg = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     const char *lone = "{\"servers\":[{\"name\":\"only\",\"host\":\"h.example\",\"transport\":\"tls\"}]}";
     assert_int_equal(mc__config_parse(&cfg, lone, strlen(lone), &err), 0);
     assert_non_null(cfg->def);
@@ -667,7 +667,7 @@ static void test_never_crashes_on_bytes(void **state)
     };
     for (size_t i = 0; i < sizeof(inputs) / sizeof(inputs[0]); i++) {
         mc__config *cfg = NULL;
-        mc_error *err = NULL;
+        mc_err *err = NULL;
         int rc = load_text(inputs[i], strlen(inputs[i]), &cfg, &err);
         assert_int_equal(rc, MC_ECONFIG);
         assert_non_null(err);
@@ -682,7 +682,7 @@ static void test_never_crashes_on_bytes(void **state)
     char *text = slurp(path, &len);
     for (size_t n = 0; n + 2 < len; n++) {
         mc__config *cfg = NULL;
-        mc_error *err = NULL;
+        mc_err *err = NULL;
         assert_int_equal(mc__config_parse(&cfg, text, n, &err), MC_ECONFIG);
         assert_null(cfg);
         mc_error_free(err);
@@ -700,7 +700,7 @@ static void test_inline_secret_file_mode(void **state)
     const char *json = "{\"servers\":[{\"name\":\"r\",\"host\":\"h.example\",\"transport\":\"tls\","
                        "\"auth\":{\"provider\":\"basic\",\"user\":\"u\",\"password\":\"inline-pw\"}}]}";
     mc__config *cfg = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
 
     write_file(path, json, strlen(json), 0644);
     assert_int_equal(mc__config_load(&cfg, path, &err), MC_ECONFIG);
@@ -747,7 +747,7 @@ static void test_config_others_can_change(void **state)
                        "\"auth\":{\"provider\":\"basic\",\"user\":\"u\","
                        "\"password_command\":\"echo pw\"}}]}";
     mc__config *cfg = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     static const mode_t modes[] = { 0666, 0620, 0602, 0660 };
     for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
         write_file(path, json, strlen(json), modes[i]);
@@ -842,7 +842,7 @@ static void test_config_named_files_others_can_change(void **state)
              "\"ca_file\":\"%s/missing.pem\"}]}", ca, pw, f->dir);
     write_file(path, json, strlen(json), 0600);
     mc__config *cfg = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__config_load(&cfg, path, &err), MC_ECONFIG);
     assert_null(cfg);
     assert_int_equal(err->n_details, 2);
@@ -884,7 +884,7 @@ static void test_load_missing(void **state)
     char path[PATH_MAX], want[2 * PATH_MAX];
     snprintf(path, sizeof(path), "%s/none.json", f->dir);
     mc__config *cfg = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__config_load(&cfg, path, &err), MC_EFILE);
     assert_int_equal(err->outcome, MC_OUTCOME_CONFIG);
     snprintf(want, sizeof(want), "%s: cannot read the config: %s", path, strerror(ENOENT));
@@ -959,7 +959,7 @@ static void test_check_secrets(void **state)
              "\"ca_file\":\"%s/ca.pem\",\"auth\":{\"provider\":\"basic\",\"user\":\"u\","
              "\"password_file\":\"%s/pw\"}}]}", f->dir, f->dir);
     mc__config *cfg = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(load_text(json, strlen(json), &cfg, &err), 0);
     assert_int_equal(mc__config_check_secrets(cfg, &err), MC_ECONFIG);
     assert_int_equal(err->n_details, 2);
@@ -1022,7 +1022,7 @@ static const char two_servers_b[] =
 static mc__config *load_path(const char *path)
 {
     mc__config *cfg = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     if (mc__config_load(&cfg, path, &err) < 0)
         print_error("%s\n", err ? err->message : "?");
     mc_error_free(err);
@@ -1039,7 +1039,7 @@ static void test_set_default_moves_mark(void **state)
 
     mc__config *cfg = load_path(path);
     assert_string_equal(cfg->def->name, "a");
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__config_set_default(cfg, "b", &err), 0);
     assert_null(err);
     assert_true(fsync_calls >= 1);
@@ -1077,7 +1077,7 @@ static void test_set_default_unknown_server(void **state)
     snprintf(path, sizeof(path), "%s/config.json", f->dir);
     write_file(path, two_servers, strlen(two_servers), 0600);
     mc__config *cfg = load_path(path);
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__config_set_default(cfg, "zz", &err), MC_ENOSERVER);
     char want[2 * PATH_MAX];
     snprintf(want, sizeof(want), "no server named \"zz\" in %s", path);
@@ -1102,7 +1102,7 @@ static void test_set_default_symlink(void **state)
     assert_int_equal(symlink(real, link), 0);
 
     mc__config *cfg = load_path(link);
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__config_set_default(cfg, "b", &err), 0);
     mc__config_free(cfg);
 
@@ -1127,7 +1127,7 @@ static void test_set_default_rename_fails(void **state)
     mc__config *cfg = load_path(path);
 
     rename_fails = EIO;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__config_set_default(cfg, "b", &err), MC_EFILE);
     rename_fails = 0;
     char want[2 * PATH_MAX];
@@ -1195,7 +1195,7 @@ static void test_file_replace_new_file(void **state)
     fixture *f = *state;
     char path[PATH_MAX];
     snprintf(path, sizeof(path), "%s/tok.json", f->dir);
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__file_replace(path, "{}\n", 3, 0600, &err), 0);
     struct stat st;
     assert_int_equal(stat(path, &st), 0);
@@ -1238,7 +1238,7 @@ static void test_top_log_keys(void **state)
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         mc__config *cfg = NULL;
-        mc_error *err = NULL;
+        mc_err *err = NULL;
         assert_int_equal(load_text(cases[i].json, strlen(cases[i].json), &cfg, &err), 0);
         if (cases[i].log_file)
             assert_string_equal(cfg->log_file, cases[i].log_file);

@@ -1,4 +1,4 @@
-/* error: the code tables, the outcome -> exit code map, and mc_error
+/* error: the code tables, the outcome -> exit code map, and mc_err
  * building (first error wins, reply and enhanced code parsing). */
 #include <stdarg.h>
 #include <stddef.h>
@@ -58,7 +58,7 @@ static void test_exit_codes(void **state)
 static void test_first_error_wins(void **state)
 {
     (void)state;
-    mc_error *e = NULL;
+    mc_err *e = NULL;
     assert_int_equal(mc__error_set(&e, MC_ENET, MC_OUTCOME_TRANSIENT, MC_STAGE_CONNECT,
                                    "%s:%d: connection refused", "127.0.0.1", 25), MC_ENET);
     assert_int_equal(mc__error_set(&e, MC_EPROTO, MC_OUTCOME_PROTOCOL, MC_STAGE_EHLO, "later"),
@@ -87,7 +87,7 @@ static void test_reply_enhanced(void **state)
         { 421, "9.9.9 not a class", "", true },
     };
     for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
-        mc_error *e = NULL;
+        mc_err *e = NULL;
         mc__error_set(&e, MC_EREFUSED, MC_OUTCOME_PERMANENT, MC_STAGE_MAIL, "refused");
         mc__error_reply(e, t[i].code, t[i].text);
         assert_int_equal(e->smtp_code, t[i].code);
@@ -101,7 +101,7 @@ static void test_reply_enhanced(void **state)
 static void test_details_hint_rcpts(void **state)
 {
     (void)state;
-    mc_error *e = NULL;
+    mc_err *e = NULL;
     mc__error_set(&e, MC_ECONFIG, MC_OUTCOME_CONFIG, MC_STAGE_CONFIG, "two errors");
     assert_int_equal(mc__error_detail(e, "servers[0].port: a"), 0);
     assert_int_equal(mc__error_detail(e, "servers[1].host: b"), 0);

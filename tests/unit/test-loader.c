@@ -208,7 +208,7 @@ static int opens(void)
 static mc__registry *registry_of(const char *const *dirs, size_t n)
 {
     mc__registry *reg = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__registry_new_dirs(&reg, dirs, n, &err), 0);
     assert_null(err);
     assert_non_null(reg);
@@ -294,7 +294,7 @@ static void test_bad_plugins_rejected(void **state)
 
     /* the good one beside them loaded */
     const mc__plugin *p = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__registry_get(reg, MC_PLUGIN_AUTH, "probe", &p, &err), 0);
     assert_null(err);
     assert_string_equal(p->desc->name, "probe");
@@ -340,7 +340,7 @@ static void test_lazy_get_rejects_once(void **state)
     mc__registry *reg = registry_of(dirs, 1);
     for (int round = 0; round < 3; round++) {
         const mc__plugin *p = NULL;
-        mc_error *err = NULL;
+        mc_err *err = NULL;
         assert_int_equal(mc__registry_get(reg, MC_PLUGIN_AUTH, "abimajor", &p, &err), MC_EPLUGIN);
         assert_non_null(strstr(err->message, "/auth-abimajor.so rejected: wrong ABI version 2.0"));
         mc_error_free(err);
@@ -360,7 +360,7 @@ static void test_missing_and_invalid_names(void **state)
     const char *dirs[] = { a, bad_dir };
     mc__registry *reg = registry_of(dirs, 2);
     const mc__plugin *p = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__registry_get(reg, MC_PLUGIN_TRANSPORT, "foo", &p, &err), MC_EPLUGIN);
     char *want = NULL;
     assert_true(asprintf(&want, "no plugin transport-foo.so in %s:%s", a, bad_dir) > 0);
@@ -422,7 +422,7 @@ static void expect_mode_rejection(const char *dir, const char *file, const char 
     mc__registry *reg = registry_of(dirs, 1);
     int before = opens();
     const mc__plugin *p = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     char name[64];
     snprintf(name, sizeof(name), "%.*s", (int)(strlen(file) - strlen("auth-") - 3),
              file + strlen("auth-"));
@@ -459,7 +459,7 @@ static void test_writable_file_rejected(void **state)
     const char *dirs[] = { a };
     mc__registry *reg = registry_of(dirs, 1);
     const mc__plugin *p = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__registry_get(reg, MC_PLUGIN_AUTH, "basic", &p, &err), MC_EPLUGIN);
     assert_non_null(strstr(err->message, "auth-basic.so rejected: the file is writable by group or others (mode 0666)"));
     mc_error_free(err);
@@ -495,7 +495,7 @@ static void test_writable_folder_rejected(void **state)
         const char *dirs[] = { a };
         mc__registry *reg = registry_of(dirs, 1);
         const mc__plugin *p = NULL;
-        mc_error *err = NULL;
+        mc_err *err = NULL;
         int before = opens();
         assert_int_equal(mc__registry_get(reg, MC_PLUGIN_AUTH, "probe", &p, &err), 0);
         assert_null(err);
@@ -543,7 +543,7 @@ static void test_same_file_loaded_once(void **state)
 
     /* the same folder three ways is searched once */
     const mc__plugin *p = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__registry_get(reg, MC_PLUGIN_AUTH, "nothere", &p, &err), MC_EPLUGIN);
     char *want = NULL;
     assert_true(asprintf(&want, "no plugin auth-nothere.so in %s:%s", a, c) > 0);
@@ -599,7 +599,7 @@ static void test_duplicate_name_skipped(void **state)
     logs_clear();
     reg = registry_of(dirs, 2);
     const mc__plugin *p = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__registry_get(reg, MC_PLUGIN_AUTH, "probe", &p, &err), 0);
     assert_string_equal(p->file, a_real);
     assert_int_equal(count_lines("skipped", NULL), 0);
@@ -640,7 +640,7 @@ static void test_search_order(void **state)
     assert_int_equal(setenv("MAILCONN_PLUGIN_PATH", env, 1), 0);
 
     mc__registry *reg = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__registry_new(&reg, p, &err), 0);
     const mc__plugin *pl = NULL;
     assert_int_equal(mc__registry_get(reg, MC_PLUGIN_AUTH, "nothere", &pl, &err), MC_EPLUGIN);
@@ -715,7 +715,7 @@ static void test_good_plugins_load_beside_bad(void **state)
     static const char *const providers[] = { "basic", "google", "manual", "microsoft" };
     for (size_t i = 0; i < 4; i++) {
         const mc__plugin *p = NULL;
-        mc_error *err = NULL;
+        mc_err *err = NULL;
         if (mc__registry_get(reg, MC_PLUGIN_AUTH, providers[i], &p, &err) != 0)
             fail_msg("auth %s: %s", providers[i], err ? err->message : "?");
         assert_int_equal(p->desc->kind, MC_PLUGIN_AUTH);
@@ -737,7 +737,7 @@ static void test_good_plugins_load_beside_bad(void **state)
         if (!plugin_file_exists(transports_dir, file))
             continue;
         const mc__plugin *p = NULL;
-        mc_error *err = NULL;
+        mc_err *err = NULL;
         if (mc__registry_get(reg, MC_PLUGIN_TRANSPORT, transports[i], &p, &err) != 0)
             fail_msg("transport %s: %s", transports[i], err ? err->message : "?");
         assert_int_equal(p->desc->kind, MC_PLUGIN_TRANSPORT);
@@ -817,7 +817,7 @@ static const mc_auth_ops *provider(mc__registry **reg, const char *name)
     const char *dirs[] = { providers_dir };
     *reg = registry_of(dirs, 1);
     const mc__plugin *p = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     if (mc__registry_get(*reg, MC_PLUGIN_AUTH, name, &p, &err) != 0)
         fail_msg("auth %s: %s", name, err ? err->message : "?");
     return p->desc->ops;
@@ -954,7 +954,7 @@ static void test_manual_profile(void **state)
                   "\"device_authorization_url\":\"https://idp.example/device\","
                   "\"scope\":\"smtp offline\",\"params\":{\"audience\":\"mail\"}}");
     mc_oauth_profile prof;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(ops->oauth_profile(&t.cfg, &prof, &err), 0);
     assert_int_equal(prof.size, sizeof(prof));
     assert_string_equal(prof.token_url, "https://idp.example/token");
@@ -994,7 +994,7 @@ static void test_google(void **state)
     tcfg t;
     tcfg_init(&t, "{\"user\":\"me@gmail.com\",\"client_id\":\"id\"}");
     mc_oauth_profile prof;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(ops->oauth_profile(&t.cfg, &prof, &err), 0);
     assert_string_equal(prof.authorization_url, "https://accounts.google.com/o/oauth2/v2/auth");
     assert_string_equal(prof.token_url, "https://oauth2.googleapis.com/token");
@@ -1056,7 +1056,7 @@ static void test_microsoft(void **state)
     assert_string_equal(ops->smtp_transport, "starttls");
     assert_int_equal(ops->max_connections, 3);
     mc_oauth_profile prof;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     tcfg t;
 
     /* defaults: login.microsoftonline.com, tenant common */
@@ -1202,7 +1202,7 @@ static void test_basic(void **state)
     tcfg t;
     tcfg_init(&t, "{\"user\":\"app\",\"password_env\":\"MC_TEST_LOADER_PW\"}");
     mc_credentials cred = { NULL, NULL };
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     if (ops->credentials(&t.cfg, &cred, &err) != 0)
         fail_msg("credentials: %s", err ? err->message : "?");
     assert_string_equal(cred.user, "app");

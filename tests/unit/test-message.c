@@ -31,7 +31,7 @@ typedef struct out {
     size_t   tail_len;
 } out;
 
-static int sink(void *payload, const void *data, size_t len, mc_error **err)
+static int sink(void *payload, const void *data, size_t len, mc_err **err)
 {
     (void)err;
     out *o = payload;
@@ -66,7 +66,7 @@ static void check_lines(const char *s, size_t n)
 
 static void prepare_ok(mc_message *m, const mc__msg_defaults *d)
 {
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     int rc = mc__message_prepare(m, d, &err);
     if (rc != 0)
         fail_msg("prepare: %s", err ? err->message : "?");
@@ -77,7 +77,7 @@ static void prepare_ok(mc_message *m, const mc__msg_defaults *d)
 static char *render(mc_message *m, size_t *len, bool strict)
 {
     out o = { .keep = true };
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     int rc = mc__message_write(m, sink, &o, &err);
     if (rc != 0)
         fail_msg("write: %s", err ? err->message : "?");
@@ -115,7 +115,7 @@ static size_t parse_hdrs(const char *s, size_t n, hdrs *h)
 {
     size_t body = 0;
     memset(h, 0, sizeof(*h));
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     if (mc__header_parse(s, n, hdr_cb, h, &body, &err) != 0)
         fail_msg("header parse: %s", err ? err->message : "?");
     return body;
@@ -635,7 +635,7 @@ static void test_rfc2231_long_continuation(void **state)
 
 /* ---------------------------------------------------- header injection */
 
-static void expect_refused(int rc, mc_error *err)
+static void expect_refused(int rc, mc_err *err)
 {
     assert_int_equal(rc, MC_EMESSAGE);
     assert_non_null(err);
@@ -655,7 +655,7 @@ static void test_header_injection(void **state)
 {
     (void)state;
     mc_message *m = simple();
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     expect_refused_rc(mc_message_set_subject(m, "hi\r\nBcc: victim@example.com", &err), &err);
     err = NULL;
     expect_refused_rc(mc_message_set_subject(m, "hi\nX: y", &err), &err);
@@ -961,7 +961,7 @@ static void test_add_header(void **state)
     char big[1100];
     memset(big, 'y', sizeof(big) - 1);
     big[sizeof(big) - 1] = '\0';
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     expect_refused_rc(mc_message_add_header(m, "X-Big", big, &err), &err);
 
     prepare_ok(m, &D0);
@@ -989,7 +989,7 @@ static void test_long_address_list_and_name_only(void **state)
     mc_message *m = NULL;
     assert_int_equal(mc_message_new(&m, NULL), 0);
     /* sendmail -F: a display name for the From: written from sender.address */
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     expect_refused_rc(mc_message_set_from_name(m, "Cron\r\nBcc: x@example.com", &err), &err);
     assert_int_equal(mc_message_set_from_name(m, "CronDaemon", NULL), 0);
     for (int i = 0; i < 40; i++) {
@@ -1238,7 +1238,7 @@ static void test_header_parse(void **state)
         { ": empty name\n\n", 0, "line 1" },
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        mc_error *err = NULL;
+        mc_err *err = NULL;
         size_t len = bad[i].len ? bad[i].len : strlen(bad[i].in);
         assert_int_equal(mc__header_parse(bad[i].in, len, seen_cb, &s, &body, &err),
                          MC_EMESSAGE);
@@ -1267,7 +1267,7 @@ static void test_parse_folded_groups_crlf(void **state)
         "Body line 1\r\n"
         "From the body\r\n";
     mc_message *m = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc_message_parse(&m, in, strlen(in), &err), 0);
     assert_string_equal(mc_message_id(m), "given.1@example.com");
     prepare_ok(m, &D0);
@@ -1330,7 +1330,7 @@ static void test_parse_lf_adds_date_and_id(void **state)
     mc_message_free(m);
 
     /* a bad header line fails the parse with its line number */
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     const char *badin = "From: a@example.com\nTo: b@example.com\nbroken line\n\nbody";
     assert_int_equal(mc_message_parse(&m, badin, strlen(badin), &err), MC_EMESSAGE);
     assert_null(m);
@@ -1470,7 +1470,7 @@ static void test_parse_8bit_and_file(void **state)
     /* the file shrinks after prepare: the write fails, it never sends less */
     assert_int_equal(truncate(p, (off_t)(hdr_len + 100)), 0);
     out o = { .keep = false };
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__message_write(m, sink, &o, &err), MC_EFILE);
     assert_int_equal(err->outcome, MC_OUTCOME_NOINPUT);
     mc_error_free(err);
@@ -1548,7 +1548,7 @@ static void test_prepare_envelope_sender(void **state)
     /* nothing at all */
     assert_int_equal(mc_message_new(&m, NULL), 0);
     assert_int_equal(mc_message_add_recipient(m, MC_RCPT_TO, "to@example.com", NULL), 0);
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__message_prepare(m, &D0, &err), MC_EMESSAGE);
     assert_int_equal(err->stage, MC_STAGE_MESSAGE);
     assert_non_null(err->hint);
@@ -1599,7 +1599,7 @@ static void test_prepare_bare_sender(void **state)
     free(s);
 
     /* without sender.address a bare sender is refused */
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__message_prepare(m, &D0, &err), MC_EMESSAGE);
     assert_non_null(strstr(err->message, "\"root\" has no domain"));
     assert_int_equal(err->outcome, MC_OUTCOME_DATA);
@@ -1655,7 +1655,7 @@ static void test_prepare_aliases(void **state)
     /* no alias: refused with the hint */
     assert_int_equal(mc_message_new(&m, NULL), 0);
     assert_int_equal(mc_message_add_envelope_recipient(m, "nobody", NULL), 0);
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__message_prepare(m, &d, &err), MC_EMESSAGE);
     assert_string_equal(err->message, "recipient \"nobody\" has no domain and no alias");
     assert_string_equal(err->hint, "add it to \"aliases\" in the config");
@@ -1719,7 +1719,7 @@ static void test_prepare_recipients(void **state)
     mc_message *m = NULL;
     assert_int_equal(mc_message_new(&m, NULL), 0);
     assert_int_equal(mc_message_set_from(m, "a@example.com", NULL, NULL), 0);
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__message_prepare(m, &D0, &err), MC_EMESSAGE);
     assert_int_equal(err->outcome, MC_OUTCOME_DATA);
     assert_int_equal(err->stage, MC_STAGE_MESSAGE);
@@ -1771,7 +1771,7 @@ static void test_prepare_recipients(void **state)
     mc_message_free(m);
 }
 
-static int failing_sink(void *payload, const void *data, size_t len, mc_error **err)
+static int failing_sink(void *payload, const void *data, size_t len, mc_err **err)
 {
     (void)payload;
     (void)data;
@@ -1784,7 +1784,7 @@ static void test_sink_error_propagates(void **state)
     (void)state;
     mc_message *m = simple();
     prepare_ok(m, &D0);
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__message_write(m, failing_sink, NULL, &err), MC_ENET);
     assert_int_equal(err->stage, MC_STAGE_DATA);
     mc_error_free(err);
@@ -1813,7 +1813,7 @@ static void test_streaming_large_attachment(void **state)
     assert_true(size > b64 + 2 * (b64 / 76));
 
     out o = { .keep = false };
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__message_write(m, sink, &o, &err), 0);
     assert_int_equal(o.total, size);
     assert_true(o.max_call < 1024 * 1024);   /* chunks, not the whole file */
@@ -1836,7 +1836,7 @@ static char *render_text(const char *t, size_t n, bool from_file, size_t *len)
     assert_int_equal(mc_message_add_header(m, "Date", "Thu, 3 Dec 2026 12:00:00 +0000", NULL), 0);
     assert_int_equal(mc_message_add_header(m, "Message-ID", "<fixed@example.com>", NULL), 0);
     char *path = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     if (from_file) {
         path = write_file("text-file.txt", t, n);
         if (mc_message_set_text_file(m, path, &err) != 0)
@@ -1859,7 +1859,7 @@ static void test_text_file_missing(void **state)
     mc_message *m = simple();
     char *path = NULL;
     assert_true(asprintf(&path, "%s/no-such-body.txt", tmpdir) > 0);
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc_message_set_text_file(m, path, &err), MC_EFILE);
     assert_int_equal(err->outcome, MC_OUTCOME_NOINPUT);   /* exit 66 */
     assert_int_equal(err->stage, MC_STAGE_MESSAGE);
@@ -2002,7 +2002,7 @@ static void test_text_file_changed_and_multipart(void **state)
     prepare_ok(m, &D0);
     free(write_file("changing.txt", "longer now\n", 11));
     out o = { .keep = false };
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__message_write(m, sink, &o, &err), MC_EFILE);
     assert_non_null(strstr(err->message, "changed while it was sent"));
     mc_error_free(err);
@@ -2056,7 +2056,7 @@ static void test_text_file_changed_and_multipart(void **state)
 static char *sendmail_render(const char *in, const mc__msg_defaults *d, size_t *n)
 {
     mc_message *m = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     if (mc__message_parse_sendmail(&m, in, strlen(in), &err) != 0)
         fail_msg("parse_sendmail: %s", err ? err->message : "?");
     assert_int_equal(mc_message_add_envelope_recipient(m, "to@example.com", NULL), 0);
@@ -2104,7 +2104,7 @@ static void test_parse_sendmail_body_only(void **state)
     /* still refused: a bare CR or NUL in a header; and for send -t the
      * strict parser keeps refusing a non-header first line */
     mc_message *m = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__message_parse_sendmail(&m, "Subject: a\rb\n\nx\n", 16, &err), MC_EMESSAGE);
     assert_non_null(strstr(err->message, "bare CR"));
     mc_error_free(err);
@@ -2138,7 +2138,7 @@ static void test_null_sender_and_resent(void **state)
     assert_int_equal(mc_message_new(&m, NULL), 0);
     assert_int_equal(mc_message_add_recipient(m, MC_RCPT_TO, "to@example.com", NULL), 0);
     assert_int_equal(mc_message_set_envelope_from(m, "<>", NULL), 0);
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__message_prepare(m, &D0, &err), MC_EMESSAGE);
     assert_non_null(strstr(err->message, "From:"));
     mc_error_free(err);
@@ -2222,7 +2222,7 @@ static void test_set_dsn(void **state)
     static const char *const bad_notify[] = { "", "never,success", "success,success", "sometimes",
                                               "success,", ",delay" };
     for (size_t i = 0; i < sizeof(bad_notify) / sizeof(bad_notify[0]); i++) {
-        mc_error *err = NULL;
+        mc_err *err = NULL;
         assert_int_equal(mc_message_set_dsn(m, bad_notify[i], NULL, NULL, &err), MC_EINVAL);
         assert_int_equal(err->outcome, MC_OUTCOME_USAGE);
         mc_error_free(err);

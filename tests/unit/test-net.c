@@ -102,7 +102,7 @@ static void test_connect_blackhole_deadline(void **state)
     int64_t t0 = mc__mono_ms();
     o.deadline_ms = t0 + 300;
     int fd = -1;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__tcp_connect(&o, &fd, &err), MC_ETIMEOUT);
     int64_t took = mc__mono_ms() - t0;
     assert_int_equal(fd, -1);
@@ -136,7 +136,7 @@ typedef struct slow_stream {
     int64_t     last_deadline;
 } slow_stream;
 
-static ssize_t slow_read(mc_stream *st, void *buf, size_t len, mc_error **err)
+static ssize_t slow_read(mc_stream *st, void *buf, size_t len, mc_err **err)
 {
     (void)err;
     slow_stream *s = (slow_stream *)st;
@@ -148,7 +148,7 @@ static ssize_t slow_read(mc_stream *st, void *buf, size_t len, mc_error **err)
     return 1;
 }
 
-static int slow_write(mc_stream *st, const void *buf, size_t len, mc_error **err)
+static int slow_write(mc_stream *st, const void *buf, size_t len, mc_err **err)
 {
     (void)st;
     (void)buf;
@@ -186,7 +186,7 @@ static const mc_stream_ops ops_11 = {
     .set_read_deadline = slow_set_read_deadline,
 };
 
-static int open_slow(slow_stream *s, mc_error **err)
+static int open_slow(slow_stream *s, mc_err **err)
 {
     mc_connect_opts c = { .size = sizeof(c), .host = "127.0.0.1", .port = 25, .timeout_ms = 200 };
     mc__smtp_opts o = { .stream = &s->base, .connect = &c, .helo = "client.test" };
@@ -205,7 +205,7 @@ static void test_reply_deadline_stream_10(void **state)
     (void)state;
     slow_stream s = { .base.ops = &ops_10, .text = "220 trickled greeting, one byte at a time\r\n",
                       .pace_ms = 20 };
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     int64_t t0 = mc__mono_ms();
     assert_int_equal(open_slow(&s, &err), MC_ETIMEOUT);
     int64_t took = mc__mono_ms() - t0;
@@ -224,7 +224,7 @@ static void test_reply_deadline_stream_11(void **state)
 {
     (void)state;
     slow_stream s = { .base.ops = &ops_11, .text = "220 hi\r\n250 ok\r\n", .pace_ms = 1 };
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     int64_t t0 = mc__mono_ms();
     assert_int_equal(open_slow(&s, &err), 0);
     assert_null(err);

@@ -50,12 +50,12 @@ static char *t_strdup(const char *s) { return s ? strdup(s) : NULL; }
 static void t_free(void *p) { free(p); }
 static void t_free_secret(char *s) { mc__oauth_wipe_free(s); }
 
-static int t_error(mc_error **err, int code, mc_outcome outcome, mc_stage stage,
+static int t_error(mc_err **err, int code, mc_outcome outcome, mc_stage stage,
                    const char *fmt, ...)
 {
     if (!err || *err)
         return code;
-    mc_error *e = calloc(1, sizeof *e);
+    mc_err *e = calloc(1, sizeof *e);
     if (!e)
         return code;
     e->code = code;
@@ -70,7 +70,7 @@ static int t_error(mc_error **err, int code, mc_outcome outcome, mc_stage stage,
     return code;
 }
 
-static void err_free(mc_error *e)
+static void err_free(mc_err *e)
 {
     if (!e)
         return;
@@ -81,7 +81,7 @@ static void err_free(mc_error *e)
 }
 
 static int t_file_replace(const char *path, const char *data, size_t len, int mode,
-                          mc_error **err)
+                          mc_err **err)
 {
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp%s", path, TEMPLATE_TAIL);
@@ -99,7 +99,7 @@ static int t_file_replace(const char *path, const char *data, size_t len, int mo
     return 0;
 }
 
-static int t_run_command(const char *c, int t, char **out, mc_error **err)
+static int t_run_command(const char *c, int t, char **out, mc_err **err)
 {
     (void)c;
     (void)t;
@@ -222,7 +222,7 @@ static void tokens_number_expires_in(void **state)
     const char *body = "{\"token_type\":\"Bearer\",\"access_token\":\"AT-1\",\"expires_in\":3599,"
                        "\"refresh_token\":\"RT-1\",\"scope\":\"https://mail.google.com/\"}";
     mc__oauth_tokens t;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__oauth_parse_tokens(body, strlen(body), &t, &err), 0);
     assert_null(err);
     assert_string_equal(t.access_token, "AT-1");
@@ -250,7 +250,7 @@ static void tokens_string_expires_in_and_case(void **state)
 static void expect_bad_tokens(const char *body)
 {
     mc__oauth_tokens t;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__oauth_parse_tokens(body, strlen(body), &t, &err), MC_EOAUTH);
     assert_non_null(err);
     assert_int_equal(err->outcome, MC_OUTCOME_TRANSIENT);
@@ -288,7 +288,7 @@ static void error_microsoft_aadsts700082(void **state)
         "{\"error\":\"invalid_grant\",\"error_description\":\"AADSTS700082: The refresh token "
         "has expired due to inactivity. The token was issued on 2024-01-01.\",\"error_codes\":"
         "[700082],\"timestamp\":\"2024-05-01 10:00:00Z\",\"trace_id\":\"t\",\"correlation_id\":\"c\"}";
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     char *oe = NULL;
     assert_int_equal(mc__oauth_error_from(400, body, strlen(body), &f->req, &oe, &err), MC_EAUTH);
     assert_string_equal(oe, "invalid_grant");
@@ -308,7 +308,7 @@ static void error_microsoft_code_only_in_error_codes(void **state)
     /* the hint matches through error_codes even when the text lacks it */
     const char *body = "{\"error\":\"invalid_grant\",\"error_description\":\"wrong tenant\","
                        "\"error_codes\":[7000012]}";
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__oauth_error_from(400, body, strlen(body), &f->req, NULL, &err), MC_EAUTH);
     assert_non_null(strstr(err->hint, "auth.tenant"));
     err_free(err);
@@ -320,7 +320,7 @@ static void error_google_invalid_grant(void **state)
     f->profile.hints = NULL;
     const char *body = "{\"error\":\"invalid_grant\",\"error_description\":\"Token has been "
                        "expired or revoked.\"}";
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__oauth_error_from(400, body, strlen(body), &f->req, NULL, &err), MC_EAUTH);
     assert_int_equal(err->outcome, MC_OUTCOME_AUTH);
     assert_non_null(strstr(err->message, "Token has been expired or revoked."));
@@ -331,7 +331,7 @@ static void error_google_invalid_grant(void **state)
 static void error_config_and_transient(void **state)
 {
     fixture *f = *state;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     const char *ic = "{\"error\":\"invalid_client\",\"error_description\":\"client authentication failed\"}";
     assert_int_equal(mc__oauth_error_from(401, ic, strlen(ic), &f->req, NULL, &err), MC_ECONFIG);
     assert_int_equal(err->outcome, MC_OUTCOME_CONFIG);
@@ -372,7 +372,7 @@ static void authorize_url_params_and_escaping(void **state)
 {
     fixture *f = *state;
     char *url = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__oauth_authorize_url(&f->req, "http://127.0.0.1:5555/", "st-1",
                                              "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
                                              &url, &err), 0);
@@ -455,7 +455,7 @@ static void store_tokens(fixture *f, const char *at, long long expires_at, const
     s.refresh_issued_at = 1700000000;
     s.refresh_used_at = 1700000500;
     s.scope = strdup("https://mail.google.com/");
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__oauth_store_save(&f->req, &s, &err), 0);
     assert_null(err);
     mc__oauth_store_clear(&s);
@@ -491,7 +491,7 @@ static void store_round_trip_modes(void **state)
 
     /* the engine hands out the cached token without any request */
     char *tok = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(engine->token(&f->req, &tok, &err), 0);
     assert_string_equal(tok, "AT-stored");
     mc__oauth_wipe_free(tok);
@@ -520,7 +520,7 @@ static void store_identity_mismatch_refused(void **state)
     store_tokens(f, "AT-other", 1900000000LL, "RT-other");
     f->req.user = "someone-else@example.org";
     char *tok = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(engine->token(&f->req, &tok, &err), MC_EAUTH);
     assert_null(tok);
     assert_int_equal(err->outcome, MC_OUTCOME_AUTH);
@@ -543,7 +543,7 @@ static void no_token_stored(void **state)
 {
     fixture *f = *state;
     char *tok = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(engine->token(&f->req, &tok, &err), MC_EAUTH);
     assert_int_equal(err->outcome, MC_OUTCOME_AUTH);
     assert_non_null(strstr(err->message, "no token stored for server s1"));
@@ -557,7 +557,7 @@ static void refresh_margin_and_endpoint_down(void **state)
     /* 100 s left, margin 600: must refresh; the endpoint is a closed port */
     store_tokens(f, "AT-nearly-expired", mc__oauth_now() + 100, "RT-secret-value");
     char *tok = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(engine->token(&f->req, &tok, &err), MC_EOAUTH);
     assert_null(tok);
     assert_int_equal(err->outcome, MC_OUTCOME_TRANSIENT);
@@ -579,7 +579,7 @@ static void invalidate_only_matching(void **state)
 {
     fixture *f = *state;
     store_tokens(f, "AT-current", 1900000000LL, "RT-x");
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(engine->invalidate(&f->req, "AT-older", &err), 0);
     char *tok = NULL;
     assert_int_equal(engine->token(&f->req, &tok, &err), 0);
@@ -599,7 +599,7 @@ static void revoke_without_endpoint_deletes(void **state)
 {
     fixture *f = *state;
     store_tokens(f, "AT-r", 1900000000LL, "RT-r");
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(engine->revoke(&f->req, &err), 0);
     assert_null(err);
     char path[600];
@@ -614,7 +614,7 @@ static void bad_server_name_refused(void **state)
     fixture *f = *state;
     f->req.server = "../escape";
     char *tok = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_not_equal(engine->token(&f->req, &tok, &err), 0);
     assert_non_null(err);
     err_free(err);
@@ -625,7 +625,7 @@ static void bad_server_name_refused(void **state)
 static long long expires_of(const char *body)
 {
     mc__oauth_tokens t;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     int rc = mc__oauth_parse_tokens(body, strlen(body), &t, &err);
     if (rc) {
         err_free(err);
@@ -660,7 +660,7 @@ static void tokens_expires_in_clamped(void **state)
                           "{\"access_token\":\"A\",\"expires_in\":-1e300}" };
     for (size_t i = 0; i < sizeof neg / sizeof *neg; i++) {
         mc__oauth_tokens t;
-        mc_error *err = NULL;
+        mc_err *err = NULL;
         assert_int_equal(mc__oauth_parse_tokens_from("https://t.example/token", neg[i],
                                                      strlen(neg[i]), &t, &err), MC_EOAUTH);
         assert_non_null(strstr(err->message, "negative expires_in"));
@@ -669,7 +669,7 @@ static void tokens_expires_in_clamped(void **state)
         err_free(err);
     }
     mc__oauth_tokens t;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     const char *soon = "{\"access_token\":\"A\",\"expires_in\":\"soon\"}";
     assert_int_equal(mc__oauth_parse_tokens(soon, strlen(soon), &t, &err), MC_EOAUTH);
     assert_non_null(strstr(err->message, "not a number (soon)"));
@@ -679,7 +679,7 @@ static void tokens_expires_in_clamped(void **state)
 static void expect_token_refused(const char *body, const char *what)
 {
     mc__oauth_tokens t;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__oauth_parse_tokens_from("https://idp.example/oauth2/token", body,
                                                  strlen(body), &t, &err), MC_EOAUTH);
     assert_non_null(err);
@@ -720,7 +720,7 @@ static void tokens_character_sets(void **state)
     assert_false(mc__oauth_refresh_token_ok("", 0));
 }
 
-static int device_of(const char *extra, mc__oauth_device *d, mc_error **err)
+static int device_of(const char *extra, mc__oauth_device *d, mc_err **err)
 {
     char body[1024];
     snprintf(body, sizeof body, "{\"device_code\":\"DC\",\"user_code\":\"ABCD\","
@@ -731,7 +731,7 @@ static int device_of(const char *extra, mc__oauth_device *d, mc_error **err)
 static long long interval_of(const char *extra)
 {
     mc__oauth_device d;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     if (device_of(extra, &d, &err)) {
         err_free(err);
         return -100;
@@ -756,7 +756,7 @@ static void device_answer_clamped(void **state)
     assert_int_equal(interval_of(",\"interval\":[]"), -100);
 
     mc__oauth_device d;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(device_of(",\"expires_in\":9223372036854775807", &d, &err), 0);
     assert_true(d.expires_in == 365LL * 86400);
     assert_string_equal(d.device_code, "DC");
@@ -795,7 +795,7 @@ static void refresh_margin_half_lifetime(void **state)
     mc__oauth_tokens t = { strdup("AT-short"), strdup("RT-short"), NULL, 300 };
     mc__oauth_store s;
     memset(&s, 0, sizeof s);
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__oauth_store_tokens(&f->req, &s, &t, false, &err), 0);
     mc__oauth_tokens_clear(&t);
     assert_true(s.expires_at - s.access_issued_at == 300);
@@ -847,7 +847,7 @@ static void expect_refused(fixture *f, const char *path, const char *what)
 {
     mc__oauth_store s;
     bool found = true;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__oauth_store_load(&f->req, &s, &found, &err), MC_EFILE);
     assert_false(found);
     assert_non_null(err);
@@ -978,7 +978,7 @@ static void store_save_creates_private_and_leaves_no_temp(void **state)
           "\"me@example.org\",\"token_url\":\"http://127.0.0.1:1/token\"},"
           "\"access_token\":\"AT\\r\\nQUIT\",\"expires_at\":1900000000}", fp);
     fclose(fp);
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__oauth_store_load(&f->req, &s, &found, &err), MC_EFILE);
     err_free(err);
     /* an import with a control character is refused before any request */

@@ -179,7 +179,7 @@ static void test_state_round_trip(void **state)
     assert_int_equal(mc__queue_state_parse(&p, "{\"attempts\":-1,\"next_try\":0}", 28), MC_EFILE);
 }
 
-static int load(const char *text, mc__config **out, mc_error **err)
+static int load(const char *text, mc__config **out, mc_err **err)
 {
     return mc__config_parse(out, text, strlen(text), err);
 }
@@ -188,7 +188,7 @@ static void test_config_keys(void **state)
 {
     (void)state;
     mc__config *cfg = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     const char *srv = "\"servers\":[{\"name\":\"l\",\"host\":\"h\",\"transport\":\"plain\"}]";
     char text[512];
     snprintf(text, sizeof(text), "{%s}", srv);

@@ -92,7 +92,7 @@ static int resolve(const char *json, const char *name, char **out, char **msg)
 {
     authcfg a;
     auth_new(&a, json);
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     int rc = mc__secret_resolve(&a.cfg, name, out, &err);
     if (msg)
         *msg = err ? strdup(err->message) : NULL;
@@ -274,7 +274,7 @@ static void test_command_nonzero_exit(void **state)
     assert_string_equal(msg, "servers[0].auth.password_command: command exited with status 3");
     free(msg);
 
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__secret_command("kill -9 $$", 5000, &v, &err), MC_ESECRET);
     assert_string_equal(err->message, "command was killed by signal 9");
     mc_error_free(err);
@@ -291,7 +291,7 @@ static void test_command_stdin_is_not_ours(void **state)
     /* cat reads stdin: /dev/null ends it at once, whatever the test's
      * stdin is (a terminal would otherwise block until the bound) */
     char *v = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     struct timespec a, b;
     clock_gettime(CLOCK_MONOTONIC, &a);
     assert_int_equal(mc__secret_command("cat; echo after-cat", 5000, &v, &err), 0);
@@ -325,7 +325,7 @@ static void test_command_killed_at_bound(void **state)
     snprintf(cmd, sizeof(cmd), "sleep 300 & echo $! > '%s'; wait", pidfile);
 
     char *v = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     struct timespec a, b;
     clock_gettime(CLOCK_MONOTONIC, &a);
     assert_int_equal(mc__secret_command(cmd, 1000, &v, &err), MC_ESECRET);
@@ -358,7 +358,7 @@ static void test_command_bound_in_ms(void **state)
 {
     (void)state;
     char *v = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__secret_command("exec sleep 300", 300, &v, &err), MC_ESECRET);
     assert_string_equal(err->message, "command did not finish within 300 ms and was killed");
     mc_error_free(err);
@@ -370,7 +370,7 @@ static void test_command_line_over_64k_refused(void **state)
 {
     (void)state;
     char *v = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__secret_command("head -c 65536 /dev/zero | tr '\\0' a; echo", 5000, &v,
                                         &err), 0);
     assert_int_equal(strlen(v), 65536);
@@ -532,7 +532,7 @@ static void test_log_and_error_escaped(void **state)
     free(last_line);
     last_line = NULL;
 
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     mc__error_set(&err, MC_EOAUTH, MC_OUTCOME_TRANSIENT, MC_STAGE_OAUTH, "token endpoint: %s",
                   "invalid_grant \x1b[2J\xc2\x9b");
     mc__error_reply(err, 554, "5.7.1 \x1b]0;pwn\x07");

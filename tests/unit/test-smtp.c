@@ -37,7 +37,7 @@ typedef struct mem_stream {
     bool               nothing_waiting; /* such a read times out */
 } mem_stream;
 
-static ssize_t mem_read(mc_stream *st, void *buf, size_t len, mc_error **err)
+static ssize_t mem_read(mc_stream *st, void *buf, size_t len, mc_err **err)
 {
     mem_stream *m = (mem_stream *)st;
     m->reads++;
@@ -62,7 +62,7 @@ static ssize_t mem_read(mc_stream *st, void *buf, size_t len, mc_error **err)
     return (ssize_t)n;
 }
 
-static int mem_write(mc_stream *st, const void *buf, size_t len, mc_error **err)
+static int mem_write(mc_stream *st, const void *buf, size_t len, mc_err **err)
 {
     (void)err;
     mem_stream *m = (mem_stream *)st;
@@ -102,7 +102,7 @@ static const mc_stream_ops probe_ops = {
 };
 
 /* A fake STARTTLS: the "handshake" just flips encrypted. */
-static int fake_starttls(mc_stream *st, const mc_connect_opts *o, mc_error **err)
+static int fake_starttls(mc_stream *st, const mc_connect_opts *o, mc_err **err)
 {
     (void)err;
     mem_stream *m = (mem_stream *)st;
@@ -176,7 +176,7 @@ static mc__smtp *open_ok(mem_stream *m)
 {
     mc__smtp_opts o = default_opts(m);
     mc__smtp *s = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     int rc = mc__smtp_open(&s, &o, &err);
     if (rc != 0)
         fail_msg("open: %d %s", rc, err ? err->message : "");
@@ -192,7 +192,7 @@ typedef struct body {
     int         calls;
 } body;
 
-static int body_writer(void *payload, mc__sink_fn *sink, void *sp, mc_error **err)
+static int body_writer(void *payload, mc__sink_fn *sink, void *sp, mc_err **err)
 {
     body *b = payload;
     b->calls++;
@@ -503,7 +503,7 @@ static void test_greeting_refused(void **state)
     mem_stream *m = new_stream(script, false);
     mc__smtp_opts o = default_opts(m);
     mc__smtp *s = (mc__smtp *)&o;   /* must be reset to NULL */
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__smtp_open(&s, &o, &err), MC_EREFUSED);
     assert_null(s);
     assert_true(m->closed);
@@ -526,7 +526,7 @@ static void test_ehlo_protocol_violation(void **state)
     mem_stream *m = new_stream(script, false);
     mc__smtp_opts o = default_opts(m);
     mc__smtp *s = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__smtp_open(&s, &o, &err), MC_EPROTO);
     assert_int_equal(err->outcome, MC_OUTCOME_PROTOCOL);
     assert_int_equal(err->stage, MC_STAGE_EHLO);
@@ -559,7 +559,7 @@ static void test_closed_during_greeting(void **state)
     mem_stream *m = new_stream(script, false);
     mc__smtp_opts o = default_opts(m);
     mc__smtp *s = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__smtp_open(&s, &o, &err), MC_ENET);
     assert_int_equal(err->stage, MC_STAGE_GREETING);
     assert_int_equal(err->outcome, MC_OUTCOME_TRANSIENT);
@@ -580,7 +580,7 @@ static void test_starttls_not_offered(void **state)
     mc__smtp_opts o = default_opts(m);
     o.require_starttls = true;
     mc__smtp *s = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__smtp_open(&s, &o, &err), MC_EREFUSED);
     assert_null(s);
     assert_int_equal(err->stage, MC_STAGE_STARTTLS);
@@ -605,7 +605,7 @@ static void test_starttls_refused(void **state)
     mc__smtp_opts o = default_opts(m);
     o.require_starttls = true;
     mc__smtp *s = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__smtp_open(&s, &o, &err), MC_ETEMP);
     assert_int_equal(err->stage, MC_STAGE_STARTTLS);
     assert_int_equal(err->smtp_code, 454);
@@ -641,7 +641,7 @@ static void test_starttls_injection(void **state)
     mc__smtp_opts o = default_opts(m);
     o.require_starttls = true;
     mc__smtp *s = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__smtp_open(&s, &o, &err), MC_EREFUSED);
     assert_int_equal(err->stage, MC_STAGE_STARTTLS);
     assert_string_equal(err->message,
@@ -668,7 +668,7 @@ static void test_starttls_upgrade_forgets_caps(void **state)
     mc__smtp_opts o = default_opts(m);
     o.require_starttls = true;
     mc__smtp *s = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__smtp_open(&s, &o, &err), 0);
     assert_null(err);
     assert_int_equal(m->starttls_calls, 1);
@@ -699,7 +699,7 @@ static void test_auth_plain_exact(void **state)
     mc__smtp *s = open_ok(m);
     size_t mark = m->n_writes;
     mc__sasl_creds c = { .user = "user", .password = "secret" };
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__smtp_auth(s, "PLAIN", &c, false, &err), 0);
     assert_null(err);
     assert_transcript(m, mark, "AUTH PLAIN AHVzZXIAc2VjcmV0\r\n");
@@ -725,7 +725,7 @@ static void test_auth_login_exact(void **state)
         mc__smtp *s = open_ok(m);
         size_t mark = m->n_writes;
         mc__sasl_creds c = { .user = "user", .password = "secret" };
-        mc_error *err = NULL;
+        mc_err *err = NULL;
         assert_int_equal(mc__smtp_auth(s, "LOGIN", &c, false, &err), 0);
         assert_transcript(m, mark, "AUTH LOGIN\r\ndXNlcg==\r\nc2VjcmV0\r\n");
         mc__smtp_free(s);
@@ -743,7 +743,7 @@ static void test_auth_refused(void **state)
     mem_stream *m = new_stream(script, true);
     mc__smtp *s = open_ok(m);
     mc__sasl_creds c = { .user = "user", .password = "wrong" };
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__smtp_auth(s, "PLAIN", &c, false, &err), MC_EAUTH);
     assert_int_equal(err->outcome, MC_OUTCOME_AUTH);
     assert_int_equal(err->stage, MC_STAGE_AUTH);
@@ -768,7 +768,7 @@ static void test_xoauth2_failure(void **state)
     mc__smtp *s = open_ok(m);
     size_t mark = m->n_writes;
     mc__sasl_creds c = { .user = "me@example.com", .token = "tok123" };
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__smtp_auth(s, "XOAUTH2", &c, false, &err), MC_EAUTH);
     /* the initial response, then an empty line */
     assert_transcript(m, mark,
@@ -796,7 +796,7 @@ static void test_oauthbearer_failure(void **state)
     mc__smtp *s = open_ok(m);
     size_t mark = m->n_writes;
     mc__sasl_creds c = { .user = "me@example.com", .token = "tok123" };
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__smtp_auth(s, "OAUTHBEARER", &c, false, &err), MC_EAUTH);
     /* host and port from the connect options; the failure answered with 0x01 */
     assert_transcript(m, mark,
@@ -821,7 +821,7 @@ static void test_auth_refused_in_plaintext(void **state)
     mc__smtp *s = open_ok(m);
     size_t mark = m->n_writes;
     mc__sasl_creds c = { .user = "user", .password = "secret" };
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__smtp_auth(s, "PLAIN", &c, false, &err), MC_EAUTH);
     assert_int_equal(err->outcome, MC_OUTCOME_CONFIG);
     assert_int_equal(err->stage, MC_STAGE_AUTH);
@@ -860,7 +860,7 @@ static void test_transcript_redaction(void **state)
     /* the password is NOT registered for redaction here: the engine itself
      * must never log it or the payloads */
     mc__sasl_creds c = { .user = "user", .password = "hunter2pw" };
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__smtp_auth(s, "PLAIN", &c, false, &err), 0);
     assert_int_equal(mc__smtp_auth(s, "LOGIN", &c, false, &err), 0);
     mc__sasl_creds t = { .user = "user", .token = "ya29.tokentoken" };
@@ -916,7 +916,7 @@ static void test_pipelining_one_write(void **state)
     mc__envelope env = env_of("a@x.test", rcpts, 3);
     body b = { .data = "Subject: hi\n\nhello\n", .len = 19 };
     mc_rcpt_result *res = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__smtp_send(s, &env, body_writer, &b, &res, &err), 0);
     assert_null(err);
     /* MAIL, the RCPTs and DATA leave in ONE write */
@@ -953,7 +953,7 @@ static void test_no_pipelining_one_command_per_write(void **state)
     mc__envelope env = env_of("a@x.test", rcpts, 2);
     body b = { .data = "x\n", .len = 2 };
     mc_rcpt_result *res = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__smtp_send(s, &env, body_writer, &b, &res, &err), 0);
     assert_int_equal(m->n_writes, mark + 5);
     assert_string_equal(m->writes[mark].data, "MAIL FROM:<a@x.test>\r\n");
@@ -994,7 +994,7 @@ static void test_big_body_few_writes(void **state)
     mc__envelope env = env_of("a@x.test", rcpts, 1);
     body b = { .data = data, .len = len, .piece = 77 };   /* the writer goes line by line */
     mc_rcpt_result *res = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__smtp_send(s, &env, body_writer, &b, &res, &err), 0);
     size_t body_writes = m->n_writes - mark - 1;
     assert_true(body_writes < 40);
@@ -1027,7 +1027,7 @@ static void test_size_refused_before_mail(void **state)
     env.size = 5000;
     body b = { .data = "x\n", .len = 2 };
     mc_rcpt_result *res = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__smtp_send(s, &env, body_writer, &b, &res, &err), MC_EMESSAGE);
     assert_int_equal(err->outcome, MC_OUTCOME_DATA);
     assert_int_equal(err->stage, MC_STAGE_MAIL);
@@ -1060,7 +1060,7 @@ static void test_mail_parameters(void **state)
     env.smtputf8 = true;
     body b = { .data = "x\n", .len = 2 };
     mc_rcpt_result *res = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__smtp_send(s, &env, body_writer, &b, &res, &err), 0);
     assert_string_equal(m->writes[mark].data,
                         "MAIL FROM:<a@x.test> SIZE=123 BODY=8BITMIME SMTPUTF8\r\n");
@@ -1114,7 +1114,7 @@ static void test_max_recipients_split(void **state)
     mc__smtp_opts o = default_opts(m);
     o.max_recipients = 2;
     mc__smtp *s = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__smtp_open(&s, &o, &err), 0);
     size_t mark = m->n_writes;
     static const char *const rcpts[] = { "r1@x", "r2@x", "r3@x", "r4@x", "r5@x" };
@@ -1152,7 +1152,7 @@ static void test_452_after_accepted_second_transaction(void **state)
     mc__envelope env = env_of("a@x", rcpts, 3);
     body b = { .data = "hi\n", .len = 3 };
     mc_rcpt_result *res = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__smtp_send(s, &env, body_writer, &b, &res, &err), 0);
     assert_null(err);
     /* r3 was never offered in the first transaction */
@@ -1199,7 +1199,7 @@ static void test_452_none_accepted_is_transient(void **state)
     mc__envelope env = env_of("a@x", rcpts, 2);
     body b = { .data = "hi\n", .len = 3 };
     mc_rcpt_result *res = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__smtp_send(s, &env, body_writer, &b, &res, &err), MC_ETEMP);
     assert_int_equal(err->outcome, MC_OUTCOME_TRANSIENT);
     assert_true(err->transient);
@@ -1233,7 +1233,7 @@ static void test_rejected_recipient_partial(void **state)
     mc__envelope env = env_of("a@x", rcpts, 3);
     body b = { .data = "hi\n", .len = 3 };
     mc_rcpt_result *res = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__smtp_send(s, &env, body_writer, &b, &res, &err), MC_ERCPT);
     assert_int_equal(err->outcome, MC_OUTCOME_PERMANENT);
     assert_int_equal(err->stage, MC_STAGE_RCPT);
@@ -1275,7 +1275,7 @@ static void test_all_refused_pipelined(void **state)
     mc__envelope env = env_of("a@x", rcpts, 1);
     body b = { .data = "hi\n", .len = 3 };
     mc_rcpt_result *res = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__smtp_send(s, &env, body_writer, &b, &res, &err), MC_EREFUSED);
     assert_int_equal(err->stage, MC_STAGE_RCPT);
     assert_int_equal(err->outcome, MC_OUTCOME_PERMANENT);
@@ -1305,7 +1305,7 @@ static void test_mail_refused(void **state)
     mc__envelope env = env_of("a@x", rcpts, 1);
     body b = { .data = "hi\n", .len = 3 };
     mc_rcpt_result *res = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__smtp_send(s, &env, body_writer, &b, &res, &err), MC_EREFUSED);
     assert_int_equal(err->stage, MC_STAGE_MAIL);
     assert_int_equal(err->smtp_code, 550);
@@ -1331,7 +1331,7 @@ static void test_closed_after_final_dot_is_unknown(void **state)
     mc__envelope env = env_of("a@x", rcpts, 1);
     body b = { .data = "hi\n", .len = 3 };
     mc_rcpt_result *res = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__smtp_send(s, &env, body_writer, &b, &res, &err), MC_EUNKNOWN);
     assert_int_equal(err->outcome, MC_OUTCOME_UNKNOWN);
     assert_int_equal(err->stage, MC_STAGE_DATA);
@@ -1359,7 +1359,7 @@ static void test_closed_before_final_dot_is_net(void **state)
     mc__envelope env = env_of("a@x", rcpts, 1);
     body b = { .data = "hi\n", .len = 3 };
     mc_rcpt_result *res = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__smtp_send(s, &env, body_writer, &b, &res, &err), MC_ENET);
     assert_int_equal(err->outcome, MC_OUTCOME_TRANSIENT);
     assert_int_equal(err->stage, MC_STAGE_MAIL);
@@ -1402,7 +1402,7 @@ static void test_421_marks_dead(void **state)
     mc__envelope env = env_of("a@x", rcpts, 1);
     body b = { .data = "hi\n", .len = 3 };
     mc_rcpt_result *res = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__smtp_send(s, &env, body_writer, &b, &res, &err), MC_ETEMP);
     assert_int_equal(err->smtp_code, 421);
     assert_true(err->transient);
@@ -1432,7 +1432,7 @@ static void test_rset_between_messages(void **state)
     mc__envelope env = env_of("a@x", rcpts, 1);
     body b = { .data = "hi\n", .len = 3 };
     mc_rcpt_result *res = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__smtp_send(s, &env, body_writer, &b, &res, &err), 0);
     mc__rcpts_free(res, 1);
     assert_transcript(m, mark, "MAIL FROM:<a@x>\r\nRCPT TO:<r1@x>\r\nDATA\r\nhi\r\n.\r\n");
@@ -1475,7 +1475,7 @@ static void test_stage_callback(void **state)
     o.on_stage = on_stage;
     o.stage_payload = &l;
     mc__smtp *s = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__smtp_open(&s, &o, &err), 0);
     mc__sasl_creds c = { .user = "u", .password = "p" };
     assert_int_equal(mc__smtp_auth(s, "PLAIN", &c, false, &err), 0);
@@ -1506,7 +1506,7 @@ static void test_header_injection_in_envelope(void **state)
     mc__envelope env = env_of("a@x", rcpts, 1);
     body b = { .data = "hi\n", .len = 3 };
     mc_rcpt_result *res = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__smtp_send(s, &env, body_writer, &b, &res, &err), MC_EMESSAGE);
     assert_int_equal(m->n_writes, mark);
     mc__rcpts_free(res, 1);
@@ -1624,7 +1624,7 @@ static void test_reply_byte_cap(void **state)
 
 /* A send over `script`; returns rc, *err set, b's calls counted. */
 static int send_script(const char *const *script, mem_stream **mout, mc__smtp **sout,
-                       body *b, mc_rcpt_result **res, mc_error **err, size_t *mark)
+                       body *b, mc_rcpt_result **res, mc_err **err, size_t *mark)
 {
     mem_stream *m = new_stream(script, true);
     mc__smtp *s = open_ok(m);
@@ -1661,7 +1661,7 @@ static void test_reply_before_the_data_is_not_final(void **state)
         mc__smtp *s;
         body b = { .data = "hi\n", .len = 3 };
         mc_rcpt_result *res = NULL;
-        mc_error *err = NULL;
+        mc_err *err = NULL;
         size_t mark;
         assert_int_equal(send_script(scripts[i], &m, &s, &b, &res, &err, &mark), MC_EPROTO);
         assert_int_equal(err->outcome, MC_OUTCOME_PROTOCOL);
@@ -1690,7 +1690,7 @@ static void test_421_before_the_data_is_transient(void **state)
     mc__smtp *s;
     body b = { .data = "hi\n", .len = 3 };
     mc_rcpt_result *res = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     size_t mark;
     assert_int_equal(send_script(script, &m, &s, &b, &res, &err, &mark), MC_ETEMP);
     assert_int_equal(err->outcome, MC_OUTCOME_TRANSIENT);
@@ -1718,7 +1718,7 @@ static void test_354_to_rcpt_is_protocol(void **state)
     mc__smtp *s;
     body b = { .data = "hi\n", .len = 3 };
     mc_rcpt_result *res = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     size_t mark;
     assert_int_equal(send_script(script, &m, &s, &b, &res, &err, &mark), MC_EPROTO);
     assert_int_equal(err->outcome, MC_OUTCOME_PROTOCOL);
@@ -1753,7 +1753,7 @@ static void test_after_dot_unparsable_is_unknown(void **state)
         mc__smtp *s;
         body b = { .data = "hi\n", .len = 3 };
         mc_rcpt_result *res = NULL;
-        mc_error *err = NULL;
+        mc_err *err = NULL;
         size_t mark;
         int rc = send_script(script, &m, &s, &b, &res, &err, &mark);
         if (rc != MC_EUNKNOWN)
@@ -1783,7 +1783,7 @@ static void test_caps_in_the_dialogue(void **state)
     mem_stream *m = new_stream(script, false);
     mc__smtp_opts o = default_opts(m);
     mc__smtp *s = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__smtp_open(&s, &o, &err), MC_EPROTO);
     assert_int_equal(err->stage, MC_STAGE_EHLO);
     assert_int_equal(err->outcome, MC_OUTCOME_PROTOCOL);
@@ -1824,7 +1824,7 @@ static void test_probe_before_the_dot(void **state)
     mc__envelope env = env_of("a@x", rcpts, 1);
     body b = { .data = "hi\n", .len = 3 };
     mc_rcpt_result *res = NULL;
-    mc_error *err = NULL;
+    mc_err *err = NULL;
     assert_int_equal(mc__smtp_send(s, &env, body_writer, &b, &res, &err), MC_EPROTO);
     assert_int_equal(err->stage, MC_STAGE_DATA);
     assert_int_equal(err->outcome, MC_OUTCOME_PROTOCOL);
