@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 #include <json-c/json_object.h>
-#include <json-c/json_object_iterator.h>  /* never json.h: its debug.h declares a function mc_err */
+#include <json-c/json_object_iterator.h>  /* never json.h: its debug.h declares a function mc_error */
 #include <json-c/json_tokener.h>
 #include <json-c/linkhash.h>        /* json_object_object_foreach */
 #include <openssl/crypto.h>

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include <json-c/json_object.h>
-#include <json-c/json_object_iterator.h>  /* never json.h: its debug.h declares a function mc_err */
+#include <json-c/json_object_iterator.h>  /* never json.h: its debug.h declares a function mc_error */
 #include <openssl/crypto.h>
 
 #include "config.h"

@@ -20,7 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <json-c/json_object.h>  /* never json.h: its debug.h declares a function mc_err */
+#include <json-c/json_object.h>  /* never json.h: its debug.h declares a function mc_error */
 #include <json-c/json_tokener.h>
 #include <openssl/rand.h>
 

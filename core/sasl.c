@@ -7,7 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include <json-c/json_object.h>   /* never json.h: its debug.h declares a function mc_err */
+#include <json-c/json_object.h>   /* never json.h: its debug.h declares a function mc_error */
 #include <json-c/json_tokener.h>
 
 #include "sasl.h"
