@@ -9,7 +9,6 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "message.h"   /* core-internal: mc__address_extract, mc__mailbox_span for --from */
 #include "send.h"   /* core-internal: mc__session_open_ex for `test` */
 
 typedef struct strv {
@@ -152,7 +151,7 @@ static void batch_one(batch *b, const char *file)
     if (rc == 0 && b->from) {
         /* -t: --from is the envelope sender; of "Name <a>", the address */
         char *addr = NULL;
-        if (strchr(b->from, '<') && (rc = mc__address_extract(b->from, &addr, &err)) < 0)
+        if (strchr(b->from, '<') && (rc = mc_mailbox_parse(&addr, NULL, b->from, &err)) < 0)
             addr = NULL;
         if (rc == 0)
             rc = mc_message_set_envelope_from(msg, addr ? addr : b->from, &err);
@@ -216,32 +215,9 @@ static int set_from(mc_message *msg, const char *from, mc_err **err)
         return rc < 0 ? rc : mc_message_set_envelope_from(msg, from, err);
     }
     char *addr = NULL, *name = NULL;
-    size_t off = 0, len = 0;
-    bool angle = false;
-    int rc = mc__address_extract(from, &addr, err);
+    int rc = mc_mailbox_parse(&addr, &name, from, err);
     if (rc < 0)
         return rc;
-    if (mc__mailbox_span(from, strlen(from), &off, &len, &angle) == 0 && angle && off > 1) {
-        size_t a = 0, z = off - 1;   /* the text before '<' */
-        while (a < z && (from[a] == ' ' || from[a] == '\t'))
-            a++;
-        while (z > a && (from[z - 1] == ' ' || from[z - 1] == '\t'))
-            z--;
-        bool quoted = z - a >= 2 && from[a] == '"' && from[z - 1] == '"';
-        if (quoted) {
-            a++;
-            z--;
-        }
-        if ((name = malloc(z - a + 1))) {
-            size_t n = 0;
-            for (size_t i = a; i < z; i++) {
-                if (quoted && from[i] == '\\' && i + 1 < z)
-                    i++;
-                name[n++] = from[i];
-            }
-            name[n] = '\0';
-        }
-    }
     rc = mc_message_set_from(msg, addr, name && *name ? name : NULL, err);
     if (rc == 0)
         rc = mc_message_set_envelope_from(msg, addr, err);

@@ -15,7 +15,6 @@
 
 #include "cli.h"
 #include "config.h"    /* core-internal: mc__config_find */
-#include "message.h"   /* core-internal: the sendmail parser, address lists */
 
 /* The submission helper, for a user (not root) who has no readable config
  * of their own (no --config, no MAILCONN_CONFIG, nothing readable under
@@ -105,7 +104,7 @@ typedef struct add_ctx {
     mc_err  **err;
 } add_ctx;
 
-static int add_rcpt(void *payload, const char *addr)
+static int add_rcpt(const char *addr, void *payload)
 {
     add_ctx *a = payload;
     /* -t: named on the command line = added to the message's own, unseen */
@@ -206,11 +205,11 @@ int cmd_sendmail(cli *c, int argc, char **argv)
     int rc = 0;
     if (!ctx)
         goto done;
-    if ((rc = mc__message_parse_sendmail(&msg, data, len, &err)) < 0)
+    if ((rc = mc_message_parse_ex(&msg, data, len, MC_PARSE_SENDMAIL, &err)) < 0)
         goto report;
     if (from && *from && strcmp(from, "<>") != 0 && strpbrk(from, "<(\"")) {
         /* "Name <a@b>" or "<a@b>": the address inside */
-        if ((rc = mc__address_extract(from, &sender, &err)) < 0)
+        if ((rc = mc_mailbox_parse(&sender, NULL, from, &err)) < 0)
             goto report;
         from = *sender ? sender : "<>";
     }
@@ -225,7 +224,7 @@ int cmd_sendmail(cli *c, int argc, char **argv)
     add_ctx a = { msg, t, &err };
     size_t named = 0;
     for (int i = optind; i < argc; i++) {
-        if ((rc = mc__address_list(argv[i], add_rcpt, &a, &err)) < 0)
+        if ((rc = mc_address_list_split(argv[i], add_rcpt, &a, &err)) < 0)
             goto report;
         named++;
     }

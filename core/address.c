@@ -470,6 +470,129 @@ int mc__address_list(const char *value, int (*fn)(void *payload, const char *add
     return 0;
 }
 
+/* ------------------------------------------------------- public calls */
+
+typedef struct split_cb {
+    int (*fn)(const char *addr, void *payload);
+    void *payload;
+} split_cb;
+
+static int split_one(void *payload, const char *addr)
+{
+    split_cb *c = payload;
+    return c->fn(addr, c->payload);
+}
+
+int mc_address_list_split(const char *value, int (*fn)(const char *addr, void *payload),
+                          void *payload, mc_err **err)
+{
+    if (!fn)
+        return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_MESSAGE,
+                             "address list: no callback");
+    split_cb c = { fn, payload };
+    return mc__address_list(value, split_one, &c, err);
+}
+
+/* The display name of a phrase s[0..n): comments dropped, quoted strings
+ * unquoted, runs of white space one space, trimmed. NULL when empty
+ * (*oom set when out of memory). */
+static char *phrase_text(const char *s, size_t n, bool *oom)
+{
+    mc__buf b = MC__BUF_INIT;
+    bool ok = true, space = false;
+    for (size_t i = 0; i < n;) {
+        const char *part = s + i;
+        size_t plen = 1;
+        bool quoted = false;
+        if (s[i] == '(') {
+            i = skip_comment(s, n, i, &ok);
+            space = true;   /* a comment separates words */
+            continue;
+        }
+        if (is_wsp(s[i])) {
+            space = true;
+            i++;
+            continue;
+        }
+        if (s[i] == '"') {
+            size_t e = skip_quoted(s, n, i, &ok);
+            part = s + i + 1;
+            plen = e - i - (ok ? 2 : 1);
+            quoted = true;
+            i = e;
+        } else {
+            i++;
+        }
+        if (space && b.len && mc__buf_put(&b, " ", 1) < 0)
+            goto nomem;
+        space = false;
+        for (size_t k = 0; k < plen; k++) {
+            if (quoted && part[k] == '\\' && k + 1 < plen)
+                k++;
+            if (mc__buf_put(&b, part + k, 1) < 0)
+                goto nomem;
+        }
+    }
+    if (!b.len) {
+        mc__buf_free(&b);
+        return NULL;
+    }
+    return mc__buf_detach(&b);
+nomem:
+    mc__buf_free(&b);
+    *oom = true;
+    return NULL;
+}
+
+int mc_mailbox_parse(char **address, char **display_name, const char *mailbox, mc_err **err)
+{
+    if (address)
+        *address = NULL;
+    if (display_name)
+        *display_name = NULL;
+    if (!address || !mailbox)
+        return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_MESSAGE,
+                             "mailbox: no %s", address ? "mailbox" : "address output");
+    size_t n = strlen(mailbox), off = 0, len = 0;
+    bool angle = false;
+    if (strpbrk(mailbox, "\r\n"))
+        return bad(err, mailbox, "line break in a mailbox");
+    if (mc__mailbox_span(mailbox, n, &off, &len, &angle) < 0)
+        return bad(err, mailbox, "unbalanced quotes, comment or angle brackets");
+    if (angle) {
+        /* after the '>': only white space and comments ("a <b>, c <d>" is a list) */
+        bool ok = true;
+        for (size_t i = off + len + 1; i < n && ok;) {
+            if (mailbox[i] == '(')
+                i = skip_comment(mailbox, n, i, &ok);
+            else if (is_wsp(mailbox[i]))
+                i++;
+            else
+                return bad(err, mailbox, "text after the address (one mailbox expected)");
+        }
+        if (!ok)
+            return bad(err, mailbox, "unbalanced comment");
+    }
+    char *addr = NULL;
+    int rc = mc__address_extract(mailbox, &addr, err);
+    if (rc < 0)
+        return rc;
+    char *name = NULL;
+    if (angle && display_name) {
+        bool nomem = false;
+        name = phrase_text(mailbox, off - 1, &nomem);
+        if (nomem) {
+            free(addr);
+            return mc__error_set(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, MC_STAGE_MESSAGE,
+                                 "out of memory");
+        }
+    }
+    *address = addr;
+    if (display_name)
+        *display_name = name;
+    return 0;
+}
+
 /* ------------------------------------------------------- /etc/aliases */
 
 typedef struct sys_alias {

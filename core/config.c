@@ -32,6 +32,7 @@
 #include "config.h"
 #include "loader.h"
 #include "log.h"
+#include "message.h"   /* mc__charset_usable */
 #include "secret.h"
 
 #define CONFIG_MAX (4 * 1024 * 1024)   /* a config larger than this is a mistake */
@@ -915,6 +916,11 @@ static void f_charset(pctx *p, mc_server *s, const char *path, json_object *v)
             bad(p, path, "must be a charset name such as \"UTF-8\", got %s", show(v, sb, sizeof(sb)));
             return;
         }
+    }
+    char why[160];
+    if (!mc__charset_usable(str, why, sizeof(why))) {
+        bad(p, path, "%s", why);
+        return;
     }
     set_str(p, &s->charset, str);
 }

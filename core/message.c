@@ -12,7 +12,7 @@
  *
  * Transfer encodings. The composer never emits 8bit: a text part is 7bit
  * when it is pure ASCII (no NUL) with lines of at most 998 octets, and
- * quoted-printable (charset=UTF-8) otherwise; attachments are base64. A
+ * quoted-printable otherwise; attachments are base64. A
  * text part set from a file (mc_message_set_text_file) follows the same
  * rules through the same streaming encoder (textenc): prepare reads the
  * file once to choose the encoding and count the exact encoded size, the
@@ -22,9 +22,17 @@
  * larger than the header pass's read is scanned past it only on that
  * first question (mc__message_8bit_maybe() asks nothing: RFC 6152 lets a
  * client declare BODY=8BITMIME for a body that turns out 7-bit).
+ *
+ * Charset. Composed text and HTML are UTF-8; for a server whose charset is
+ * another, prepare converts them with iconv (a text file chunk by chunk,
+ * in the scan and again in the writer) and the encoding rules above apply
+ * to the converted bytes; the label is the configured name. What the
+ * charset cannot represent fails prepare (MC_EMESSAGE), so nothing is
+ * sent. Headers stay RFC 2047 UTF-8; parsed messages are not converted.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <iconv.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,6 +91,7 @@ typedef struct seg {
     uint64_t    foff, fsize;  /* file range (SEG_FILE), file size (SEG_B64FILE, _TEXTFILE) */
     uint64_t    osize;        /* SEG_TEXTFILE: encoded size */
     bool        qp;           /* SEG_TEXTFILE: quoted-printable, else 7bit */
+    const char *charset;      /* SEG_TEXTFILE: converted from UTF-8 to it; NULL: as it is */
 } seg;
 
 struct mc_message {
@@ -131,6 +140,11 @@ struct mc_message {
     size_t     p_n;
     bool       p_smtputf8;
     mc__buf    mem;
+    char      *p_charset;          /* the server's charset when not UTF-8 (converting) */
+    char      *c_text, *c_html;    /* text and HTML converted to it */
+    size_t     c_text_len, c_html_len;
+    const char *v_text, *v_html;   /* what goes out: m->text/html or their conversion */
+    size_t     v_text_len, v_html_len;
     seg       *segs;
     size_t     n_segs, cap_segs;
     size_t     mem_mark;
@@ -624,6 +638,13 @@ static void unprepare(mc_message *m)
     m->p_rcpts = NULL;
     m->p_n = 0;
     mc__buf_free(&m->mem);
+    free(m->p_charset);
+    free(m->c_text);
+    free(m->c_html);
+    m->p_charset = m->c_text = m->c_html = NULL;
+    m->c_text_len = m->c_html_len = 0;
+    m->v_text = m->v_html = NULL;
+    m->v_text_len = m->v_html_len = 0;
     free(m->segs);
     m->segs = NULL;
     m->n_segs = m->cap_segs = 0;
@@ -1250,6 +1271,18 @@ int mc__message_parse_sendmail(mc_message **out, const char *data, size_t len, m
     return parse_mem(out, data, len, true, err);
 }
 
+int mc_message_parse_ex(mc_message **out, const char *data, size_t len, unsigned flags,
+                        mc_err **err)
+{
+    if (out)
+        *out = NULL;
+    if (flags & ~MC_PARSE_SENDMAIL)
+        return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_MESSAGE,
+                             "parse: unknown flags 0x%x", flags & ~MC_PARSE_SENDMAIL);
+    return flags & MC_PARSE_SENDMAIL ? mc__message_parse_sendmail(out, data, len, err)
+                                     : parse_mem(out, data, len, false, err);
+}
+
 /* NOTIFY: "NEVER", or a list of SUCCESS, FAILURE, DELAY without repeats;
  * the canonical upper-case form in out (at least 32 bytes). */
 static bool dsn_notify_canon(const char *v, char *out)
@@ -1453,6 +1486,209 @@ fail:
     return rc;
 }
 
+/* ------------------------------------------------------------- charset */
+
+/* Text and HTML that the message composes arrive in UTF-8; a server with
+ * another "charset" gets them converted by iconv (a fresh descriptor per
+ * part and send: iconv_t is not shared). A text file is converted chunk
+ * by chunk; a UTF-8 sequence split by a chunk boundary is carried over
+ * (tail). Parsed messages are never converted. */
+
+static bool charset_is_utf8(const char *cs)
+{
+    return !cs || !*cs || strcasecmp(cs, "UTF-8") == 0 || strcasecmp(cs, "UTF8") == 0;
+}
+
+typedef struct conv {
+    iconv_t     cd;
+    const char *charset;
+    const char *what;       /* "text", "HTML", "text file PATH": for messages */
+    uint64_t    line;       /* line of the next input byte, from 1 */
+    char        tail[4];    /* an incomplete UTF-8 sequence carried to the next call */
+    size_t      ntail;
+} conv;
+
+/* Every printable ASCII character, TAB, CR and LF: what a charset must
+ * write unchanged to carry mail text. */
+static const char ascii_probe[] =
+    "\t\r\n !\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`"
+    "abcdefghijklmnopqrstuvwxyz{|}~\r\n";
+
+static bool probe_ascii(iconv_t cd)
+{
+    char out[2 * sizeof(ascii_probe) + 32];
+    char *ip = (char *)ascii_probe, *op = out;
+    size_t il = sizeof(ascii_probe) - 1, ol = sizeof(out);
+    if (iconv(cd, &ip, &il, &op, &ol) == (size_t)-1 || il
+        || iconv(cd, NULL, NULL, &op, &ol) == (size_t)-1)
+        return false;
+    iconv(cd, NULL, NULL, NULL, NULL);   /* back to the initial state */
+    return (size_t)(op - out) == sizeof(ascii_probe) - 1
+           && memcmp(out, ascii_probe, sizeof(ascii_probe) - 1) == 0;
+}
+
+/* Open a converter from UTF-8 to cs, or say why not (why_size bytes). */
+static iconv_t charset_open(const char *cs, char *why, size_t why_size)
+{
+    iconv_t cd = iconv_open(cs, "UTF-8");
+    if (cd == (iconv_t)-1) {
+        snprintf(why, why_size, "unknown charset \"%s\" (iconv does not know it)", cs);
+        return cd;
+    }
+    if (!probe_ascii(cd)) {
+        iconv_close(cd);
+        snprintf(why, why_size,
+                 "charset \"%s\" cannot carry mail text (it changes ASCII or line ends)", cs);
+        return (iconv_t)-1;
+    }
+    return cd;
+}
+
+bool mc__charset_usable(const char *charset, char *why, size_t why_size)
+{
+    char dummy[1];
+    if (!why || !why_size) {
+        why = dummy;
+        why_size = sizeof(dummy);
+    }
+    *why = '\0';
+    if (charset_is_utf8(charset))
+        return true;
+    iconv_t cd = charset_open(charset, why, why_size);
+    if (cd == (iconv_t)-1)
+        return false;
+    iconv_close(cd);
+    return true;
+}
+
+static int conv_open(conv *c, const char *charset, const char *what, mc_err **err)
+{
+    char why[160];
+    memset(c, 0, sizeof(*c));
+    c->charset = charset;
+    c->what = what;
+    c->line = 1;
+    c->cd = charset_open(charset, why, sizeof(why));
+    if (c->cd == (iconv_t)-1)
+        return mc__error_set(err, MC_ECONFIG, MC_OUTCOME_CONFIG, MC_STAGE_CONFIG,
+                             "the server's %s", why);
+    return 0;
+}
+
+static void conv_close(conv *c)
+{
+    if (c->cd != (iconv_t)-1 && c->cd)
+        iconv_close(c->cd);
+    c->cd = (iconv_t)-1;
+}
+
+static uint64_t count_lf(const char *s, size_t n)
+{
+    uint64_t k = 0;
+    for (const char *p = s, *e = s + n; (p = memchr(p, '\n', (size_t)(e - p))); p++)
+        k++;
+    return k;
+}
+
+/* A character worth showing as it is in a message: not a control, a line
+ * or paragraph separator, a bidi control, a zero-width one or a BOM. */
+static bool cp_showable(unsigned long cp)
+{
+    return cp >= 0xa0 && !(cp >= 0x200b && cp <= 0x200f) && !(cp >= 0x2028 && cp <= 0x202e)
+           && !(cp >= 0x2066 && cp <= 0x2069) && cp != 0xfeff;
+}
+
+/* The error for the input at s[0..n) (where iconv stopped; n 0 at an
+ * incomplete end), on line `line`. */
+static int conv_fail(const conv *c, const unsigned char *s, size_t n, uint64_t line, mc_err **err)
+{
+    size_t l = n ? mc__utf8_seq(s, n) : 0;
+    int rc;
+    if (l == 0) {
+        char what[40] = "the text ends inside a UTF-8 sequence";
+        if (n)
+            snprintf(what, sizeof(what), "byte 0x%02X is not UTF-8", s[0]);
+        rc = mc__error_set(err, MC_EMESSAGE, MC_OUTCOME_DATA, MC_STAGE_MESSAGE,
+                           "%s line %llu: %s (it is converted from UTF-8 to charset %s)",
+                           c->what, (unsigned long long)line, what, c->charset);
+        return rc;
+    }
+    unsigned long cp = l == 1 ? s[0] : s[0] & (0x7f >> l);
+    for (size_t i = 1; i < l; i++)
+        cp = (cp << 6) | (s[i] & 0x3f);
+    if (cp_showable(cp))
+        rc = mc__error_set(err, MC_EMESSAGE, MC_OUTCOME_DATA, MC_STAGE_MESSAGE,
+                           "%s line %llu: \"%.*s\" (U+%04lX) cannot be written in charset %s",
+                           c->what, (unsigned long long)line, (int)l, (const char *)s, cp,
+                           c->charset);
+    else
+        rc = mc__error_set(err, MC_EMESSAGE, MC_OUTCOME_DATA, MC_STAGE_MESSAGE,
+                           "%s line %llu: U+%04lX cannot be written in charset %s", c->what,
+                           (unsigned long long)line, cp, c->charset);
+    if (err && *err)
+        mc__error_hint(*err, "use only characters the server's charset has, or set its "
+                             "\"charset\" to \"UTF-8\"");
+    return rc;
+}
+
+/* Convert in[0..n) and append the result to out. `last`: the input ends
+ * here (the shift state is closed; an incomplete sequence is an error).
+ * @return 0, MC_EMESSAGE (not representable, not UTF-8), MC_ENOMEM. */
+static int conv_run(conv *c, const char *in, size_t n, bool last, mc__buf *out, mc_err **err)
+{
+    char *joined = NULL;
+    if (c->ntail) {
+        if (!(joined = malloc(c->ntail + n)))
+            return oom(err);
+        memcpy(joined, c->tail, c->ntail);
+        if (n)
+            memcpy(joined + c->ntail, in, n);
+        in = joined;
+        n += c->ntail;
+        c->ntail = 0;
+    }
+    char *ip = (char *)in;
+    size_t il = n;
+    int rc = 0;
+    for (;;) {
+        bool closing = il == 0;
+        if (closing && !last)
+            break;
+        size_t room = 2 * il + 64;
+        if (mc__buf_grow(out, room) < 0) {
+            rc = oom(err);
+            break;
+        }
+        char *op = out->data + out->len;
+        size_t ol = room;
+        size_t r = closing ? iconv(c->cd, NULL, NULL, &op, &ol)
+                           : iconv(c->cd, &ip, &il, &op, &ol);
+        int e = errno;
+        out->len = (size_t)(op - out->data);
+        out->data[out->len] = '\0';
+        if (r == (size_t)-1) {
+            if (e == E2BIG)
+                continue;
+            if (e == EINVAL && !last && il < sizeof(c->tail)) {
+                memcpy(c->tail, ip, il);   /* the rest comes with the next chunk */
+                c->ntail = il;
+                il = 0;
+                break;
+            }
+            size_t done = (size_t)(ip - in);
+            rc = conv_fail(c, (const unsigned char *)ip, e == EINVAL ? 0 : il,
+                           c->line + count_lf(in, done), err);
+            break;
+        }
+        if (closing)
+            break;
+    }
+    if (rc == 0)
+        c->line += count_lf(in, (size_t)(ip - in));
+    free(joined);
+    return rc;
+}
+
 /* ---------------------------------------------------------- preparing */
 
 static int seg_push(mc_message *m, seg s)
@@ -1612,12 +1848,41 @@ static int put_text(mc__buf *b, const char *t, size_t n, bool qp)
     return 0;
 }
 
-/* Read a text file once: whether it needs quoted-printable (the rule of
- * text_7bit), its exact encoded size, and whether "=_mc_" (the boundary
- * prefix) occurs in it. */
-static int scan_text_file(mc_message *m, mc_err **err)
+/* What scan_text_file learns from the bytes that go out, chunk by chunk. */
+typedef struct tf_scan {
+    textenc  e7, eq;
+    uint64_t o7, oq;
+    bool     seven, found;
+    size_t   line, mk;
+} tf_scan;
+
+static void tf_scan_bytes(tf_scan *t, const char *p, size_t n)
 {
     static const char marker[] = "=_mc_";
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c == 0 || c >= 0x80)
+            t->seven = false;
+        else if (c == '\n' || c == '\r')
+            t->line = 0;
+        else if (++t->line > LINE_HARD)
+            t->seven = false;
+        if (!t->found) {
+            t->mk = c == (unsigned char)marker[t->mk] ? t->mk + 1 : c == '=' ? 1 : 0;
+            t->found = t->mk == sizeof(marker) - 1;
+        }
+    }
+    t->o7 += textenc_run(&t->e7, p, n, NULL);
+    t->oq += textenc_run(&t->eq, p, n, NULL);
+}
+
+/* Read a text file once: whether it needs quoted-printable (the rule of
+ * text_7bit), its exact encoded size, and whether "=_mc_" (the boundary
+ * prefix) occurs in it; all of it on the bytes that go out, converted to
+ * m->p_charset when there is one (which also checks that every character
+ * of the file can be). */
+static int scan_text_file(mc_message *m, mc_err **err)
+{
     int fd = open(m->text_path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return file_error(err, "text file", m->text_path, errno);
@@ -1633,50 +1898,52 @@ static int scan_text_file(mc_message *m, mc_err **err)
                              "text file %s: not a regular file", m->text_path);
     }
     char *chunk = malloc(RAW_CHUNK);
-    if (!chunk) {
+    char *what = NULL;
+    if (!chunk || (m->p_charset && asprintf(&what, "text file %s", m->text_path) < 0)) {
+        free(chunk);
         close(fd);
         return oom(err);
     }
-    textenc e7 = TEXTENC_INIT(false), eq = TEXTENC_INIT(true);
-    uint64_t size = 0, o7 = 0, oq = 0;
-    bool seven = true, found = false;
-    size_t line = 0, mk = 0;
-    int rc = 0;
-    for (;;) {
+    tf_scan t = { .e7 = TEXTENC_INIT(false), .eq = TEXTENC_INIT(true), .seven = true };
+    conv cv = { .cd = (iconv_t)-1 };
+    mc__buf cb = MC__BUF_INIT;
+    uint64_t size = 0;
+    int rc = m->p_charset ? conv_open(&cv, m->p_charset, what, err) : 0;
+    while (rc == 0) {
         ssize_t r = read_full(fd, chunk, RAW_CHUNK);
         if (r < 0) {
             rc = file_error(err, "text file", m->text_path, errno);
             break;
         }
-        for (ssize_t i = 0; i < r; i++) {
-            unsigned char c = (unsigned char)chunk[i];
-            if (c == 0 || c >= 0x80)
-                seven = false;
-            else if (c == '\n' || c == '\r')
-                line = 0;
-            else if (++line > LINE_HARD)
-                seven = false;
-            if (!found) {
-                mk = c == (unsigned char)marker[mk] ? mk + 1 : c == '=' ? 1 : 0;
-                found = mk == sizeof(marker) - 1;
-            }
+        bool end = r < RAW_CHUNK;
+        if (m->p_charset) {
+            mc__buf_clear(&cb);
+            if ((rc = conv_run(&cv, chunk, (size_t)r, end, &cb, err)) < 0)
+                break;
+            tf_scan_bytes(&t, cb.data ? cb.data : "", cb.len);
+        } else {
+            tf_scan_bytes(&t, chunk, (size_t)r);
         }
-        o7 += textenc_run(&e7, chunk, (size_t)r, NULL);
-        oq += textenc_run(&eq, chunk, (size_t)r, NULL);
         size += (uint64_t)r;
-        if (r < RAW_CHUNK)
+        if (end)
             break;
     }
+    conv_close(&cv);
+    mc__buf_free(&cb);
+    free(what);
     free(chunk);
     close(fd);
     if (rc < 0)
         return rc;
-    o7 += textenc_end(&e7, NULL);
-    oq += textenc_end(&eq, NULL);
+    t.o7 += textenc_end(&t.e7, NULL);
+    t.oq += textenc_end(&t.eq, NULL);
+    /* converted 7-bit text (ISO-2022-JP) is not the file: a boundary is
+     * looked for in the file only, so the marker makes it quoted-printable */
+    bool qp = !t.seven || (m->p_charset && t.found);
     m->tf_size = size;
-    m->tf_qp = !seven;
-    m->tf_osize = seven ? o7 : oq;
-    m->tf_marker = found;
+    m->tf_qp = qp;
+    m->tf_osize = qp ? t.oq : t.o7;
+    m->tf_marker = t.found;
     return 0;
 }
 
@@ -1707,12 +1974,24 @@ static bool file_contains(const char *path, const char *needle)
     return hit;
 }
 
-static int put_text_part(mc__buf *b, const char *type, const char *t, size_t n)
+/* "UTF-8", or the server's charset (quoted when it is not a MIME token). */
+static int put_charset(mc__buf *b, const mc_message *m)
+{
+    const char *cs = m->p_charset ? m->p_charset : "UTF-8";
+    bool token = true;
+    for (const char *c = cs; *c; c++)
+        if ((unsigned char)*c <= 32 || (unsigned char)*c >= 127 || strchr("()<>@,;:\\\"/[]?=", *c))
+            token = false;
+    return mc__buf_printf(b, token ? "; charset=%s\r\n" : "; charset=\"%s\"\r\n", cs);
+}
+
+static int put_text_part(mc__buf *b, const mc_message *m, const char *type, const char *t,
+                         size_t n)
 {
     bool qp = !text_7bit(t, n);
-    if (mc__buf_printf(b, "Content-Type: %s; charset=UTF-8\r\n"
-                          "Content-Transfer-Encoding: %s\r\n\r\n",
-                       type, qp ? "quoted-printable" : "7bit") < 0)
+    if (mc__buf_printf(b, "Content-Type: %s", type) < 0 || put_charset(b, m) < 0
+        || mc__buf_printf(b, "Content-Transfer-Encoding: %s\r\n\r\n",
+                          qp ? "quoted-printable" : "7bit") < 0)
         return MC_ENOMEM;
     return put_text(b, t, n, qp);
 }
@@ -1723,15 +2002,15 @@ static int put_plain_part(mc_message *m)
 {
     mc__buf *b = &m->mem;
     if (!m->text_path)
-        return put_text_part(b, "text/plain", m->text ? m->text : "", m->text_len);
-    if (mc__buf_printf(b, "Content-Type: text/plain; charset=UTF-8\r\n"
-                          "Content-Transfer-Encoding: %s\r\n\r\n",
-                       m->tf_qp ? "quoted-printable" : "7bit") < 0)
+        return put_text_part(b, m, "text/plain", m->v_text ? m->v_text : "", m->v_text_len);
+    if (mc__buf_puts(b, "Content-Type: text/plain") < 0 || put_charset(b, m) < 0
+        || mc__buf_printf(b, "Content-Transfer-Encoding: %s\r\n\r\n",
+                          m->tf_qp ? "quoted-printable" : "7bit") < 0)
         return MC_ENOMEM;
     if (!m->tf_osize)
         return 0;
     seg s = { .kind = SEG_TEXTFILE, .path = m->text_path, .fsize = m->tf_size,
-              .osize = m->tf_osize, .qp = m->tf_qp };
+              .osize = m->tf_osize, .qp = m->tf_qp, .charset = m->p_charset };
     if (mem_cut(m) < 0 || seg_push(m, s) < 0)
         return MC_ENOMEM;
     m->mem_mark = b->len;
@@ -1742,7 +2021,7 @@ static int put_plain_part(mc_message *m)
  * the next delimiter). */
 static bool text_empty(const mc_message *m)
 {
-    return m->text_path ? m->tf_osize == 0 : m->text_len == 0;
+    return m->text_path ? m->tf_osize == 0 : m->v_text_len == 0;
 }
 
 /* A display name as a phrase: atoms as they are, else a quoted string,
@@ -1824,8 +2103,8 @@ static int make_boundary(char *out, const mc_message *m)
             return -1;
         /* 7bit text is copied as it is: the boundary must not occur in it
          * (quoted-printable and base64 can never contain "=_") */
-        if ((!m->has_text || !m->text || !memmem(m->text, m->text_len, out, strlen(out)))
-            && (!m->has_html || !m->html || !memmem(m->html, m->html_len, out, strlen(out)))
+        if ((!m->has_text || !m->v_text || !memmem(m->v_text, m->v_text_len, out, strlen(out)))
+            && (!m->has_html || !m->v_html || !memmem(m->v_html, m->v_html_len, out, strlen(out)))
             && (!m->text_path || m->tf_qp || !m->tf_marker
                 || !file_contains(m->text_path, out)))
             return 0;
@@ -1839,8 +2118,8 @@ static int put_alternative(mc__buf *b, mc_message *m, const char *bnd)
         || put_plain_part(m) < 0
         || (text_empty(m) && mc__buf_puts(b, "\r\n") < 0)
         || mc__buf_printf(b, "--%s\r\n", bnd) < 0
-        || put_text_part(b, "text/html", m->html, m->html_len) < 0
-        || (m->html_len == 0 && mc__buf_puts(b, "\r\n") < 0)
+        || put_text_part(b, m, "text/html", m->v_html, m->v_html_len) < 0
+        || (m->v_html_len == 0 && mc__buf_puts(b, "\r\n") < 0)
         || mc__buf_printf(b, "--%s--\r\n", bnd) < 0)
         return MC_ENOMEM;
     return 0;
@@ -1850,14 +2129,67 @@ static int put_alternative(mc__buf *b, mc_message *m, const char *bnd)
 static int put_single(mc__buf *b, mc_message *m)
 {
     if (!m->has_text && m->has_html)
-        return put_text_part(b, "text/html", m->html, m->html_len);
+        return put_text_part(b, m, "text/html", m->v_html, m->v_html_len);
     return put_plain_part(m);
 }
 
+/* Text and HTML as they go out: converted to charset unless it is UTF-8
+ * (m->p_charset then NULL). */
+static int convert_bodies(mc_message *m, const char *charset, mc_err **err)
+{
+    m->v_text = m->text;
+    m->v_text_len = m->text_len;
+    m->v_html = m->html;
+    m->v_html_len = m->html_len;
+    if (charset_is_utf8(charset))
+        return 0;
+    if (!(m->p_charset = strdup(charset)))
+        return oom(err);
+    conv cv;
+    int rc = conv_open(&cv, charset, "text", err);
+    conv_close(&cv);   /* opened only to check the charset before anything else */
+    if (rc < 0)
+        return rc;
+    for (int part = 0; part < 2; part++) {
+        const char *src = part ? m->html : m->text;
+        size_t n = part ? m->html_len : m->text_len;
+        if (!src || (part == 0 && m->text_path))
+            continue;
+        mc__buf out = MC__BUF_INIT;
+        if ((rc = conv_open(&cv, charset, part ? "HTML" : "text", err)) < 0)
+            return rc;
+        rc = conv_run(&cv, src, n, true, &out, err);
+        conv_close(&cv);
+        if (rc == 0 && !out.data && mc__buf_grow(&out, 0) < 0)
+            rc = oom(err);
+        if (rc < 0) {
+            mc__buf_free(&out);
+            return rc;
+        }
+        size_t len = out.len;
+        char *data = mc__buf_detach(&out);
+        if (part) {
+            m->c_html = data;
+            m->c_html_len = len;
+            m->v_html = data;
+            m->v_html_len = len;
+        } else {
+            m->c_text = data;
+            m->c_text_len = len;
+            m->v_text = data;
+            m->v_text_len = len;
+        }
+    }
+    return 0;
+}
+
 static int build_composed(mc_message *m, const char *from_addr, const char *from_name,
-                          mc_err **err)
+                          const char *charset, mc_err **err)
 {
     mc__buf *b = &m->mem;
+    int crc = convert_bodies(m, charset, err);
+    if (crc < 0)
+        return crc;
     if (m->text_path) {
         int rc = scan_text_file(m, err);
         if (rc < 0)
@@ -1892,7 +2224,7 @@ static int build_composed(mc_message *m, const char *from_addr, const char *from
     if ((alt ? put_alternative(b, m, b2) : put_single(b, m)) < 0)
         return oom(err);
     /* an empty body still needs the CRLF that starts the next delimiter */
-    bool single_empty = !m->has_text && m->has_html ? m->html_len == 0 : text_empty(m);
+    bool single_empty = !m->has_text && m->has_html ? m->v_html_len == 0 : text_empty(m);
     if (!alt && single_empty && mc__buf_puts(b, "\r\n") < 0)
         return oom(err);
     for (size_t i = 0; i < m->n_att; i++) {
@@ -2227,7 +2559,7 @@ int mc__message_prepare(mc_message *m, const mc__msg_defaults *d, mc_err **err)
     }
 
     rc = m->parsed ? build_parsed(m, from_addr, from_name, rewrite_from, err)
-                   : build_composed(m, from_addr, from_name, err);
+                   : build_composed(m, from_addr, from_name, d->charset, err);
     if (rc == 0 && mem_cut(m) < 0)
         rc = oom(err);
     if (rc < 0) {
@@ -2449,17 +2781,20 @@ static int write_raw_file(writer *w, const seg *s)
     return rc;
 }
 
-/* A text file through the text encoder: exactly the bytes and the encoded
- * size that prepare counted, else the file changed. */
+/* A text file through the text encoder (converted to s->charset first,
+ * when there is one): exactly the bytes and the encoded size that prepare
+ * counted, else the file changed. */
 static int write_text_file(writer *w, const seg *s, char *in)
 {
     int fd = open(s->path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return file_error(w->err, "text file", s->path, errno);
     textenc st = TEXTENC_INIT(s->qp);
+    conv cv = { .cd = (iconv_t)-1 };
+    mc__buf cb = MC__BUF_INIT;
     uint64_t left = s->fsize, out = 0;
-    int rc = 0;
-    for (;;) {
+    int rc = s->charset ? conv_open(&cv, s->charset, s->path, w->err) : 0;
+    while (rc == 0) {
         /* one byte more than expected is read to see the end */
         size_t want = left < TEXT_CHUNK ? (size_t)left + 1 : TEXT_CHUNK;
         ssize_t got = read_full(fd, in, want);
@@ -2471,23 +2806,43 @@ static int write_text_file(writer *w, const seg *s, char *in)
             rc = changed(w, s->path);
             break;
         }
-        if (w->stage.len + TEXTENC_MAX(got) > STAGE_CAP && (rc = flush(w)) != 0)
-            break;
-        if (mc__buf_grow(&w->stage, TEXTENC_MAX(got)) < 0) {
-            rc = oom(w->err);
-            break;
+        const char *src = in;
+        size_t sn = (size_t)got;
+        if (s->charset) {
+            mc__buf_clear(&cb);
+            /* it converted when prepare read it: a failure now is a change */
+            if (conv_run(&cv, in, (size_t)got, got == 0, &cb, NULL) < 0) {
+                rc = changed(w, s->path);
+                break;
+            }
+            src = cb.data ? cb.data : "";
+            sn = cb.len;
         }
-        char *o = w->stage.data + w->stage.len;
-        size_t n = got ? textenc_run(&st, in, (size_t)got, o) : textenc_end(&st, o);
-        w->stage.len += n;
-        w->stage.data[w->stage.len] = '\0';
-        out += n;
+        for (size_t i = 0; i < sn || got == 0;) {
+            size_t k = sn - i < TEXT_CHUNK ? sn - i : TEXT_CHUNK;
+            if (w->stage.len + TEXTENC_MAX(k) > STAGE_CAP && (rc = flush(w)) != 0)
+                break;
+            if (mc__buf_grow(&w->stage, TEXTENC_MAX(k)) < 0) {
+                rc = oom(w->err);
+                break;
+            }
+            char *o = w->stage.data + w->stage.len;
+            size_t n = k ? textenc_run(&st, src + i, k, o) : textenc_end(&st, o);
+            w->stage.len += n;
+            w->stage.data[w->stage.len] = '\0';
+            out += n;
+            if (!k)
+                break;
+            i += k;
+        }
         left -= (uint64_t)got;
         if (got == 0)
             break;
     }
     if (rc == 0 && out != s->osize)
         rc = changed(w, s->path);
+    conv_close(&cv);
+    mc__buf_free(&cb);
     close(fd);
     return rc;
 }

@@ -50,6 +50,8 @@ typedef struct mc__msg_defaults {
     const char *(*alias)(void *payload, const char *name);  /* bare names; NULL result = none */
     void       *alias_payload;
     const char *domain;            /* for Message-ID; NULL: from the sender */
+    const char *charset;           /* the server's charset: text and HTML that the message
+                                      composes (UTF-8) are converted to it; NULL: UTF-8 */
 } mc__msg_defaults;
 
 /**
@@ -124,5 +126,14 @@ const char *mc__system_alias(const char *name);
  *  NULL when not requested. Borrowed. */
 void mc__message_dsn(const mc_message *m, const char **notify, const char **ret,
                      const char **envid);
+
+/* ---- appended by helper H-D (charset, issue 10) */
+
+/** Whether `charset` can carry composed mail text: iconv knows it (from
+ *  UTF-8) and it writes ASCII and line ends as they are (UTF-16, UTF-7 and
+ *  EBCDIC do not). UTF-8 under any case is always usable. On failure `why`
+ *  gets a phrase such as `unknown charset "X" (iconv does not know it)`.
+ *  For the config's check of servers[].charset. @return true when usable. */
+bool mc__charset_usable(const char *charset, char *why, size_t why_size);
 
 #endif

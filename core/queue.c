@@ -706,6 +706,7 @@ static int prepare_for(mc_context *ctx, const char *server, mc_message *msg, mc_
         .case_sensitive = srv->address_case == MC__CASE_SENSITIVE,
         .alias = alias_lookup,
         .alias_payload = ctx->cfg,
+        .charset = srv->charset,
     };
     return mc__message_prepare(msg, &d, err);
 }

@@ -555,6 +555,7 @@ static int send_one(mc_session *s, mc_message *msg, mc_err **err)
         .case_sensitive = srv->address_case == MC__CASE_SENSITIVE,
         .alias = alias_lookup,
         .alias_payload = s->ctx->cfg,
+        .charset = srv->charset,
     };
     int rc = mc__message_prepare(msg, &d, err);
     if (rc < 0)

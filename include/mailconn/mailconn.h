@@ -234,6 +234,32 @@ int  mc_message_new(mc_message **out, mc_err **err);
  * @return 0, MC_EMESSAGE (bad header), MC_ENOMEM.
  */
 int  mc_message_parse(mc_message **out, const char *data, size_t len, mc_err **err);
+/** mc_message_parse_ex() flag: read the input as sendmail(8) reads its
+ *  standard input (Postfix's cleanup rules), for programs that pipe mail
+ *  into /usr/sbin/sendmail:
+ *  - a first line "From ..." (an mbox separator) is dropped;
+ *  - a first line that is not a header field ("Name: value") makes the
+ *    whole input the body: the message has no header of its own (its
+ *    recipients then come from mc_message_add_envelope_recipient());
+ *  - a later line that is neither a header field nor a continuation ends
+ *    the header block and starts the body, as if a blank line stood before
+ *    it (one is written when the message is); without the flag that line
+ *    is MC_EMESSAGE.
+ *  A NUL or a bare CR in the header block is MC_EMESSAGE either way. */
+#define MC_PARSE_SENDMAIL (1u << 0)
+
+/**
+ * mc_message_parse() with flags. With flags 0 it is mc_message_parse().
+ * The input is copied; `data` may be freed on return.
+ * @param out    the new message; the caller releases it with mc_message_free()
+ * @param flags  0 or MC_PARSE_SENDMAIL
+ * @return 0, MC_EMESSAGE (bad header: outcome DATA, stage MESSAGE, the
+ *         message names the line), MC_EINVAL (unknown flag, out NULL, data
+ *         NULL with len > 0: outcome USAGE), MC_ENOMEM. On failure *out is NULL.
+ * Thread-safe (no shared state).
+ */
+int  mc_message_parse_ex(mc_message **out, const char *data, size_t len, unsigned flags,
+                         mc_err **err);
 /** As mc_message_parse(), from a file whose body is streamed at send time.
  *  @return 0, MC_EFILE, MC_EMESSAGE, MC_ENOMEM. */
 int  mc_message_parse_file(mc_message **out, const char *path, mc_err **err);
@@ -251,14 +277,33 @@ int  mc_message_add_recipient(mc_message *msg, mc_rcpt_kind kind, const char *ad
 /** Envelope-only recipient (sendmail's command-line recipients). */
 int  mc_message_add_envelope_recipient(mc_message *msg, const char *address, mc_err **err);
 int  mc_message_set_subject(mc_message *msg, const char *subject, mc_err **err);
+/**
+ * The plain-text body: len bytes of UTF-8 (copied; NUL bytes are data).
+ * LF, CR and CRLF line ends all go out as CRLF; the part is 7bit when its
+ * bytes are ASCII without NUL and its lines are at most 998 octets, else
+ * quoted-printable. Charset: labelled charset=UTF-8, unless the server the
+ * message is sent through has another "charset" (e.g. "ISO-8859-1"): the
+ * text is then converted to it with iconv at each send, labelled with that
+ * name, and the transfer encoding chosen on the converted bytes. A
+ * character that charset cannot represent, or bytes that are not UTF-8,
+ * fail that send before MAIL with MC_EMESSAGE (outcome DATA, stage
+ * MESSAGE; the message names the charset, the line and the character).
+ * Subject and display names are not converted: their RFC 2047 encoded
+ * words are UTF-8 whatever the charset. Parsed messages are never converted.
+ * @return 0, MC_EINVAL (a parsed message), MC_ENOMEM.
+ */
 int  mc_message_set_text(mc_message *msg, const char *text, size_t len, mc_err **err);
+/** The HTML body (text/html, alongside the text in multipart/alternative
+ *  when both are set): as mc_message_set_text(), charset included. */
 int  mc_message_set_html(mc_message *msg, const char *html, size_t len, mc_err **err);
 /**
  * The plain-text body from a file, streamed at send time like an
  * attachment (constant memory whatever its size), with the rules of
  * mc_message_set_text(): 7bit when it is ASCII without NUL and its lines
- * are at most 998 octets, else quoted-printable (UTF-8); LF, CR and CRLF
- * line ends all go out as CRLF. Each send reads the file twice (the
+ * are at most 998 octets, else quoted-printable; LF, CR and CRLF line ends
+ * all go out as CRLF; UTF-8, converted chunk by chunk to a server's other
+ * "charset" (a character it lacks: MC_EMESSAGE at send, before MAIL, naming
+ * the file, line and character). Each send reads the file twice (the
  * encoding and exact size, then the data); a file that changes in between
  * fails that send with MC_EFILE. Replaces a text set before (and
  * mc_message_set_text() replaces this one).
@@ -292,6 +337,51 @@ int  mc_message_set_from_name(mc_message *msg, const char *display_name, mc_err 
  */
 int  mc_message_set_dsn(mc_message *msg, const char *notify, const char *ret, const char *envid,
                         mc_err **err);
+/**
+ * Split one mailbox as people write it in From: or on a command line:
+ * "Name <a@b>", "\"Doe, J.\" <a@b>", "<a@b>", "a@b", "a@b (comment)".
+ * The display name is the phrase before '<': comments dropped, quoted
+ * strings unquoted (backslash escapes removed), white space runs made one
+ * space, trimmed; RFC 2047 encoded words are left as written. Without
+ * angle brackets there is no display name (a comment is not one). The
+ * address is checked as mc_message_set_from() checks it (a bare local name
+ * without a domain passes); an obsolete source route "<@a:b@c>" is dropped.
+ * Use it for what a user typed (mailconn send --from 'Name <a@b>'):
+ * mc_message_set_from(msg, address, display_name, &err).
+ * @param address       out: the address; release with free()
+ * @param display_name  out: the name, or NULL when there is none (release
+ *                      with free()); pass NULL when only the address is wanted
+ * @param mailbox       one mailbox (not a list, no line break)
+ * @return 0, MC_EMESSAGE (no address, "<>", more than one mailbox,
+ *         unbalanced quotes, comment or angle brackets, a line break, a bad
+ *         address: outcome DATA, stage MESSAGE), MC_EINVAL (address or mailbox
+ *         NULL), MC_ENOMEM. On failure the outputs are NULL.
+ * Thread-safe (no shared state).
+ */
+int  mc_mailbox_parse(char **address, char **display_name, const char *mailbox, mc_err **err);
+
+/**
+ * Split an address list (the value of To:, Cc:, Bcc:, or sendmail's
+ * recipient arguments "a@x,b@y") into its addresses, in order:
+ * "a@x, Name <b@y>, \"Doe, J.\" <c@z>, team: d@w, e@w;" gives a@x, b@y,
+ * c@z, d@w, e@w. Display names, comments and group names are dropped;
+ * empty elements and empty groups ("undisclosed-recipients:;") give
+ * nothing; folding white space is allowed. Each address is checked as
+ * mc_message_add_recipient() checks it (a bare local name passes: aliases
+ * may resolve it at send time).
+ * @param value    the list; NULL or "" gives no call
+ * @param fn       called once per address; `addr` is borrowed for the call;
+ *                 a non-zero return stops the split and is returned
+ * @param payload  passed to fn
+ * @return 0, fn's non-zero value, MC_EMESSAGE (unbalanced quotes, comment
+ *         or angle brackets, a bad address: outcome DATA, stage MESSAGE;
+ *         fn has then been called for the addresses before it), MC_EINVAL
+ *         (fn NULL), MC_ENOMEM.
+ * Thread-safe (no shared state).
+ */
+int  mc_address_list_split(const char *value, int (*fn)(const char *addr, void *payload),
+                           void *payload, mc_err **err);
+
 /** Envelope recipients, once the message was prepared for a server. */
 size_t mc_message_recipient_count(const mc_message *msg);
 /** The server's reply after the final dot of the last send

@@ -275,6 +275,127 @@ static void test_mailbox_span(void **state)
     assert_int_equal(len, strlen("\"a b\"@x.example"));
 }
 
+/* ------------------------------------ public calls (issue 10) */
+
+static int collect_pub(const char *addr, void *payload)
+{
+    list *l = payload;
+    if (l->n >= sizeof(l->v) / sizeof(l->v[0]))
+        return -1;
+    l->v[l->n++] = strdup(addr);
+    return 0;
+}
+
+static int stop_second(const char *addr, void *payload)
+{
+    list *l = payload;
+    l->v[l->n++] = strdup(addr);
+    return l->n == 2 ? 7 : 0;
+}
+
+static void test_list_split(void **state)
+{
+    (void)state;
+    list l = { .n = 0 };
+    assert_int_equal(mc_address_list_split("\"Doe, John\" <john@example.com>, jane@example.com "
+                                           "(Jane, J.), Team: a@example.com, <b@example.com>;, "
+                                           "undisclosed-recipients:;, root,,",
+                                           collect_pub, &l, NULL), 0);
+    assert_int_equal(l.n, 5);
+    assert_string_equal(l.v[0], "john@example.com");
+    assert_string_equal(l.v[1], "jane@example.com");
+    assert_string_equal(l.v[2], "a@example.com");
+    assert_string_equal(l.v[3], "b@example.com");
+    assert_string_equal(l.v[4], "root");
+    list_free(&l);
+    /* nothing to split: no call */
+    assert_int_equal(mc_address_list_split(NULL, collect_pub, &l, NULL), 0);
+    assert_int_equal(mc_address_list_split("", collect_pub, &l, NULL), 0);
+    assert_int_equal(l.n, 0);
+    /* the callback's non-zero value stops it and is returned */
+    assert_int_equal(mc_address_list_split("a@x.example, b@x.example, c@x.example", stop_second,
+                                           &l, NULL), 7);
+    assert_int_equal(l.n, 2);
+    list_free(&l);
+    /* a bad element: MC_EMESSAGE after the good ones before it */
+    mc_err *err = NULL;
+    assert_int_equal(mc_address_list_split("a@example.com, b@@example.com, c@example.com",
+                                           collect_pub, &l, &err), MC_EMESSAGE);
+    assert_int_equal(l.n, 1);
+    assert_int_equal(err->outcome, MC_OUTCOME_DATA);
+    assert_int_equal(err->stage, MC_STAGE_MESSAGE);
+    assert_non_null(strstr(err->message, "b@@example.com"));
+    mc_error_free(err);
+    list_free(&l);
+    err = NULL;
+    assert_int_equal(mc_address_list_split("\"open, a@example.com", collect_pub, &l, &err),
+                     MC_EMESSAGE);
+    mc_error_free(err);
+    err = NULL;
+    assert_int_equal(mc_address_list_split("a@example.com", NULL, NULL, &err), MC_EINVAL);
+    assert_int_equal(err->outcome, MC_OUTCOME_USAGE);
+    mc_error_free(err);
+}
+
+static void test_mailbox_parse(void **state)
+{
+    (void)state;
+    static const struct { const char *in, *addr, *name; } ok[] = {
+        { "a@example.com", "a@example.com", NULL },
+        { "  a@example.com  ", "a@example.com", NULL },
+        { "a@example.com (Comment Name)", "a@example.com", NULL },
+        { "<a@example.com>", "a@example.com", NULL },
+        { "Name <a@example.com>", "a@example.com", "Name" },
+        { "  Two   Words\t<a@example.com> ", "a@example.com", "Two Words" },
+        { "\"Doe, John\" <a@example.com>", "a@example.com", "Doe, John" },
+        { "\"say \\\"hi\\\"\" <a@example.com>", "a@example.com", "say \"hi\"" },
+        { "John (the) \"Q.\" Public <a@example.com> (work)", "a@example.com", "John Q. Public" },
+        { "J\xc3\xb6rg <j@example.com>", "j@example.com", "J\xc3\xb6rg" },
+        { "Robot <robot>", "robot", "Robot" },
+        { "\"\" <a@example.com>", "a@example.com", NULL },
+        { "Route <@relay.example:a@example.com>", "a@example.com", "Route" },
+        { "\"x <y>\" <a@example.com>", "a@example.com", "x <y>" },
+    };
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        char *addr = NULL, *name = (char *)"unset";
+        mc_err *err = NULL;
+        if (mc_mailbox_parse(&addr, &name, ok[i].in, &err) != 0)
+            fail_msg("%s: %s", ok[i].in, err ? err->message : "?");
+        assert_string_equal(addr, ok[i].addr);
+        if (ok[i].name)
+            assert_string_equal(name, ok[i].name);
+        else if (name)
+            fail_msg("%s: name \"%s\"", ok[i].in, name);
+        free(addr);
+        free(name);
+        /* without the name output */
+        assert_int_equal(mc_mailbox_parse(&addr, NULL, ok[i].in, NULL), 0);
+        assert_string_equal(addr, ok[i].addr);
+        free(addr);
+    }
+    static const char *const bad[] = {
+        "", "<>", "Name <>", "a@example.com, b@example.com", "A <a@example.com>, B <b@example.com>",
+        "A <a@example.com> trailing", "Name <a@example.com", "\"open <a@example.com>",
+        "Name <a@example.com>\r\nBcc: x@example.com", "a@@example.com", "(open a@example.com",
+        "Name <a@example.com> (open",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char *addr = (char *)"unset", *name = (char *)"unset";
+        mc_err *err = NULL;
+        if (mc_mailbox_parse(&addr, &name, bad[i], &err) != MC_EMESSAGE)
+            fail_msg("%s passed", bad[i]);
+        assert_null(addr);
+        assert_null(name);
+        assert_int_equal(err->outcome, MC_OUTCOME_DATA);
+        assert_int_equal(err->stage, MC_STAGE_MESSAGE);
+        mc_error_free(err);
+    }
+    char *addr = NULL;
+    assert_int_equal(mc_mailbox_parse(NULL, NULL, "a@example.com", NULL), MC_EINVAL);
+    assert_int_equal(mc_mailbox_parse(&addr, NULL, NULL, NULL), MC_EINVAL);
+    assert_null(addr);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -285,6 +406,8 @@ int main(void)
         cmocka_unit_test(test_list),
         cmocka_unit_test(test_list_callback_error),
         cmocka_unit_test(test_mailbox_span),
+        cmocka_unit_test(test_list_split),
+        cmocka_unit_test(test_mailbox_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

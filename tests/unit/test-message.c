@@ -2243,6 +2243,365 @@ static void test_set_dsn(void **state)
     mc_message_free(m);
 }
 
+/* ------------------------------------------------ charset (issue 10) */
+
+/* A message with a fixed Date and Message-ID whose text (and html, when
+ * not NULL) is t, or its text from a file holding t; prepared for a server
+ * with that charset and rendered. Caller frees. */
+static char *render_cs(const char *charset, const char *t, size_t n, const char *html,
+                       bool from_file, size_t *len)
+{
+    mc_message *m = simple();
+    assert_int_equal(mc_message_add_header(m, "Date", "Thu, 3 Dec 2026 12:00:00 +0000", NULL), 0);
+    assert_int_equal(mc_message_add_header(m, "Message-ID", "<fixed@example.com>", NULL), 0);
+    char *path = NULL;
+    if (from_file) {
+        path = write_file("cs-text.txt", t, n);
+        assert_int_equal(mc_message_set_text_file(m, path, NULL), 0);
+    } else {
+        assert_int_equal(mc_message_set_text(m, t, n, NULL), 0);
+    }
+    if (html)
+        assert_int_equal(mc_message_set_html(m, html, strlen(html), NULL), 0);
+    mc__msg_defaults d = { .charset = charset };
+    prepare_ok(m, &d);
+    char *s = render(m, len, true);
+    mc_message_free(m);
+    if (path)
+        unlink(path);
+    free(path);
+    return s;
+}
+
+/* Prepare the text t for charset: the error (caller frees), asserted to
+ * be code with nothing prepared. */
+static mc_err *prepare_cs_fails(const char *charset, const char *t, size_t n, bool from_file,
+                                int code, char **path_out)
+{
+    mc_message *m = simple();
+    char *path = NULL;
+    if (from_file) {
+        path = write_file("cs-bad.txt", t, n);
+        assert_int_equal(mc_message_set_text_file(m, path, NULL), 0);
+    } else {
+        assert_int_equal(mc_message_set_text(m, t, n, NULL), 0);
+    }
+    mc__msg_defaults d = { .charset = charset };
+    mc_err *err = NULL;
+    assert_int_equal(mc__message_prepare(m, &d, &err), code);
+    assert_non_null(err);
+    assert_int_equal(mc__message_size(m), 0);   /* nothing to send */
+    mc_message_free(m);
+    if (path_out)
+        *path_out = path;
+    else
+        free(path);
+    return err;
+}
+
+static void test_charset_latin1(void **state)
+{
+    (void)state;
+    size_t n;
+    const char text[] = "Gr\xc3\xbc\xc3\x9f" "e\n";   /* Grüße */
+    char *s = render_cs("ISO-8859-1", text, sizeof(text) - 1, NULL, false, &n);
+    hdrs h;
+    size_t off = parse_hdrs(s, n, &h);
+    assert_string_equal(hget(&h, "Content-Type"), "text/plain; charset=ISO-8859-1");
+    assert_string_equal(hget(&h, "Content-Transfer-Encoding"), "quoted-printable");
+    assert_string_equal(s + off, "Gr=FC=DFe\r\n");
+    hfree(&h);
+    free(s);
+
+    /* the same message again for a UTF-8 server: UTF-8 (prepare is per server) */
+    mc_message *m = simple();
+    assert_int_equal(mc_message_set_text(m, text, sizeof(text) - 1, NULL), 0);
+    mc__msg_defaults latin = { .charset = "ISO-8859-1" }, utf8 = { .charset = "utf-8" };
+    prepare_ok(m, &latin);
+    s = render(m, &n, true);
+    assert_non_null(strstr(s, "charset=ISO-8859-1\r\n"));
+    assert_non_null(strstr(s, "\r\n\r\nGr=FC=DFe\r\n"));
+    free(s);
+    prepare_ok(m, &utf8);
+    s = render(m, &n, true);
+    assert_non_null(strstr(s, "charset=UTF-8\r\n"));
+    assert_non_null(strstr(s, "\r\n\r\nGr=C3=BC=C3=9Fe\r\n"));
+    free(s);
+    mc_message_free(m);
+
+    /* text and HTML both converted and labelled; ASCII stays 7bit */
+    s = render_cs("ISO-8859-15", "price 5 \xe2\x82\xac\n", 11, "<p>caf\xc3\xa9</p>", false, &n);
+    assert_non_null(strstr(s, "Content-Type: text/plain; charset=ISO-8859-15\r\n"
+                              "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+                              "price 5 =A4\r\n"));
+    assert_non_null(strstr(s, "Content-Type: text/html; charset=ISO-8859-15\r\n"
+                              "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+                              "<p>caf=E9</p>\r\n"));
+    free(s);
+    s = render_cs("US-ASCII", "plain\n", 6, NULL, false, &n);
+    assert_non_null(strstr(s, "Content-Type: text/plain; charset=US-ASCII\r\n"
+                              "Content-Transfer-Encoding: 7bit\r\n\r\nplain\r\n"));
+    free(s);
+    /* a name with a tspecial is quoted */
+    s = render_cs("ISO_8859-1:1987", "x\n", 2, NULL, false, &n);
+    assert_non_null(strstr(s, "Content-Type: text/plain; charset=\"ISO_8859-1:1987\"\r\n"));
+    free(s);
+    /* the charset only changes the body: the Subject stays UTF-8 words */
+    m = simple();
+    assert_int_equal(mc_message_set_subject(m, "Gr\xc3\xbc\xc3\x9f" "e", NULL), 0);
+    assert_int_equal(mc_message_set_text(m, "x", 1, NULL), 0);
+    prepare_ok(m, &latin);
+    s = render(m, &n, true);
+    assert_non_null(strstr(s, "Subject: =?UTF-8?"));
+    free(s);
+    mc_message_free(m);
+}
+
+static void test_charset_unrepresentable(void **state)
+{
+    (void)state;
+    const char euro[] = "first line\nprice 5 \xe2\x82\xac\n";
+    mc_err *err = prepare_cs_fails("ISO-8859-1", euro, sizeof(euro) - 1, false, MC_EMESSAGE, NULL);
+    assert_int_equal(err->outcome, MC_OUTCOME_DATA);   /* exit 65 */
+    assert_int_equal(err->stage, MC_STAGE_MESSAGE);
+    assert_non_null(strstr(err->message, "ISO-8859-1"));
+    assert_non_null(strstr(err->message, "U+20AC"));
+    assert_non_null(strstr(err->message, "\"\xe2\x82\xac\""));
+    assert_non_null(strstr(err->message, "text line 2"));
+    assert_non_null(err->hint);
+    mc_error_free(err);
+
+    /* not UTF-8 at all */
+    err = prepare_cs_fails("ISO-8859-1", "ok\n\xff\n", 4, false, MC_EMESSAGE, NULL);
+    assert_non_null(strstr(err->message, "text line 2: byte 0xFF is not UTF-8"));
+    mc_error_free(err);
+    err = prepare_cs_fails("ISO-8859-1", "ends in \xc3", 9, false, MC_EMESSAGE, NULL);
+    assert_non_null(strstr(err->message, "ends inside a UTF-8 sequence"));
+    mc_error_free(err);
+    /* a control character is named, not shown */
+    err = prepare_cs_fails("ISO-8859-1", "\xe2\x80\xae", 3, false, MC_EMESSAGE, NULL);
+    assert_non_null(strstr(err->message, "U+202E cannot be written"));
+    assert_null(strstr(err->message, "\xe2\x80\xae"));
+    mc_error_free(err);
+
+    /* the HTML part is checked too */
+    mc_message *m = simple();
+    assert_int_equal(mc_message_set_text(m, "ok", 2, NULL), 0);
+    assert_int_equal(mc_message_set_html(m, "<p>\xe2\x82\xac</p>", 10, NULL), 0);
+    mc__msg_defaults d = { .charset = "ISO-8859-1" };
+    err = NULL;
+    assert_int_equal(mc__message_prepare(m, &d, &err), MC_EMESSAGE);
+    assert_non_null(strstr(err->message, "HTML line 1"));
+    mc_error_free(err);
+    mc_message_free(m);
+
+    /* from a file: named by its path, the line counted across chunks (the
+     * euro sign split by the 64 KiB read) */
+    size_t big = 3 * 65536;
+    char *t = malloc(big);
+    for (size_t i = 0; i < big; i++)
+        t[i] = (i % 64 == 63) ? '\n' : 'a';
+    memcpy(t + 65535, "\xe2\x82\xac", 3);
+    size_t lines_before = 0;
+    for (size_t i = 0; i < 65535; i++)
+        lines_before += t[i] == '\n';
+    char *path = NULL;
+    err = prepare_cs_fails("ISO-8859-1", t, big, true, MC_EMESSAGE, &path);
+    char want[64];
+    snprintf(want, sizeof(want), " line %zu: \"\xe2\x82\xac\" (U+20AC)", lines_before + 1);
+    assert_non_null(strstr(err->message, path));
+    assert_non_null(strstr(err->message, want));
+    assert_int_equal(err->outcome, MC_OUTCOME_DATA);
+    mc_error_free(err);
+    free(path);
+    free(t);
+    err = prepare_cs_fails("ISO-8859-1", "tail \xe2\x82", 7, true, MC_EMESSAGE, NULL);
+    assert_non_null(strstr(err->message, "ends inside a UTF-8 sequence"));
+    mc_error_free(err);
+}
+
+static void test_charset_unknown(void **state)
+{
+    (void)state;
+    char why[160];
+    assert_true(mc__charset_usable("UTF-8", why, sizeof(why)));
+    assert_true(mc__charset_usable("utf8", why, sizeof(why)));
+    assert_true(mc__charset_usable(NULL, NULL, 0));
+    assert_true(mc__charset_usable("ISO-8859-1", why, sizeof(why)));
+    assert_true(mc__charset_usable("latin1", why, sizeof(why)));
+    assert_true(mc__charset_usable("ISO-2022-JP", why, sizeof(why)));
+    assert_false(mc__charset_usable("NO-SUCH-CHARSET", why, sizeof(why)));
+    assert_string_equal(why, "unknown charset \"NO-SUCH-CHARSET\" (iconv does not know it)");
+    static const char *const unfit[] = { "UTF-16", "UTF-16LE", "UTF-32", "UTF-7", "EBCDIC-US" };
+    for (size_t i = 0; i < sizeof(unfit) / sizeof(unfit[0]); i++) {
+        if (mc__charset_usable(unfit[i], why, sizeof(why)))
+            fail_msg("%s passed", unfit[i]);
+        assert_non_null(strstr(why, "cannot carry mail text"));
+    }
+    /* at send: a configuration error, before anything else */
+    mc_err *err = prepare_cs_fails("NO-SUCH-CHARSET", "x", 1, false, MC_ECONFIG, NULL);
+    assert_int_equal(err->outcome, MC_OUTCOME_CONFIG);
+    assert_non_null(strstr(err->message, "NO-SUCH-CHARSET"));
+    mc_error_free(err);
+    err = prepare_cs_fails("UTF-16", "x", 1, true, MC_ECONFIG, NULL);
+    assert_non_null(strstr(err->message, "UTF-16"));
+    mc_error_free(err);
+}
+
+/* A stateful 7-bit charset: the shift back to ASCII at the very end comes
+ * from iconv's flush, for memory text and for a file alike. */
+static void test_charset_iso2022jp(void **state)
+{
+    (void)state;
+    const char text[] = "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e";   /* 日本語, no line end */
+    const char want[] = "Content-Type: text/plain; charset=ISO-2022-JP\r\n"
+                        "Content-Transfer-Encoding: 7bit\r\n\r\n"
+                        "\x1b$BF|K\\8l\x1b(B\r\n";
+    for (int f = 0; f < 2; f++) {
+        size_t n;
+        char *s = render_cs("ISO-2022-JP", text, sizeof(text) - 1, NULL, f, &n);
+        if (!strstr(s, want))
+            fail_msg("%s:\n%s", f ? "file" : "memory", s);
+        free(s);
+    }
+    /* with the boundary prefix in it, the file's text is quoted-printable
+     * (a boundary is looked for in the file, not in its conversion) */
+    const char mk[] = "=_mc_ \xe6\x97\xa5\n";
+    size_t n;
+    char *s = render_cs("ISO-2022-JP", mk, sizeof(mk) - 1, "<p>x</p>", true, &n);
+    assert_non_null(strstr(s, "charset=ISO-2022-JP\r\nContent-Transfer-Encoding: quoted-printable"));
+    free(s);
+}
+
+/* A text file converted chunk by chunk (64 KiB reads in prepare, 11 KiB in
+ * the writer) gives the bytes of the same text converted in one piece,
+ * with multi-byte characters split by both chunk sizes. */
+static void test_charset_text_file_streaming(void **state)
+{
+    (void)state;
+    static const char unit[] = "\xc3\xbc\xe2\x82\xac";   /* ü€ */
+    const size_t big = 300 * 1024;
+    char *t = malloc(big + 8);
+    size_t pre;
+    for (pre = 0; pre < 200; pre++) {
+        size_t n = 0;
+        for (size_t i = 0; i < pre; i++)
+            t[n++] = 'x';
+        for (size_t k = 0; n + 6 < big; k++) {
+            memcpy(t + n, unit, 5);
+            n += 5;
+            if (k % 15 == 14)
+                t[n++] = '\n';
+        }
+        t[n] = '\0';
+        /* continuation bytes at both chunk boundaries */
+        if ((t[65536] & 0xc0) == 0x80 && (t[11264] & 0xc0) == 0x80 && (t[2 * 11264] & 0xc0) == 0x80)
+            break;
+    }
+    assert_true(pre < 200);
+    size_t tn = strlen(t), n1, n2;
+    char *mem = render_cs("ISO-8859-15", t, tn, NULL, false, &n1);
+    char *file = render_cs("ISO-8859-15", t, tn, NULL, true, &n2);
+    assert_int_equal(n1, n2);
+    assert_memory_equal(mem, file, n1);
+    assert_non_null(strstr(mem, "charset=ISO-8859-15\r\nContent-Transfer-Encoding: quoted-printable"));
+    assert_non_null(strstr(mem, "=FC=A4=FC=A4"));
+    free(mem);
+    free(file);
+    /* UTF-8 servers: unchanged bytes from a file, as before */
+    mem = render_cs(NULL, t, tn, NULL, false, &n1);
+    file = render_cs("UTF-8", t, tn, NULL, true, &n2);
+    assert_int_equal(n1, n2);
+    assert_memory_equal(mem, file, n1);
+    assert_non_null(strstr(mem, "=C3=BC=E2=82=AC"));
+    free(mem);
+    free(file);
+    free(t);
+}
+
+/* A file that changes between prepare and write: MC_EFILE, also when the
+ * change makes it unconvertible. */
+static void test_charset_text_file_changed(void **state)
+{
+    (void)state;
+    mc_message *m = simple();
+    char *path = write_file("cs-change.txt", "caf\xc3\xa9\n", 6);
+    assert_int_equal(mc_message_set_text_file(m, path, NULL), 0);
+    mc__msg_defaults d = { .charset = "ISO-8859-1" };
+    prepare_ok(m, &d);
+    free(write_file("cs-change.txt", "caf\xe2\x82\xac", 6));   /* same size */
+    out o = { .keep = false };
+    mc_err *err = NULL;
+    assert_int_equal(mc__message_write(m, sink, &o, &err), MC_EFILE);
+    assert_non_null(strstr(err->message, "changed while it was sent"));
+    mc_error_free(err);
+    mc_message_free(m);
+    unlink(path);
+    free(path);
+}
+
+/* ------------------------------------------ mc_message_parse_ex (issue 10) */
+
+static void test_parse_ex(void **state)
+{
+    (void)state;
+    mc_message *m = (mc_message *)&m;
+    mc_err *err = NULL;
+    const char mbox[] = "From root@host Thu Dec  3 12:00:00 2026\nSubject: s\nTo: a@example.com\n\nbody\n";
+    const char loose[] = "Subject: s\nTo: a@example.com\nnot a header\n";
+    /* flags 0: mc_message_parse */
+    assert_int_equal(mc_message_parse_ex(&m, loose, sizeof(loose) - 1, 0, &err), MC_EMESSAGE);
+    assert_null(m);
+    assert_non_null(strstr(err->message, "not a header field"));
+    mc_error_free(err);
+    err = NULL;
+    assert_int_equal(mc_message_parse_ex(&m, mbox, sizeof(mbox) - 1, 0, &err), MC_EMESSAGE);
+    mc_error_free(err);
+    err = NULL;
+    /* MC_PARSE_SENDMAIL: the From_ line dropped, a non-header line starts the body */
+    mc__msg_defaults d = { .sender_address = "app@example.net" };
+    assert_int_equal(mc_message_parse_ex(&m, mbox, sizeof(mbox) - 1, MC_PARSE_SENDMAIL, &err), 0);
+    prepare_ok(m, &d);
+    size_t n;
+    char *s = render(m, &n, false);
+    assert_null(strstr(s, "From root@host"));
+    assert_non_null(strstr(s, "Subject: s\r\n"));
+    assert_true(strstr(s, "Subject: s\r\n") < strstr(s, "\r\n\r\n"));
+    assert_string_equal(strstr(s, "\r\n\r\n") + 4, "body\n");
+    free(s);
+    mc_message_free(m);
+    assert_int_equal(mc_message_parse_ex(&m, loose, sizeof(loose) - 1, MC_PARSE_SENDMAIL, &err), 0);
+    assert_int_equal(mc_message_add_envelope_recipient(m, "to@example.com", NULL), 0);
+    prepare_ok(m, &d);
+    s = render(m, &n, false);
+    assert_string_equal(strstr(s, "\r\n\r\n") + 4, "not a header\n");
+    assert_true(strstr(s, "Subject: s\r\n") < strstr(s, "\r\n\r\n"));
+    free(s);
+    mc_message_free(m);
+    /* a first line that is no header: everything is body */
+    assert_int_equal(mc_message_parse_ex(&m, "hello\nTo: x@y\n", 14, MC_PARSE_SENDMAIL, NULL), 0);
+    assert_int_equal(mc_message_add_envelope_recipient(m, "to@example.com", NULL), 0);
+    prepare_ok(m, &d);
+    s = render(m, &n, false);
+    assert_string_equal(strstr(s, "\r\n\r\n") + 4, "hello\nTo: x@y\n");
+    free(s);
+    mc_message_free(m);
+    /* still refused with the flag: NUL or bare CR in the header block */
+    assert_int_equal(mc_message_parse_ex(&m, "Subject: a\0b\n\nx\n", 16, MC_PARSE_SENDMAIL, &err),
+                     MC_EMESSAGE);
+    assert_non_null(strstr(err->message, "NUL"));
+    mc_error_free(err);
+    err = NULL;
+    /* misuse */
+    m = (mc_message *)&m;
+    assert_int_equal(mc_message_parse_ex(&m, "x: y\n\n", 6, 1u << 7, &err), MC_EINVAL);
+    assert_null(m);
+    assert_int_equal(err->outcome, MC_OUTCOME_USAGE);
+    mc_error_free(err);
+    assert_int_equal(mc_message_parse_ex(NULL, "x: y\n\n", 6, 0, NULL), MC_EINVAL);
+    assert_int_equal(mc_message_parse_ex(&m, NULL, 3, MC_PARSE_SENDMAIL, NULL), MC_EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2287,6 +2646,13 @@ int main(void)
         cmocka_unit_test(test_null_sender_and_resent),
         cmocka_unit_test(test_from_sender_address_keeps_name),
         cmocka_unit_test(test_set_dsn),
+        cmocka_unit_test(test_charset_latin1),
+        cmocka_unit_test(test_charset_unrepresentable),
+        cmocka_unit_test(test_charset_unknown),
+        cmocka_unit_test(test_charset_iso2022jp),
+        cmocka_unit_test(test_charset_text_file_streaming),
+        cmocka_unit_test(test_charset_text_file_changed),
+        cmocka_unit_test(test_parse_ex),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
