@@ -1,4 +1,5 @@
 /* mailconn: the command line (DESIGN.md "The command line"). */
+#include <ctype.h>
 #include <getopt.h>
 #include <libgen.h>
 #include <stdarg.h>
@@ -108,6 +109,59 @@ static void report_reply(mc__buf *b, const mc_err *e)
     free(text);
 }
 
+/* The library's hints name no command (DESIGN.md "Actions, not
+ * commands"): what it says to do, in its fixed words, becomes this CLI's
+ * command. "authorize server NAME again" / "authorize server NAME" (the
+ * words of MC_ACTION_REAUTHORIZE / MC_ACTION_AUTHORIZE) and the flows by
+ * name. */
+static char *cli_hint(const char *hint)
+{
+    char *out = NULL;
+    size_t len = 0;
+    FILE *b = open_memstream(&out, &len);
+    if (!b)
+        return NULL;
+    static const struct { const char *lib, *cli; } words[] = {
+        { "the browser or paste flow", "`mailconn auth --paste` or `mailconn auth --browser`" },
+        { "the paste or device flow", "--paste or --device" },
+        { "the device flow again", "`mailconn auth --device` again" },
+    };
+    static const char srv[] = "authorize server ";
+    const char *p = hint;
+    while (*p) {
+        if (strncmp(p, srv, sizeof(srv) - 1) == 0) {
+            const char *n = p + sizeof(srv) - 1, *e = n;
+            while (isalnum((unsigned char)*e) || *e == '.' || *e == '_' || *e == '-')
+                e++;
+            while (e > n && e[-1] == '.')
+                e--;                              /* a sentence's full stop */
+            if (e > n) {
+                bool again = strncmp(e, " again", 6) == 0;
+                fprintf(b, "run `mailconn auth --server %.*s`%s", (int)(e - n), n,
+                        again ? " to authorize again" : "");
+                p = again ? e + 6 : e;
+                continue;
+            }
+        }
+        size_t i = 0;
+        for (; i < sizeof(words) / sizeof(words[0]); i++) {
+            size_t l = strlen(words[i].lib);
+            if (strncmp(p, words[i].lib, l) == 0) {
+                fputs(words[i].cli, b);
+                p += l;
+                break;
+            }
+        }
+        if (i == sizeof(words) / sizeof(words[0]))
+            fputc(*p++, b);
+    }
+    if (fclose(b) != 0) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
 /* Every line goes out through cli_print_line: what a server said (reply
  * texts, OAuth errors) reaches the terminal escaped. */
 void cli_report(cli *c, const char *label, const mc_err *e, int code)
@@ -137,8 +191,13 @@ void cli_report(cli *c, const char *label, const mc_err *e, int code)
         cli_print_line(stderr, "mailconn: %s%srecipient %s refused: %d %s", lb, sep, r->address,
                        r->smtp_code, r->text ? r->text : r->enhanced);
     }
-    if (e->hint)
-        cli_print_line(stderr, "mailconn: hint: %s", e->hint);
+    if (e->hint) {
+        char *h = cli_hint(e->hint);
+        cli_print_line(stderr, "mailconn: hint: %s", h ? h : e->hint);
+        free(h);
+    } else if (e->action == MC_ACTION_AUTHORIZE || e->action == MC_ACTION_REAUTHORIZE) {
+        cli_print_line(stderr, "mailconn: hint: run `mailconn auth`");
+    }
     log_failure(c, e->outcome ? e->outcome : MC_OUTCOME_TRANSIENT, e, NULL);
     cli_outcome(c, e->outcome ? e->outcome : MC_OUTCOME_TRANSIENT);
 }

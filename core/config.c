@@ -43,17 +43,9 @@
 
 /* ------------------------------------------------------------- diagnostics */
 
-int mc__diag_add(mc__diag *d, const char *fmt, ...)
+/* Append a line unless it is there already: 1 added, 0 there, MC_ENOMEM. */
+static int diag_line(mc__diag *d, char *line)
 {
-    if (!d)
-        return 0;
-    char *line = NULL;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vasprintf(&line, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return MC_ENOMEM;
     /* a provider may report what the core already did: say it once */
     for (size_t i = 0; i < d->n; i++) {
         if (strcmp(d->lines[i], line) == 0) {
@@ -68,7 +60,69 @@ int mc__diag_add(mc__diag *d, const char *fmt, ...)
     }
     d->lines = l;
     d->lines[d->n++] = line;
+    return 1;
+}
+
+static int diag_item(mc__diag *d, const char *path, size_t path_len, const char *message)
+{
+    mc__diag_item *it = realloc(d->items, (d->n_items + 1) * sizeof(*it));
+    if (!it)
+        return MC_ENOMEM;
+    d->items = it;
+    mc__diag_item n = { strndup(path, path_len), strdup(message) };
+    if (!n.path || !n.message) {
+        free(n.path);
+        free(n.message);
+        return MC_ENOMEM;
+    }
+    d->items[d->n_items++] = n;
     return 0;
+}
+
+int mc__diag_item_add(mc__diag *d, const char *path, const char *message)
+{
+    if (!d)
+        return 0;
+    return diag_item(d, path ? path : "", path ? strlen(path) : 0, message ? message : "");
+}
+
+int mc__diag_add(mc__diag *d, const char *fmt, ...)
+{
+    if (!d)
+        return 0;
+    char *line = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vasprintf(&line, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return MC_ENOMEM;
+    int rc = diag_line(d, line);
+    if (rc <= 0)
+        return rc;
+    line = d->lines[d->n - 1];
+    /* "servers[1].auth.client_id: required ..." (cfg_error, secrets):
+     * the path is what comes before the first ": " */
+    const char *sep = strncmp(line, "servers[", 8) == 0 ? strstr(line, ": ") : NULL;
+    if (sep)
+        return diag_item(d, line, (size_t)(sep - line), sep + 2) < 0 ? MC_ENOMEM : 0;
+    return diag_item(d, "", 0, line) < 0 ? MC_ENOMEM : 0;
+}
+
+static const char *objname(const char *path);
+
+int mc__diag_add_at(mc__diag *d, const char *path, const char *item_path, const char *message)
+{
+    if (!d)
+        return 0;
+    char *line = NULL;
+    if (asprintf(&line, "%s: %s", objname(path), message) < 0)
+        return MC_ENOMEM;
+    int rc = diag_line(d, line);
+    if (rc <= 0)
+        return rc;
+    const char *ip = item_path ? item_path : path;
+    return diag_item(d, ip, strlen(ip), message) < 0 ? MC_ENOMEM : 1;
 }
 
 void mc__diag_free(mc__diag *d)
@@ -78,8 +132,15 @@ void mc__diag_free(mc__diag *d)
     for (size_t i = 0; i < d->n; i++)
         free(d->lines[i]);
     free(d->lines);
+    for (size_t i = 0; i < d->n_items; i++) {
+        free(d->items[i].path);
+        free(d->items[i].message);
+    }
+    free(d->items);
     d->lines = NULL;
     d->n = 0;
+    d->items = NULL;
+    d->n_items = 0;
 }
 
 /* Turn collected lines into an MC_ECONFIG error: message = the first line
@@ -97,6 +158,9 @@ static int diag_error(const mc__diag *d, mc_err **err)
     }
     for (size_t i = 0; i < d->n; i++)
         mc__error_detail(*err, d->lines[i]);
+    for (size_t i = 0; i < d->n_items; i++)
+        mc__error_diag(*err, d->items[i].path, d->items[i].message);
+    mc__error_set_action(err, MC_ACTION_FIX_CONFIG, NULL);
     return MC_ECONFIG;
 }
 
@@ -408,13 +472,23 @@ static bool scan_text(const char *name, const char *text, size_t n, mc__diag *d,
                     break;
                 }
                 if (strlen(ks) != klen || strpbrk(ks, "\r\n")) {
-                    mc__diag_add(d, "%s: key %s must not contain NUL, CR or LF", objname(top->path), q);
+                    char *msg = NULL;
+                    if (asprintf(&msg, "key %s must not contain NUL, CR or LF", q) < 0
+                        || mc__diag_add_at(d, top->path, NULL, msg) < 0)
+                        *nomem = true;
+                    free(msg);
                 } else {
                     json_object *cnt = NULL;
                     if (json_object_object_get_ex(top->seen, ks, &cnt)) {
                         int32_t times = json_object_get_int(cnt);
-                        if (times == 1)
-                            mc__diag_add(d, "%s: duplicate key %s", objname(top->path), q);
+                        char *msg = NULL, *kp = NULL;
+                        if (times == 1
+                            && (asprintf(&msg, "duplicate key %s", q) < 0
+                                || !(kp = path_key(top->path, ks))
+                                || mc__diag_add_at(d, top->path, kp, msg) < 0))
+                            *nomem = true;
+                        free(msg);
+                        free(kp);
                         json_object_set_int(cnt, times + 1);
                     } else {
                         json_object_object_add(top->seen, ks, json_object_new_int(1));
@@ -470,16 +544,35 @@ typedef struct pctx {
 
 static void bad(pctx *p, const char *path, const char *fmt, ...) MC__FMT(3, 4);
 
-static void bad(pctx *p, const char *path, const char *fmt, ...)
+/* One error at path; item_path (NULL: path) is the field a UI marks. */
+static int bad_atv(pctx *p, const char *path, const char *item_path, const char *fmt, va_list ap)
 {
     char *msg = NULL;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vasprintf(&msg, fmt, ap);
-    va_end(ap);
-    if (n < 0 || mc__diag_add(p->d, "%s: %s", objname(path), msg) < 0)
+    int rc = 0;
+    if (vasprintf(&msg, fmt, ap) < 0 || (rc = mc__diag_add_at(p->d, path, item_path, msg)) < 0)
         p->nomem = true;
     free(msg);
+    return rc;
+}
+
+static int bad_at(pctx *p, const char *path, const char *item_path, const char *fmt, ...)
+    MC__FMT(4, 5);
+
+static int bad_at(pctx *p, const char *path, const char *item_path, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = bad_atv(p, path, item_path, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+static void bad(pctx *p, const char *path, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    bad_atv(p, path, NULL, fmt, ap);
+    va_end(ap);
 }
 
 static char *dup_or_flag(pctx *p, const char *s)
@@ -683,11 +776,19 @@ static void unknown_key(pctx *p, const char *objpath, const char *key, const cha
         p->nomem = true;
         return;
     }
+    /* the line names the object; the field is the key itself */
+    char *kp = path_key(objpath, key);
+    if (!kp) {
+        free(q);
+        p->nomem = true;
+        return;
+    }
     const char *sug = suggest(key, known);
     if (sug)
-        bad(p, objpath, "unknown key %s%s (did you mean \"%s\"?)", q, what ? what : "", sug);
+        bad_at(p, objpath, kp, "unknown key %s%s (did you mean \"%s\"?)", q, what ? what : "", sug);
     else
-        bad(p, objpath, "unknown key %s%s", q, what ? what : "");
+        bad_at(p, objpath, kp, "unknown key %s%s", q, what ? what : "");
+    free(kp);
     free(q);
 }
 
@@ -1215,8 +1316,34 @@ static void validate_doc(pctx *p, json_object *root)
                 mc__buf_printf(&b, "servers[%zu]", i);
             k++;
         }
-        bad(p, "servers", "%zu servers are marked default (%s); mark at most one", marked,
-            b.data ? b.data : "");
+        /* one line; one field per server marked */
+        char first[48] = "servers";
+        for (size_t i = 0; i < cfg->n_servers; i++) {
+            if (cfg->servers[i].default_marked) {
+                snprintf(first, sizeof(first), "servers[%zu].default", i);
+                break;
+            }
+        }
+        char *msg = NULL;
+        if (asprintf(&msg, "%zu servers are marked default (%s); mark at most one", marked,
+                     b.data ? b.data : "") < 0) {
+            p->nomem = true;
+        } else if (bad_at(p, "servers", first, "%s", msg) > 0) {
+            bool seen_first = false;
+            for (size_t i = 0; i < cfg->n_servers; i++) {
+                if (!cfg->servers[i].default_marked)
+                    continue;
+                if (!seen_first) {
+                    seen_first = true;
+                    continue;
+                }
+                char at[48];
+                snprintf(at, sizeof(at), "servers[%zu].default", i);
+                if (mc__diag_item_add(p->d, at, msg) < 0)
+                    p->nomem = true;
+            }
+        }
+        free(msg);
         mc__buf_free(&b);
     } else if (marked == 1) {
         for (size_t i = 0; i < cfg->n_servers; i++)
@@ -1227,6 +1354,23 @@ static void validate_doc(pctx *p, json_object *root)
     }
     if (cfg->def)
         cfg->def->is_default = true;
+}
+
+/* Wipe the inline secrets of one server object. */
+static void wipe_server_secrets(json_object *s)
+{
+    json_object *auth = NULL;
+    if (!json_object_is_type(s, json_type_object)
+        || !json_object_object_get_ex(s, "auth", &auth)
+        || !json_object_is_type(auth, json_type_object))
+        return;
+    for (size_t k = 0; auth_secret_keys[k]; k++) {
+        json_object *v = NULL;
+        if (json_object_object_get_ex(auth, auth_secret_keys[k], &v)
+            && json_object_is_type(v, json_type_string))
+            OPENSSL_cleanse((char *)json_object_get_string(v),
+                            (size_t)json_object_get_string_len(v));
+    }
 }
 
 /* Wipe inline secrets held by the document before it is released. */
@@ -1288,6 +1432,10 @@ void mc__config_free(mc__config *cfg)
         wipe_doc_secrets(cfg->doc);
         json_object_put(cfg->doc);
     }
+    if (cfg->text) {
+        OPENSSL_cleanse(cfg->text, cfg->text_len);
+        free(cfg->text);
+    }
     free(cfg->path);
     free(cfg);
 }
@@ -1306,6 +1454,13 @@ static mc__config *parse_text(const char *name, const char *text, size_t len, mc
     cfg->syslog_facility = -1;
     cfg->queue_max_age_s = 432000;
     cfg->queue_retry_s = 60;
+    if (!(cfg->text = malloc(len + 1))) {
+        *nomem = true;
+        return cfg;
+    }
+    memcpy(cfg->text, text, len);
+    cfg->text[len] = '\0';
+    cfg->text_len = len;
     const char *nul = memchr(text, '\0', len);
     if (nul) {
         syntax_error(d, name, text, (size_t)(nul - text), "NUL byte");
@@ -1382,6 +1537,8 @@ int mc__config_parse(mc__config **out, const char *text, size_t len, mc_err **er
     char *inline_at = NULL;
     mc__config *cfg = parse_text("config", text ? text : "", len, &d, &inline_at, &nomem);
     free(inline_at);
+    if (cfg)
+        cfg->in_memory = true;
     return finish(cfg, &d, nomem, out, err);
 }
 
@@ -1519,6 +1676,29 @@ static void check_named_files(const mc__config *cfg, mc__diag *d, bool *nomem)
     }
 }
 
+/* What a config read from a file must also satisfy (mc__config_load and
+ * the successors of mc__config_reparse); sets cfg->path when all holds. */
+static void file_rules(mc__config *cfg, const char *path, mode_t mode, const char *inline_at,
+                       mc__diag *d, bool *nomem)
+{
+    if (!cfg)
+        return;
+    if (cfg->inline_secret && (mode & (S_IRGRP | S_IROTH))) {
+        if (mc__diag_add(d, "%s: holds an inline secret (%s) and is readable by group or others "
+                            "(mode %04o); chmod 600 it, or use a _file, _env or _command source",
+                         path, inline_at ? inline_at : "auth", (unsigned)(mode & 07777)) < 0)
+            *nomem = true;
+    }
+    if (cfg->queue_dir && strcmp(path, MC__SYSTEM_CONFIG) == 0
+        && mc__diag_add(d, "%s: queue.dir: not allowed in the system config (the system queue "
+                           "is the spool folder built in)", path) < 0)
+        *nomem = true;
+    if (!*nomem && !d->n)
+        check_named_files(cfg, d, nomem);
+    if (!*nomem && !d->n && !(cfg->path = strdup(path)))
+        *nomem = true;
+}
+
 int mc__config_load(mc__config **out, const char *path, mc_err **err)
 {
     if (!out)
@@ -1599,21 +1779,8 @@ int mc__config_load(mc__config **out, const char *path, mc_err **err)
     char *inline_at = NULL;
     mc__config *cfg = parse_text(path, b.data ? b.data : "", b.len, &d, &inline_at, &nomem);
     mc__buf_free(&b);
-    if (cfg && cfg->inline_secret && (st.st_mode & (S_IRGRP | S_IROTH))) {
-        if (mc__diag_add(&d, "%s: holds an inline secret (%s) and is readable by group or others "
-                             "(mode %04o); chmod 600 it, or use a _file, _env or _command source",
-                         path, inline_at ? inline_at : "auth", (unsigned)(st.st_mode & 07777)) < 0)
-            nomem = true;
-    }
+    file_rules(cfg, path, st.st_mode, inline_at, &d, &nomem);
     free(inline_at);
-    if (cfg && cfg->queue_dir && strcmp(path, MC__SYSTEM_CONFIG) == 0
-        && mc__diag_add(&d, "%s: queue.dir: not allowed in the system config (the system queue "
-                            "is the spool folder built in)", path) < 0)
-        nomem = true;
-    if (cfg && !nomem && !d.n)
-        check_named_files(cfg, &d, &nomem);
-    if (cfg && !nomem && !d.n && !(cfg->path = strdup(path)))
-        nomem = true;
     return finish(cfg, &d, nomem, out, err);
 }
 
@@ -2065,6 +2232,50 @@ static void mark_default(json_object *doc, size_t index)
     }
 }
 
+/* The document as saved: pretty, keys in order, a final newline; the
+ * text may hold inline secrets (a secret buffer, wiped on release). */
+static int doc_text(json_object *doc, char **out, size_t *len)
+{
+    const char *text = json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PRETTY
+                                                           | JSON_C_TO_STRING_SPACED
+                                                           | JSON_C_TO_STRING_NOSLASHESCAPE);
+    if (!text)
+        return MC_ENOMEM;
+    size_t n = strlen(text);
+    char *r = malloc(n + 2);
+    if (r) {
+        memcpy(r, text, n);
+        r[n] = '\n';
+        r[n + 1] = '\0';
+    }
+    OPENSSL_cleanse((char *)text, n);   /* json-c's print buffer */
+    if (!r)
+        return MC_ENOMEM;
+    *out = r;
+    *len = n + 1;
+    return 0;
+}
+
+void mc__text_free(char *text)
+{
+    if (!text)
+        return;
+    OPENSSL_cleanse(text, strlen(text));
+    free(text);
+}
+
+int mc__config_save(const mc__config *cfg, mc_err **err)
+{
+    if (!cfg)
+        return MC_EINVAL;
+    if (cfg->in_memory)
+        return 0;
+    if (!cfg->path || !cfg->text)
+        return mc__error_set(err, MC_EFILE, MC_OUTCOME_CONFIG, MC_STAGE_CONFIG,
+                             "the config was not read from a file: nothing to save");
+    return mc__file_replace(cfg->path, cfg->text, cfg->text_len, -1, err);
+}
+
 int mc__config_set_default(mc__config *cfg, const char *name, mc_err **err)
 {
     if (!cfg || !name)
@@ -2074,32 +2285,27 @@ int mc__config_set_default(mc__config *cfg, const char *name, mc_err **err)
         return mc__error_set(err, MC_ENOSERVER, MC_OUTCOME_USAGE, MC_STAGE_CONFIG,
                              "no server named \"%s\"%s%s", name, cfg->path ? " in " : "",
                              cfg->path ? cfg->path : "");
-    if (!cfg->path || !cfg->doc)
+    if ((!cfg->path && !cfg->in_memory) || !cfg->doc)
         return mc__error_set(err, MC_EFILE, MC_OUTCOME_CONFIG, MC_STAGE_CONFIG,
                              "the config was not read from a file: nothing to save");
 
-    /* edit a copy, save it, and only then change what is in memory */
+    /* edit a copy, save it (a file config), and only then change what is
+     * in memory */
     json_object *copy = NULL;
     if (json_object_deep_copy(cfg->doc, &copy, NULL) < 0 || !copy)
         return oom(err);
     mark_default(copy, t->index);
-    const char *text = json_object_to_json_string_ext(copy, JSON_C_TO_STRING_PRETTY
-                                                            | JSON_C_TO_STRING_SPACED
-                                                            | JSON_C_TO_STRING_NOSLASHESCAPE);
-    mc__buf b = MC__BUF_INIT;
-    b.secret = true;
-    int rc = 0;
-    if (!text || mc__buf_puts(&b, text) < 0 || mc__buf_puts(&b, "\n") < 0)
-        rc = oom(err);
-    if (text)
-        OPENSSL_cleanse((char *)text, strlen(text));
+    char *text = NULL;
+    size_t len = 0;
+    int rc = doc_text(copy, &text, &len) < 0 ? oom(err) : 0;
     wipe_doc_secrets(copy);
     json_object_put(copy);
-    if (rc == 0)
-        rc = mc__file_replace(cfg->path, b.data, b.len, -1, err);
-    mc__buf_free(&b);
-    if (rc < 0)
+    if (rc == 0 && !cfg->in_memory)
+        rc = mc__file_replace(cfg->path, text, len, -1, err);
+    if (rc < 0) {
+        mc__text_free(text);
         return rc;
+    }
 
     mark_default(cfg->doc, t->index);
     for (size_t i = 0; i < cfg->n_servers; i++) {
@@ -2107,5 +2313,250 @@ int mc__config_set_default(mc__config *cfg, const char *name, mc_err **err)
         cfg->servers[i].default_marked = &cfg->servers[i] == t;
     }
     cfg->def = t;
+    if (cfg->text) {
+        OPENSSL_cleanse(cfg->text, cfg->text_len);
+        free(cfg->text);
+    }
+    cfg->text = text;
+    cfg->text_len = len;
     return 0;
+}
+
+/* ------------------------------------------------------------- editing */
+
+/* The "servers" array of a document, or NULL. */
+static json_object *doc_servers(json_object *doc)
+{
+    json_object *servers = NULL;
+    if (!json_object_is_type(doc, json_type_object)
+        || !json_object_object_get_ex(doc, "servers", &servers)
+        || !json_object_is_type(servers, json_type_array))
+        return NULL;
+    return servers;
+}
+
+/* Index of the server object named `name` in the document, or -1. */
+static long doc_server_index(json_object *doc, const char *name)
+{
+    json_object *servers = doc_servers(doc);
+    for (size_t i = 0; servers && i < json_object_array_length(servers); i++) {
+        json_object *s = json_object_array_get_idx(servers, i), *n = NULL;
+        if (json_object_is_type(s, json_type_object) && json_object_object_get_ex(s, "name", &n)
+            && json_object_is_type(n, json_type_string)
+            && strcmp(json_object_get_string(n), name) == 0)
+            return (long)i;
+    }
+    return -1;
+}
+
+/* Strict parse of one JSON object given on its own (a server to put):
+ * syntax errors and doubled keys as for a config. NULL with errors in d. */
+static json_object *parse_object(const char *name, const char *text, mc__diag *d, bool *nomem)
+{
+    size_t len = strlen(text);
+    json_tokener *tok = json_tokener_new_ex(JSON_TOKENER_DEFAULT_DEPTH);
+    if (!tok) {
+        *nomem = true;
+        return NULL;
+    }
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+    json_object *o = len <= (size_t)INT_MAX ? json_tokener_parse_ex(tok, text, (int)len) : NULL;
+    enum json_tokener_error jerr = json_tokener_get_error(tok);
+    size_t end = json_tokener_get_parse_end(tok);
+    json_tokener_free(tok);
+    if (jerr != json_tokener_success || !o) {
+        json_object_put(o);
+        syntax_error(d, name, text, jerr == json_tokener_continue || end > len ? len : end,
+                     jerr == json_tokener_continue ? "unexpected end of input"
+                                                   : json_tokener_error_desc(jerr));
+        return NULL;
+    }
+    for (size_t i = end; i < len; i++) {
+        if (!strchr(" \t\r\n", text[i])) {
+            syntax_error(d, name, text, i, "unexpected data after the end of the document");
+            wipe_server_secrets(o);
+            json_object_put(o);
+            return NULL;
+        }
+    }
+    if (!scan_text(name, text, end, d, nomem) || d->n) {
+        wipe_server_secrets(o);
+        json_object_put(o);
+        return NULL;
+    }
+    return o;
+}
+
+int mc__config_put_text(char **out, size_t *len, const mc__config *cfg, const char *server_json,
+                        mc_err **err)
+{
+    if (!out || !len || !cfg || !cfg->doc || !server_json)
+        return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_CONFIG,
+                             "no config or no server");
+    *out = NULL;
+    *len = 0;
+    mc__diag d = { 0 };
+    bool nomem = false;
+    json_object *srv = parse_object("server", server_json, &d, &nomem);
+    json_object *servers = doc_servers(cfg->doc);
+    size_t n = servers ? json_object_array_length(servers) : 0;
+    long idx = -1;
+    char spath[48];
+    snprintf(spath, sizeof(spath), "servers[%zu]", n);
+    pctx p = { .d = &d };
+    json_object *nv = NULL;
+    if (srv && !json_object_is_type(srv, json_type_object)) {
+        char sb[SHOW_MAX + 8];
+        bad(&p, spath, "must be an object, got %s", show(srv, sb, sizeof(sb)));
+    } else if (srv && (!json_object_object_get_ex(srv, "name", &nv)
+                       || !json_object_is_type(nv, json_type_string))) {
+        char kp[64];
+        snprintf(kp, sizeof(kp), "%s.name", spath);
+        bad(&p, kp, "is required (a server is put by its name)");
+    } else if (srv) {
+        idx = doc_server_index(cfg->doc, json_object_get_string(nv));
+        if (idx >= 0)
+            snprintf(spath, sizeof(spath), "servers[%ld]", idx);
+        /* null secrets keep the current ones */
+        json_object *auth = NULL, *old = idx >= 0 ? json_object_array_get_idx(servers, (size_t)idx)
+                                                  : NULL;
+        json_object *oauth = NULL;
+        if (old && (!json_object_object_get_ex(old, "auth", &oauth)
+                    || !json_object_is_type(oauth, json_type_object)))
+            oauth = NULL;
+        if (json_object_object_get_ex(srv, "auth", &auth) && json_object_is_type(auth, json_type_object)) {
+            for (size_t k = 0; auth_secret_keys[k]; k++) {
+                json_object *v = NULL, *ov = NULL;
+                if (!json_object_object_get_ex(auth, auth_secret_keys[k], &v) || v)
+                    continue;
+                char kp[96];
+                snprintf(kp, sizeof(kp), "%s.auth.%s", spath, auth_secret_keys[k]);
+                if (!old) {
+                    bad(&p, kp, "null keeps the current secret, but server \"%s\" is new: give "
+                                "the %s", json_object_get_string(nv), auth_secret_keys[k]);
+                } else if (!oauth || !json_object_object_get_ex(oauth, auth_secret_keys[k], &ov)
+                           || !json_object_is_type(ov, json_type_string)) {
+                    bad(&p, kp, "null keeps the current secret, but server \"%s\" has no inline "
+                                "%s: give it", json_object_get_string(nv), auth_secret_keys[k]);
+                } else {
+                    json_object *copy = json_object_new_string_len(json_object_get_string(ov),
+                                                                   json_object_get_string_len(ov));
+                    if (!copy || json_object_object_add(auth, auth_secret_keys[k], copy) < 0) {
+                        json_object_put(copy);
+                        nomem = true;
+                    }
+                }
+            }
+        }
+    }
+    int rc = 0;
+    json_object *copy = NULL;
+    if (nomem || p.nomem) {
+        rc = oom(err);
+    } else if (d.n || !srv) {
+        rc = diag_error(&d, err);
+    } else if (json_object_deep_copy(cfg->doc, &copy, NULL) < 0 || !copy) {
+        rc = oom(err);
+    } else {
+        json_object *cs = doc_servers(copy);
+        if (!cs) {
+            /* a config without "servers" could not have loaded */
+            rc = oom(err);
+        } else if (idx >= 0) {
+            wipe_server_secrets(json_object_array_get_idx(cs, (size_t)idx));
+            rc = json_object_array_put_idx(cs, (size_t)idx, srv) < 0 ? oom(err) : 0;
+        } else {
+            rc = json_object_array_add(cs, srv) < 0 ? oom(err) : 0;
+        }
+        if (rc == 0)
+            srv = NULL;            /* the copy owns it */
+        if (rc == 0 && doc_text(copy, out, len) < 0)
+            rc = oom(err);
+        wipe_doc_secrets(copy);
+        json_object_put(copy);
+    }
+    if (srv) {
+        wipe_server_secrets(srv);
+        json_object_put(srv);
+    }
+    mc__diag_free(&d);
+    return rc;
+}
+
+int mc__config_remove_text(char **out, size_t *len, const mc__config *cfg, const char *name,
+                           mc_err **err)
+{
+    if (!out || !len || !cfg || !cfg->doc || !name)
+        return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_CONFIG,
+                             "no config or no server name");
+    *out = NULL;
+    *len = 0;
+    long idx = doc_server_index(cfg->doc, name);
+    if (idx < 0)
+        return mc__error_set(err, MC_ENOSERVER, MC_OUTCOME_USAGE, MC_STAGE_CONFIG,
+                             "no server named \"%s\"%s%s", name, cfg->path ? " in " : "",
+                             cfg->path ? cfg->path : "");
+    json_object *copy = NULL;
+    if (json_object_deep_copy(cfg->doc, &copy, NULL) < 0 || !copy)
+        return oom(err);
+    json_object *cs = doc_servers(copy);
+    wipe_server_secrets(json_object_array_get_idx(cs, (size_t)idx));
+    int rc = json_object_array_del_idx(cs, (size_t)idx, 1) < 0 || doc_text(copy, out, len) < 0
+                 ? oom(err) : 0;
+    wipe_doc_secrets(copy);
+    json_object_put(copy);
+    return rc;
+}
+
+int mc__config_reparse(mc__config **out, const mc__config *like, const char *text, size_t len,
+                       mc_err **err)
+{
+    if (!out || !like || !text)
+        return MC_EINVAL;
+    *out = NULL;
+    if (like->in_memory || !like->path)
+        return mc__config_parse(out, text, len, err);
+    /* the file rules against the file as it is now (its mode is kept) */
+    struct stat st;
+    if (stat(like->path, &st) < 0)
+        return file_error(err, like->path, "check the config", errno);
+    mc__diag d = { 0 };
+    bool nomem = false;
+    char *inline_at = NULL;
+    mc__config *cfg = parse_text(like->path, text, len, &d, &inline_at, &nomem);
+    file_rules(cfg, like->path, st.st_mode, inline_at, &d, &nomem);
+    free(inline_at);
+    return finish(cfg, &d, nomem, out, err);
+}
+
+int mc__config_server_json(char **out, const mc__config *cfg, const char *name)
+{
+    if (!out || !cfg || !cfg->doc)
+        return MC_EINVAL;
+    *out = NULL;
+    const mc_server *t = mc__config_server((mc__config *)cfg, name);
+    json_object *servers = doc_servers(cfg->doc);
+    if (!t || !servers || t->index >= json_object_array_length(servers))
+        return MC_ENOSERVER;
+    json_object *copy = NULL;
+    if (json_object_deep_copy(json_object_array_get_idx(servers, t->index), &copy, NULL) < 0
+        || !copy)
+        return MC_ENOMEM;
+    wipe_server_secrets(copy);
+    json_object *auth = NULL;
+    int rc = 0;
+    if (json_object_object_get_ex(copy, "auth", &auth) && json_object_is_type(auth, json_type_object)) {
+        for (size_t k = 0; auth_secret_keys[k] && rc == 0; k++) {
+            json_object *v = NULL;
+            if (json_object_object_get_ex(auth, auth_secret_keys[k], &v)
+                && json_object_is_type(v, json_type_string)
+                && json_object_object_add(auth, auth_secret_keys[k], NULL) < 0)
+                rc = MC_ENOMEM;
+        }
+    }
+    size_t len = 0;
+    if (rc == 0)
+        rc = doc_text(copy, out, &len);
+    json_object_put(copy);
+    return rc;
 }

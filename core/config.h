@@ -12,14 +12,31 @@
 struct json_object;
 typedef struct mc__registry mc__registry;
 
+/** One field error behind a line: its JSON path and the message alone. */
+typedef struct mc__diag_item {
+    char *path;
+    char *message;
+} mc__diag_item;
+
 /** The diagnostics sink behind mc_plugin_cfg / cfg_error: every error,
- *  each "path: message". */
+ *  each "path: message" (lines), and per field (items: usually one per
+ *  line; "two defaults" has one per server marked). */
 typedef struct mc__diag {
-    char  **lines;
-    size_t  n;
+    char          **lines;
+    size_t          n;
+    mc__diag_item  *items;
+    size_t          n_items;
 } mc__diag;
 
+/** Add one line; its item is read back from the line ("servers[N]...:
+ *  message"; any other line: path "" and the whole line). A line already
+ *  there is not added again. */
 int  mc__diag_add(mc__diag *d, const char *fmt, ...) MC__FMT(2, 3);
+/** Add one line "objname(path): message" with its item (path, message).
+ *  @return 1 when added, 0 when the line was there already, MC_ENOMEM. */
+int  mc__diag_add_at(mc__diag *d, const char *path, const char *item_path, const char *message);
+/** Add an item without a line (a further field of the last line). */
+int  mc__diag_item_add(mc__diag *d, const char *path, const char *message);
 void mc__diag_free(mc__diag *d);
 
 /** What plugins see as mc_plugin_cfg: a JSON object and its path. */
@@ -67,7 +84,12 @@ struct mc_server {
 typedef struct mc__alias { char *name; char *address; } mc__alias;
 
 typedef struct mc__config {
-    char               *path;       /* as given */
+    char               *path;       /* as given; NULL for a config from text */
+    bool                in_memory;  /* from text (mc__config_parse): edits change
+                                       memory only, nothing is saved */
+    char               *text;       /* the current text: as read, or as the last
+                                       edit wrote it (holds inline secrets: wiped) */
+    size_t              text_len;
     struct json_object *doc;        /* the parsed document (kept for save) */
     mc_server          *servers;
     size_t              n_servers;
@@ -114,7 +136,9 @@ bool mc__file_trusted(const char *path, const struct stat *st, char *why, size_t
  * @return 0, MC_EFILE (cannot read: outcome CONFIG), MC_ECONFIG, MC_ENOMEM.
  */
 int mc__config_load(mc__config **out, const char *path, mc_err **err);
-/** Parse from memory (tests and fuzzing): no file-mode checks. */
+/** Parse from memory: an in-memory config (in_memory, no path; no
+ *  file-mode checks). Shape only: mc__config_prepare() adds the plugins'
+ *  rules. */
 int mc__config_parse(mc__config **out, const char *text, size_t len, mc_err **err);
 
 /**
@@ -149,7 +173,40 @@ mc_server *mc__config_server(mc__config *cfg, const char *name);
 /** Alias lookup for a bare local name; NULL when none. */
 const char *mc__config_alias(const mc__config *cfg, const char *name);
 
-/** Move the default mark and save atomically. @return 0, MC_ENOSERVER, MC_EFILE. */
+/* ----- editing (the text side of core/edit.c). None of these changes
+ * cfg: each builds the text of a successor, which mc__config_reparse()
+ * validates and mc__config_save() writes. Texts may hold inline secrets:
+ * release them with mc__text_free(). */
+
+/** The text of `cfg` with one server put: server_json's object replaces
+ *  the server of the same "name" (at its index) or is appended; a secret
+ *  member ("password", "client_secret") given as null takes the current
+ *  server's inline value (none to take: an error at that key). The text
+ *  is the document re-printed (keys in order, 2-space indent).
+ *  @return 0, MC_ECONFIG (err->diags), MC_EINVAL, MC_ENOMEM. */
+int mc__config_put_text(char **out, size_t *len, const mc__config *cfg, const char *server_json,
+                        mc_err **err);
+/** The text of `cfg` without the server `name`.
+ *  @return 0, MC_ENOSERVER, MC_EINVAL, MC_ENOMEM. */
+int mc__config_remove_text(char **out, size_t *len, const mc__config *cfg, const char *name,
+                           mc_err **err);
+/** Read `text` as the successor of `like`: in memory when like is, else
+ *  with like's path and the file rules of mc__config_load (an inline
+ *  secret in a group/other-readable file; files it names trusted). Shape
+ *  only (mc__config_prepare next). @return as mc__config_load. */
+int mc__config_reparse(mc__config **out, const mc__config *like, const char *text, size_t len,
+                       mc_err **err);
+/** Write cfg->text to cfg->path atomically, mode kept (mc__file_replace);
+ *  an in-memory config: nothing to do. @return 0, MC_EFILE, MC_ENOMEM. */
+int mc__config_save(const mc__config *cfg, mc_err **err);
+/** One server's object (name NULL: the default) as JSON text, every inline
+ *  secret value null. @return 0, MC_ENOSERVER, MC_ENOMEM. */
+int mc__config_server_json(char **out, const mc__config *cfg, const char *name);
+/** Wipe and release a text of these functions. NULL is fine. */
+void mc__text_free(char *text);
+
+/** Move the default mark and save atomically (an in-memory config: memory
+ *  only). @return 0, MC_ENOSERVER, MC_EFILE. */
 int mc__config_set_default(mc__config *cfg, const char *name, mc_err **err);
 
 /** Atomic replace of `path` (a symlink: its target) with `data`: temp file

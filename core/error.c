@@ -63,6 +63,35 @@ const char *mc_stage_name(mc_stage stage)
     return "unknown";
 }
 
+const char *mc_action_name(mc_action action)
+{
+    static const char *const names[] = {
+        [MC_ACTION_NONE] = "none",
+        [MC_ACTION_FIX_CONFIG] = "fix-config",
+        [MC_ACTION_REAUTHORIZE] = "reauthorize",
+        [MC_ACTION_AUTHORIZE] = "authorize",
+        [MC_ACTION_ENABLE_SMTP_AUTH] = "enable-smtp-auth",
+        [MC_ACTION_GRANT_CONSENT] = "grant-consent",
+        [MC_ACTION_CHECK_CREDENTIALS] = "check-credentials",
+        [MC_ACTION_RETRY_LATER] = "retry-later",
+        [MC_ACTION_FIX_MESSAGE] = "fix-message",
+    };
+    if ((unsigned)action < sizeof(names) / sizeof(names[0]) && names[action])
+        return names[action];
+    return "unknown";
+}
+
+/* The action an error gets unless the code that sets it knows better. */
+static mc_action default_action(mc_outcome outcome)
+{
+    switch (outcome) {
+    case MC_OUTCOME_CONFIG: return MC_ACTION_FIX_CONFIG;
+    case MC_OUTCOME_DATA: return MC_ACTION_FIX_MESSAGE;
+    case MC_OUTCOME_TRANSIENT: return MC_ACTION_RETRY_LATER;
+    default: return MC_ACTION_NONE;
+    }
+}
+
 mc_outcome mc__outcome_of(int code)
 {
     switch (code) {
@@ -102,6 +131,12 @@ void mc_error_free(mc_err *err)
     for (size_t i = 0; i < err->n_details; i++)
         free(err->details[i]);
     free(err->details);
+    for (size_t i = 0; i < err->n_diags; i++) {
+        free(err->diags[i].path);
+        free(err->diags[i].key);
+        free(err->diags[i].message);
+    }
+    free(err->diags);
     free(err);
 }
 
@@ -117,6 +152,7 @@ int mc__error_setv(mc_err **err, int code, mc_outcome outcome, mc_stage stage,
     e->outcome = outcome;
     e->stage = stage;
     e->transient = outcome == MC_OUTCOME_TRANSIENT || outcome == MC_OUTCOME_UNKNOWN;
+    e->action = default_action(outcome);
     char *raw = NULL;
     if (fmt && vasprintf(&raw, fmt, ap) < 0)
         raw = NULL;
@@ -148,8 +184,14 @@ void mc__error_reply(mc_err *err, int smtp_code, const char *text)
     err->enhanced[0] = '\0';
     free(err->server_text);
     err->server_text = text ? strdup(text) : NULL;
-    if (smtp_code >= 400 && smtp_code < 500)
+    if (smtp_code >= 400 && smtp_code < 500) {
         err->transient = true;
+        if (err->action == MC_ACTION_NONE)
+            err->action = MC_ACTION_RETRY_LATER;
+    } else if (smtp_code >= 500 && err->stage == MC_STAGE_AUTH && err->outcome == MC_OUTCOME_AUTH
+               && err->action == MC_ACTION_NONE) {
+        err->action = MC_ACTION_CHECK_CREDENTIALS;   /* 535 and the like */
+    }
     /* an enhanced code leads the text: "5.7.8 Username..." (RFC 3463) */
     if (text && (text[0] == '2' || text[0] == '4' || text[0] == '5') && text[1] == '.') {
         size_t i = 2, digits = 0;
@@ -197,4 +239,66 @@ void mc__error_rcpts(mc_err *err, mc_rcpt_result *rcpts, size_t n)
     mc__rcpts_free(err->rcpts, err->n_rcpts);
     err->rcpts = rcpts;
     err->n_rcpts = n;
+}
+
+void mc__error_set_action(mc_err **err, mc_action action, const char *hint)
+{
+    if (!err || !*err)
+        return;
+    (*err)->action = action;
+    if (hint)
+        mc__error_hint(*err, hint);
+}
+
+int mc__diag_path_split(const char *path, const char **key)
+{
+    static const char pre[] = "servers[";
+    *key = path ? path : "";
+    if (!path || strncmp(path, pre, sizeof(pre) - 1) != 0)
+        return -1;
+    const char *p = path + sizeof(pre) - 1;
+    long n = 0;
+    if (!isdigit((unsigned char)*p))
+        return -1;
+    while (isdigit((unsigned char)*p)) {
+        n = n * 10 + (*p - '0');
+        if (n > 1000000)
+            return -1;
+        p++;
+    }
+    if (*p != ']')
+        return -1;
+    p++;
+    if (*p == '.')
+        p++;
+    else if (*p && *p != '[')
+        return -1;
+    *key = p;
+    return (int)n;
+}
+
+int mc__error_diag(mc_err *err, const char *path, const char *message)
+{
+    if (!err)
+        return 0;
+    mc_diag *d = realloc(err->diags, (err->n_diags + 1) * sizeof(*d));
+    if (!d)
+        return MC_ENOMEM;
+    err->diags = d;
+    const char *key;
+    int server = mc__diag_path_split(path ? path : "", &key);
+    mc_diag n = {
+        .path = strdup(path ? path : ""),
+        .server = server,
+        .key = strdup(key),
+        .message = strdup(message ? message : ""),
+    };
+    if (!n.path || !n.key || !n.message) {
+        free(n.path);
+        free(n.key);
+        free(n.message);
+        return MC_ENOMEM;
+    }
+    d[err->n_diags++] = n;
+    return 0;
 }

@@ -26,6 +26,17 @@ void mc__error_reply(mc_err *err, int smtp_code, const char *text);
 void mc__error_hint(mc_err *err, const char *hint);
 /** Append one detail line (config errors). */
 int mc__error_detail(mc_err *err, const char *line);
+/** Set what to do about *err (when err and *err): the action, and the
+ *  hint (copied) when hint is non-NULL. UI-neutral words only: a hint
+ *  names no command of one front end. */
+void mc__error_set_action(mc_err **err, mc_action action, const char *hint);
+/** Append one field error: path ("servers[1].port", "" for the whole
+ *  document) and message (without the path); server and key are derived
+ *  from path. @return 0 or MC_ENOMEM. */
+int mc__error_diag(mc_err *err, const char *path, const char *message);
+/** Split a JSON path into the server index (-1 when not under
+ *  "servers[N]") and the key within it; *key points into path. */
+int mc__diag_path_split(const char *path, const char **key);
 /** Move per-recipient results into err (takes ownership). */
 void mc__error_rcpts(mc_err *err, mc_rcpt_result *rcpts, size_t n);
 void mc__rcpts_free(mc_rcpt_result *rcpts, size_t n);

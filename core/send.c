@@ -42,19 +42,23 @@ struct mc_session {
 static const struct {
     const char *enhanced;
     int         oauth;    /* -1 any, 0 password mechanisms, 1 token mechanisms */
-    const char *hint;
+    const char *hint;     /* UI-neutral: names no command of one front end */
+    mc_action   action;
 } smtp_hints[] = {
     { "5.7.30", -1, "the server no longer accepts basic authentication: use an OAuth provider "
-                    "(\"provider\": \"microsoft\") and run `mailconn auth`" },
+                    "(\"provider\": \"microsoft\") and authorize the server",
+      MC_ACTION_FIX_CONFIG },
     { "5.7.139", -1, "SMTP AUTH is disabled for the tenant or the mailbox: enable it "
-                     "(Set-CASMailbox -Identity <user> -SmtpClientAuthenticationDisabled $false)" },
+                     "(Set-CASMailbox -Identity <user> -SmtpClientAuthenticationDisabled $false)",
+      MC_ACTION_ENABLE_SMTP_AUTH },
     { "5.7.3", 1, "the token was refused: check that auth.user is the account that authorized, "
                   "that the token is for outlook.office.com (not Graph), and that SMTP AUTH is "
-                  "enabled for the mailbox" },
+                  "enabled for the mailbox", MC_ACTION_CHECK_CREDENTIALS },
     { "5.7.8", 1, "the token was refused: check that auth.user is the account that authorized "
-                  "and that the scope includes https://mail.google.com/" },
+                  "and that the scope includes https://mail.google.com/",
+      MC_ACTION_CHECK_CREDENTIALS },
     { "5.7.8", 0, "wrong user name or password (Gmail needs an app password, with 2-step "
-                  "verification on)" },
+                  "verification on)", MC_ACTION_CHECK_CREDENTIALS },
 };
 
 static bool is_token_mech(const char *mech)
@@ -80,6 +84,7 @@ static void add_hint(mc_err *e, const mc_oauth_profile *profile, const char *mec
         if (smtp_hints[i].oauth >= 0 && smtp_hints[i].oauth != (int)is_token_mech(mech))
             continue;
         mc__error_hint(e, smtp_hints[i].hint);
+        e->action = smtp_hints[i].action;
         return;
     }
 }
@@ -219,7 +224,8 @@ static void warn_refresh_age(const mc_session *s, const mc__oauth_req *r)
     long long days = (now - st.refresh_issued) / 86400;
     char line[512];
     snprintf(line, sizeof(line), "server=%s warning=%s "
-             "refresh-age=%lldd hint=\"run mailconn auth --server %s before it expires\"",
+             "refresh-age=%lldd hint=\"authorize server %s again before it expires\" "
+             "action=reauthorize",
              s->srv->name, what, days, s->srv->name);
     mc__toplog top = { cfg->log_file, cfg->syslog_facility };
     mc__toplog_write(&top, LOG_WARNING, line);

@@ -61,12 +61,16 @@ static bool usable(const mc_oauth_request *req, const mc__oauth_store *s)
 static int mismatch(const mc_oauth_request *req, const mc__oauth_store *s, mc_err **err)
 {
     char hint[256];
-    snprintf(hint, sizeof hint, "run `mailconn auth --server %s`", req->server);
-    return mc__oauth_fail(err, MC_EAUTH, MC_OUTCOME_AUTH, hint,
-                          "tokens stored for another identity (provider %s, client %s, user %s): "
-                          "run `mailconn auth --server %s`",
-                          s->provider ? s->provider : "-", s->client_id ? s->client_id : "-",
-                          s->user ? s->user : "-", req->server);
+    snprintf(hint, sizeof hint, "authorize server %s again", req->server);
+    mc_err *before = err ? *err : NULL;
+    int rc = mc__oauth_fail(err, MC_EAUTH, MC_OUTCOME_AUTH, hint,
+                            "tokens stored for another identity (provider %s, client %s, user %s) "
+                            "for server %s",
+                            s->provider ? s->provider : "-", s->client_id ? s->client_id : "-",
+                            s->user ? s->user : "-", req->server);
+    if (err && *err && *err != before)
+        (*err)->action = MC_ACTION_REAUTHORIZE;
+    return rc;
 }
 
 static int hand_out(const mc__oauth_store *s, char **out, mc_err **err)
@@ -172,10 +176,12 @@ static int engine_token(const mc_oauth_request *req, char **out, mc_err **err)
     }
     if (!cc && (!found || !s.refresh_token)) {
         char hint[256];
-        snprintf(hint, sizeof hint, "run `mailconn auth --server %s`", req->server);
+        snprintf(hint, sizeof hint, "authorize server %s", req->server);
+        mc_err *before = err ? *err : NULL;
         rc = mc__oauth_fail(err, MC_EAUTH, MC_OUTCOME_AUTH, hint,
-                            "no token stored for server %s: run `mailconn auth --server %s`",
-                            req->server, req->server);
+                            "no token stored for server %s", req->server);
+        if (err && *err && *err != before)
+            (*err)->action = MC_ACTION_AUTHORIZE;
         goto out;
     }
     rc = renew(req, &s, err);

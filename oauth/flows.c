@@ -111,7 +111,7 @@ static int check_redirect(const mc_oauth_request *req, const mc__oauth_redirect 
     }
     if (!r->state || strcmp(r->state, state))
         return mc__oauth_fail(err, MC_EAUTH, MC_OUTCOME_AUTH,
-                              "start again with `mailconn auth` and use the newest URL",
+                              "start the authorization again and use the newest URL",
                               "the redirect's state does not match this authorization "
                               "(a stale or forged redirect)");
     if (!r->code || !*r->code)
@@ -274,7 +274,7 @@ static int flow_loopback(const mc_oauth_request *req, const mc_oauth_authorize_o
         long long now = mono_ms();
         if (now >= deadline) {
             rc = mc__oauth_fail(err, MC_EOAUTH, MC_OUTCOME_TRANSIENT,
-                                "run `mailconn auth` again, or use --paste or --device",
+                                "authorize again, or use the paste or device flow",
                                 "no redirect from the browser within %d s", wait_s(o));
             break;
         }
@@ -567,8 +567,8 @@ static int flow_device(const mc_oauth_request *req, const mc_oauth_authorize_opt
         if (oerr && !strcmp(oerr, "invalid_scope") && strstr(p->scope, GMAIL_SCOPE) &&
             err && *err && *err != before) {
             char *h2 = H->strdup("Google's device flow does not grant the Gmail scope ("
-                                 GMAIL_SCOPE "): authorize with `mailconn auth --paste` "
-                                 "or `mailconn auth --browser` instead");
+                                 GMAIL_SCOPE "): authorize with the browser or paste "
+                                 "flow instead");
             if (h2) {
                 H->free((*err)->hint);
                 (*err)->hint = h2;
@@ -608,7 +608,7 @@ static int flow_device(const mc_oauth_request *req, const mc_oauth_authorize_opt
         long long wake = mono_ms() + interval * 1000;
         if (wake > deadline) {
             rc = mc__oauth_fail(err, MC_EOAUTH, MC_OUTCOME_TRANSIENT,
-                                "run `mailconn auth --device` again and enter the code sooner",
+                                "authorize with the device flow again and enter the code sooner",
                                 "the device code for server %s was not approved in time",
                                 req->server);
             break;

@@ -447,9 +447,12 @@ int mc__oauth_store_load(const mc_oauth_request *req, mc__oauth_store *out, bool
     if (!rc) {
         if (mc__oauth_store_parse(b.data ? b.data : "", b.len, out)) {
             char hint[256];
-            snprintf(hint, sizeof hint, "run `mailconn auth --server %s`", req->server);
+            snprintf(hint, sizeof hint, "authorize server %s again", req->server);
+            mc_err *before = err ? *err : NULL;
             rc = mc__oauth_fail(err, MC_EFILE, MC_OUTCOME_AUTH, hint,
                                 "token file %s is not valid", path);
+            if (err && *err && *err != before)
+                (*err)->action = MC_ACTION_REAUTHORIZE;
         } else {
             *found = true;
             if (out->access_token)

@@ -740,10 +740,13 @@ int mc__oauth_error_from(long status, const char *body, size_t len,
                               server, status);
     } else if (!strcmp(error, "invalid_grant")) {
         char hint[1024];
-        snprintf(hint, sizeof hint, "%s%srun `mailconn auth --server %s` to authorize again",
+        snprintf(hint, sizeof hint, "%s%sauthorize server %s again",
                  phint ? phint : "", phint ? "; " : "", server);
+        mc_err *before = err ? *err : NULL;
         code = mc__oauth_fail(err, MC_EAUTH, MC_OUTCOME_AUTH, hint,
                               "OAuth server for server %s refused the grant (%s)", server, shown);
+        if (err && *err && *err != before)
+            (*err)->action = MC_ACTION_REAUTHORIZE;
     } else if (!strcmp(error, "invalid_client") || !strcmp(error, "invalid_scope") ||
                !strcmp(error, "unauthorized_client") ||
                !strcmp(error, "unsupported_grant_type") || !strcmp(error, "invalid_request")) {

@@ -96,6 +96,43 @@ typedef struct mc_rcpt_result {
     char *text;               /* the server's text, or NULL; untrusted, as server_text */
 } mc_rcpt_result;
 
+/** What the user (or the application acting for them) must do about a
+ *  failure: an application maps it to its own UI (a button, a link, a
+ *  command); mc_err.hint says it in words that name no front end. */
+typedef enum mc_action {
+    MC_ACTION_NONE = 0,           /* nothing known to do (or a caller's bug) */
+    MC_ACTION_FIX_CONFIG,         /* change the config: see diags / details / hint */
+    MC_ACTION_REAUTHORIZE,        /* the stored OAuth grant is no longer good
+                                     (revoked, expired, another identity):
+                                     authorize the server again */
+    MC_ACTION_AUTHORIZE,          /* no token stored yet: authorize the server */
+    MC_ACTION_ENABLE_SMTP_AUTH,   /* the provider has SMTP AUTH off for the
+                                     tenant or mailbox: an administrator enables it */
+    MC_ACTION_GRANT_CONSENT,      /* the user or an administrator must consent
+                                     to the app or its scope at the provider */
+    MC_ACTION_CHECK_CREDENTIALS,  /* user name, password or token refused: check
+                                     them (and the account they belong to) */
+    MC_ACTION_RETRY_LATER,        /* transient: the same call may succeed later */
+    MC_ACTION_FIX_MESSAGE,        /* the message or an address is at fault */
+} mc_action;
+
+/** Static name of an action ("reauthorize", "fix-config"); never NULL
+ *  ("unknown" out of range). Thread-safe. */
+const char *mc_action_name(mc_action action);
+
+/** One config validation error, for a settings page to put beside its
+ *  field. Part of an mc_err; released with it. */
+typedef struct mc_diag {
+    char *path;       /* the JSON path: "servers[1].port", "servers[0].auth.client_id";
+                         "" for the whole document (syntax errors) */
+    int   server;     /* the server's index in "servers", or -1 (top level) */
+    char *key;        /* within that server: "port", "auth.client_id", "" for
+                         the whole server object; with server -1 the top-level
+                         path ("log_file", "queue.dir") or "" */
+    char *message;    /* what is wrong, without the path ("must be an integer
+                         1..65535, got 0") */
+} mc_diag;
+
 /** A failure, allocated by the library; release with mc_error_free().
  *  The typedef is mc_err, not mc_error: json-c's <json-c/debug.h> (pulled
  *  in by <json-c/json.h>) declares a function mc_error(), and an
@@ -119,6 +156,14 @@ typedef struct mc_error {
     size_t          n_rcpts;
     char          **details;      /* every error, when there are several (config) */
     size_t          n_details;
+    /* v1 additions */
+    mc_diag        *diags;        /* config validation errors, one per field
+                                     ("two defaults": one per server marked
+                                     default, key "default"; an unknown key:
+                                     that key); NULL otherwise */
+    size_t          n_diags;
+    mc_action       action;       /* what to do about it; MC_ACTION_NONE when
+                                     nothing is known */
 } mc_err;
 
 /** Static text for an error code; never NULL. */
@@ -211,10 +256,83 @@ bool        mc_server_is_default(const mc_server *srv);
 /**
  * Move the default mark to `name` and save the config file atomically
  * (temp file, fsync, rename; mode kept; a symlink replaced at its target;
- * key order kept). The context reflects the new default on success.
+ * key order kept); a config given as text changes in memory only. The
+ * context reflects the new default on success.
  * @return 0, MC_ENOSERVER, MC_EFILE, MC_ENOMEM.
  */
 int mc_context_set_default(mc_context *ctx, const char *name, mc_err **err);
+
+/* ------------------------------------------------------------- editing
+ *
+ * A settings page edits the config through the context: every edit is
+ * validated as a whole (shape and provider rules) before anything
+ * changes, and an error changes nothing (diags name the fields). A config
+ * read from a file is saved atomically (temp file, fsync, rename; mode
+ * kept; a symlink replaced at its target; key order kept); a config given
+ * as text changes in memory only. Pooled idle connections of a server
+ * whose object changed or disappeared are closed. Edits are serialised
+ * with each other and with sends picking a connection; for now an edit
+ * that succeeds must not overlap a send or session on the same context
+ * (mc_context_reload will lift this). mc_server pointers obtained before
+ * an edit are invalid after a successful one (look servers up by name
+ * again). */
+
+/** Release a string the library returned (mc_context_config_json,
+ *  mc_server_json). NULL is fine. Secret-free text only: nothing to wipe. */
+void mc_free(void *p);
+
+/**
+ * The current config text, keys in their order. It includes inline
+ * secrets as they are in the config (what would be saved): treat it as
+ * secret (mc_server_json gives a server without them).
+ * @param out  a new string, release with mc_free()
+ * @return 0, MC_EINVAL (no context or no config), MC_ENOMEM. Thread-safe.
+ */
+int mc_context_config_json(char **out, const mc_context *ctx);
+
+/**
+ * Add a server, or replace the server of the same "name", from one JSON
+ * object. A secret member given as null ("password": null,
+ * "client_secret": null) keeps the current inline secret of that server
+ * (a settings page saves an edit without asking for the password again);
+ * null for a new server, or where the server had no such inline secret,
+ * is an error (a diag at that key). The replaced server's place in
+ * "servers" is kept; a new one is appended.
+ * @return 0, MC_ECONFIG (err->diags: the errors of the resulting config;
+ *         nothing changed), MC_EFILE (saving failed; nothing changed),
+ *         MC_EINVAL, MC_ENOMEM. Thread-safe.
+ */
+int mc_context_put_server(mc_context *ctx, const char *server_json, mc_err **err);
+
+/**
+ * Remove the server `name`. Removing the last server, or one that leaves
+ * the config invalid, is MC_ECONFIG (nothing changed).
+ * @return 0, MC_ENOSERVER, MC_ECONFIG, MC_EFILE, MC_EINVAL, MC_ENOMEM.
+ * Thread-safe.
+ */
+int mc_context_remove_server(mc_context *ctx, const char *name, mc_err **err);
+
+/**
+ * One server's object as JSON (its keys in order), with every inline
+ * secret value ("password", "client_secret") replaced by null: what a
+ * settings page shows, and may send back to mc_context_put_server().
+ * @param name  NULL: the default server
+ * @param out   a new string, release with mc_free()
+ * @return 0, MC_ENOSERVER, MC_EINVAL, MC_ENOMEM. Thread-safe.
+ */
+int mc_server_json(char **out, const mc_context *ctx, const char *name);
+
+/**
+ * Validate config text without a context: the shape rules, and with
+ * MC_CONTEXT_ALL_PLUGINS each server's transport and provider rules (the
+ * plugins of the default plugin path are loaded for the call). No file is
+ * read or written, no secret resolved, no command run.
+ * @param flags  0 or MC_CONTEXT_ALL_PLUGINS (other MC_CONTEXT_* flags:
+ *               MC_EINVAL)
+ * @return 0, MC_ECONFIG (err->diags), MC_EPLUGIN, MC_EINVAL, MC_ENOMEM.
+ *         Thread-safe.
+ */
+int mc_config_check(const char *json, unsigned flags, mc_err **err);
 
 /** Every loaded plugin, for listing: kind ("transport", "auth"), name, version, file. */
 typedef void mc_plugin_visit_fn(const char *kind, const char *name, const char *version,

@@ -21,11 +21,11 @@ static const char *const google_params[] = { "access_type=offline", "prompt=cons
 static const mc_hint google_hints[] = {
     { "invalid_scope",
       "Google refused the scope: its device flow does not grant the Gmail scope "
-      "(https://mail.google.com/), so authorize with `mailconn auth --paste` or "
-      "`mailconn auth --browser`; otherwise check auth.scope" },
+      "(https://mail.google.com/), so authorize with the browser or paste flow "
+      "(grant \"authorization_code\"); otherwise check auth.scope" },
     { "invalid_grant",
       "the refresh token expired or was revoked; when this happens within days of "
-      "`mailconn auth`, the app's OAuth consent screen is still in Testing status, "
+      "authorizing, the app's OAuth consent screen is still in Testing status, "
       "where refresh tokens die after 7 days: set it to \"In production\"" },
     { "5.7.8",
       "Gmail refused the token: check auth.user matches the account that authorized" },

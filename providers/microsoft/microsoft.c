@@ -19,7 +19,7 @@ static const mc_hint ms_hints[] = {
     { "AADSTS7000012",
       "the grant was obtained for another tenant: set auth.tenant to the tenant of the account" },
     { "AADSTS700082",
-      "the refresh token expired from inactivity: run `mailconn auth`" },
+      "the refresh token expired from inactivity" },
     { "AADSTS65001",
       "consent is missing for the app or the SMTP.Send scope: have the user or an "
       "administrator grant it" },

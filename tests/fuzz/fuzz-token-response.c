@@ -79,7 +79,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             FUZZ_CHECK(rc == MC_EOAUTH && err->transient);
         if (rc == MC_EAUTH && err->outcome == MC_OUTCOME_AUTH && oerr &&
             !strcmp(oerr, "invalid_grant"))
-            FUZZ_CHECK(err->hint && strstr(err->hint, "mailconn auth"));
+            FUZZ_CHECK(err->hint && strstr(err->hint, "authorize server") &&
+                       err->action == MC_ACTION_REAUTHORIZE);
     }
     free(oerr);
     fuzz_oauth_error_free(err);

@@ -245,7 +245,7 @@ int main(int argc, char **argv)
     }
     /* the provider needs "provider" like a real config */
     json_object_object_add(cfg_obj, "provider", json_object_new_string(provider));
-    mc__diag diag = { NULL, 0 };
+    mc__diag diag = { 0 };
     mc_plugin_cfg cfg = { cfg_obj, (char *)"servers[0].auth", &diag };
 
     mc__registry *reg = NULL;

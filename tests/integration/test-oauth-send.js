@@ -632,7 +632,7 @@ test('hint: AADSTS700082 (refresh token expired from inactivity) -> run `mailcon
     assert.equal(imp.code, 0, show(imp));
     const r = await send(cfg, 'aad-inactive');
     assert.equal(r.code, 77, show(r));
-    assert.match(hint(r), /expired from inactivity: run `mailconn auth`/);
+    assert.match(hint(r), /expired from inactivity; run `mailconn auth --server aad-inactive` to authorize again/);
 });
 
 test('hint: AADSTS65001 (consent missing)', async (t) => {

@@ -337,7 +337,7 @@ test('a Microsoft refresh token near its 90-day limit is warned about in the top
     ({ r, lines } = await send());
     assert.equal(r.code, 0, r.stderr);
     assert.equal(lines.length, 2, lines.join('\n'));
-    assert.match(lines[0], /Z server=outlook warning=refresh-token-near-90-day-limit refresh-age=80d hint="run mailconn auth --server outlook/);
+    assert.match(lines[0], /Z server=outlook warning=refresh-token-near-90-day-limit refresh-age=80d hint="authorize server outlook again before it expires" action=reauthorize/);
     assert.match(lines[1], /outcome=sent/);
     for (const l of logLines(log)) {
         assert.ok(!l.includes(ACCESS) && !l.includes(REFRESH), l);

@@ -54,7 +54,7 @@ static const abi_num struct_sizes[] = {
     SIZE(mc_oauth_engine_ops, 56, 8),
     SIZE(mc_host_api, 144, 8),
     SIZE(mc_plugin_desc, 40, 8),
-    SIZE_MIN(mc_err, 96, 8),
+    SIZE_MIN(mc_err, 120, 8),
     SIZE_MIN(mc_rcpt_result, 40, 8),
 };
 
@@ -181,6 +181,9 @@ static const abi_num struct_members[] = {
     MEMBER(mc_err, n_rcpts, 72, 8),
     MEMBER(mc_err, details, 80, 8),
     MEMBER(mc_err, n_details, 88, 8),
+    MEMBER(mc_err, diags, 96, 8),                          /* v1 additions */
+    MEMBER(mc_err, n_diags, 104, 8),
+    MEMBER(mc_err, action, 112, 4),
     MEMBER(mc_rcpt_result, address, 0, 8),
     MEMBER(mc_rcpt_result, accepted, 8, 1),
     MEMBER(mc_rcpt_result, smtp_code, 12, 4),

@@ -1293,6 +1293,132 @@ static void test_toplog_of_failing_config(void **state)
     assert_int_equal(facility, -1);
 }
 
+/* ------------------------------------------------------------- field errors */
+
+static void dump_diags(const mc_err *e)
+{
+    for (size_t i = 0; e && i < e->n_diags; i++)
+        print_error("  diag %s | %d | %s | %s\n", e->diags[i].path, e->diags[i].server,
+                    e->diags[i].key, e->diags[i].message);
+}
+
+/* The diag at path, or NULL (then every diag is shown). */
+static const mc_diag *diag_at(const mc_err *e, const char *path)
+{
+    for (size_t i = 0; e && i < e->n_diags; i++)
+        if (strcmp(e->diags[i].path, path) == 0)
+            return &e->diags[i];
+    dump_diags(e);
+    return NULL;
+}
+
+static void test_diags_fields(void **state)
+{
+    (void)state;
+    /* a bad port at servers[1], a google server without client_id at
+     * servers[2] (a provider error, through cfg_error), a manual one
+     * without client_id at servers[3], an unknown key at servers[0] */
+    static const char text[] =
+        "{\"servers\":["
+        "{\"name\":\"a\",\"host\":\"h.example\",\"transport\":\"starttls\",\"colour\":1},"
+        "{\"name\":\"b\",\"host\":\"h.example\",\"transport\":\"starttls\",\"port\":0},"
+        "{\"name\":\"g\",\"auth\":{\"provider\":\"google\",\"user\":\"u@example.org\"}},"
+        "{\"name\":\"m\",\"host\":\"h.example\",\"transport\":\"tls\",\"auth\":{\"provider\":\"manual\","
+        "\"user\":\"u@example.org\",\"token_url\":\"https://127.0.0.1/t\"}}"
+        "]}";
+    mc__config *cfg = NULL;
+    mc_err *err = NULL;
+    /* shape errors stop before prepare: take them first */
+    assert_int_equal(mc__config_parse(&cfg, text, strlen(text), &err), MC_ECONFIG);
+    assert_non_null(err);
+    assert_int_equal(err->action, MC_ACTION_FIX_CONFIG);
+    assert_int_equal(err->n_diags, err->n_details);
+    const mc_diag *d = diag_at(err, "servers[1].port");
+    assert_non_null(d);
+    assert_int_equal(d->server, 1);
+    assert_string_equal(d->key, "port");
+    assert_string_equal(d->message, "must be an integer 1..65535, got 0");
+    d = diag_at(err, "servers[0].colour");
+    assert_non_null(d);
+    assert_int_equal(d->server, 0);
+    assert_string_equal(d->key, "colour");
+    assert_string_equal(d->message, "unknown key \"colour\"");
+    /* details as before: whole lines */
+    bool line = false;
+    for (size_t i = 0; i < err->n_details; i++)
+        line |= strcmp(err->details[i], "servers[1].port: must be an integer 1..65535, got 0") == 0;
+    assert_true(line);
+    mc_error_free(err);
+    err = NULL;
+
+    /* the provider errors, with the shape fixed */
+    static const char text2[] =
+        "{\"servers\":["
+        "{\"name\":\"a\",\"host\":\"h.example\",\"transport\":\"starttls\"},"
+        "{\"name\":\"g\",\"auth\":{\"provider\":\"google\",\"user\":\"u@example.org\"}},"
+        "{\"name\":\"m\",\"host\":\"h.example\",\"transport\":\"tls\",\"auth\":{\"provider\":\"manual\","
+        "\"user\":\"u@example.org\",\"token_url\":\"https://127.0.0.1/t\",\"bogus\":true}}"
+        "]}";
+    assert_int_equal(load_text(text2, strlen(text2), &cfg, &err), MC_ECONFIG);
+    assert_int_equal(err->action, MC_ACTION_FIX_CONFIG);
+    d = diag_at(err, "servers[1].auth.client_id");
+    assert_non_null(d);
+    assert_int_equal(d->server, 1);
+    assert_string_equal(d->key, "auth.client_id");
+    assert_non_null(strstr(d->message, "required"));
+    assert_null(strstr(d->message, "servers["));
+    d = diag_at(err, "servers[2].auth.client_id");
+    assert_non_null(d);
+    assert_int_equal(d->server, 2);
+    assert_string_equal(d->key, "auth.client_id");
+    d = diag_at(err, "servers[2].auth.bogus");
+    assert_non_null(d);
+    assert_string_equal(d->key, "auth.bogus");
+    assert_int_equal(err->n_diags, err->n_details);
+    mc_error_free(err);
+}
+
+static void test_diags_two_defaults(void **state)
+{
+    (void)state;
+    static const char text[] =
+        "{\"servers\":["
+        "{\"name\":\"a\",\"host\":\"h.example\",\"transport\":\"starttls\",\"default\":true},"
+        "{\"name\":\"b\",\"host\":\"h.example\",\"transport\":\"starttls\"},"
+        "{\"name\":\"c\",\"host\":\"h.example\",\"transport\":\"starttls\",\"default\":true}"
+        "],\"log_file\":3}";
+    mc__config *cfg = NULL;
+    mc_err *err = NULL;
+    assert_int_equal(mc__config_parse(&cfg, text, strlen(text), &err), MC_ECONFIG);
+    assert_int_equal(err->n_details, 2);          /* one line each, as before */
+    assert_int_equal(err->n_diags, 3);
+    const mc_diag *d = diag_at(err, "servers[0].default");
+    assert_non_null(d);
+    assert_int_equal(d->server, 0);
+    assert_string_equal(d->key, "default");
+    assert_non_null(strstr(d->message, "2 servers are marked default"));
+    d = diag_at(err, "servers[2].default");
+    assert_non_null(d);
+    assert_int_equal(d->server, 2);
+    assert_string_equal(d->key, "default");
+    for (size_t i = 0; i < err->n_diags; i++)
+        assert_int_not_equal(err->diags[i].server, 1);   /* b is not marked */
+    d = diag_at(err, "log_file");
+    assert_non_null(d);
+    assert_int_equal(d->server, -1);
+    assert_string_equal(d->key, "log_file");
+    mc_error_free(err);
+
+    /* a syntax error: the whole document */
+    err = NULL;
+    assert_int_equal(mc__config_parse(&cfg, "{\"servers\": [", 13, &err), MC_ECONFIG);
+    assert_int_equal(err->n_diags, 1);
+    assert_string_equal(err->diags[0].path, "");
+    assert_int_equal(err->diags[0].server, -1);
+    assert_string_equal(err->diags[0].key, "");
+    mc_error_free(err);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1300,6 +1426,8 @@ int main(void)
         cmocka_unit_test(test_examples),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_default_rule),
+        cmocka_unit_test(test_diags_fields),
+        cmocka_unit_test(test_diags_two_defaults),
         cmocka_unit_test(test_top_log_keys),
         cmocka_unit_test_setup_teardown(test_toplog_of_failing_config, setup, teardown),
         cmocka_unit_test(test_never_crashes_on_bytes),

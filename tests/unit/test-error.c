@@ -119,6 +119,66 @@ static void test_details_hint_rcpts(void **state)
     mc_error_free(e);   /* frees details, hint, rcpts: ASan proves it */
 }
 
+static void test_actions(void **state)
+{
+    (void)state;
+    assert_string_equal(mc_action_name(MC_ACTION_NONE), "none");
+    assert_string_equal(mc_action_name(MC_ACTION_REAUTHORIZE), "reauthorize");
+    assert_string_equal(mc_action_name(MC_ACTION_AUTHORIZE), "authorize");
+    assert_string_equal(mc_action_name(MC_ACTION_FIX_CONFIG), "fix-config");
+    assert_string_equal(mc_action_name(MC_ACTION_FIX_MESSAGE), "fix-message");
+    assert_string_equal(mc_action_name((mc_action)999), "unknown");
+    for (int a = MC_ACTION_NONE; a <= MC_ACTION_FIX_MESSAGE; a++)
+        assert_string_not_equal(mc_action_name((mc_action)a), "unknown");
+
+    /* the default follows the outcome; set_action overrides, hint copied */
+    mc_err *e = NULL;
+    mc__error_set(&e, MC_ECONFIG, MC_OUTCOME_CONFIG, MC_STAGE_CONFIG, "x");
+    assert_int_equal(e->action, MC_ACTION_FIX_CONFIG);
+    mc__error_set_action(&e, MC_ACTION_REAUTHORIZE, "authorize server s again");
+    assert_int_equal(e->action, MC_ACTION_REAUTHORIZE);
+    assert_string_equal(e->hint, "authorize server s again");
+    mc__error_set_action(&e, MC_ACTION_GRANT_CONSENT, NULL);   /* hint kept */
+    assert_string_equal(e->hint, "authorize server s again");
+    mc_error_free(e);
+    e = NULL;
+    mc__error_set(&e, MC_EAUTH, MC_OUTCOME_AUTH, MC_STAGE_AUTH, "x");
+    assert_int_equal(e->action, MC_ACTION_NONE);
+    mc__error_reply(e, 454, "4.7.0 try later");
+    assert_int_equal(e->action, MC_ACTION_RETRY_LATER);
+    mc_error_free(e);
+    mc__error_set_action(NULL, MC_ACTION_FIX_CONFIG, "x");      /* no error: nothing */
+}
+
+static void test_diags(void **state)
+{
+    (void)state;
+    mc_err *e = NULL;
+    mc__error_set(&e, MC_ECONFIG, MC_OUTCOME_CONFIG, MC_STAGE_CONFIG, "bad");
+    static const struct { const char *path; int server; const char *key; } cases[] = {
+        { "servers[1].port", 1, "port" },
+        { "servers[12].auth.client_id", 12, "auth.client_id" },
+        { "servers[0]", 0, "" },
+        { "servers[3][\"odd key\"]", 3, "[\"odd key\"]" },
+        { "servers", -1, "servers" },
+        { "queue.dir", -1, "queue.dir" },
+        { "", -1, "" },
+        { "servers[x].port", -1, "servers[x].port" },
+        { "servers[1]x", -1, "servers[1]x" },
+    };
+    size_t n = sizeof(cases) / sizeof(cases[0]);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(mc__error_diag(e, cases[i].path, "msg"), 0);
+    assert_int_equal(e->n_diags, n);
+    for (size_t i = 0; i < n; i++) {
+        assert_string_equal(e->diags[i].path, cases[i].path);
+        assert_int_equal(e->diags[i].server, cases[i].server);
+        assert_string_equal(e->diags[i].key, cases[i].key);
+        assert_string_equal(e->diags[i].message, "msg");
+    }
+    mc_error_free(e);   /* frees the diags: ASan proves it */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -127,6 +187,8 @@ int main(void)
         cmocka_unit_test(test_first_error_wins),
         cmocka_unit_test(test_reply_enhanced),
         cmocka_unit_test(test_details_hint_rcpts),
+        cmocka_unit_test(test_actions),
+        cmocka_unit_test(test_diags),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1012,7 +1012,7 @@ static void test_google(void **state)
     for (const mc_hint *h = prof.hints; h && h->match; h++) {
         if (strcmp(h->match, "invalid_grant") == 0)
             grant_hint = strstr(h->hint, "Testing") && strstr(h->hint, "7 days")
-                         && strstr(h->hint, "mailconn auth");
+                         && strstr(h->hint, "within days of authorizing");
         if (strcmp(h->match, "invalid_scope") == 0)
             scope_hint = strstr(h->hint, "device flow") != NULL;
         if (strcmp(h->match, "5.7.8") == 0)
