@@ -50,7 +50,9 @@ int mc_context_new(mc_context **out, const mc_context_options *opts, mc_err **er
     if (!ctx)
         return mc__error_set(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, MC_STAGE_NONE, "out of memory");
     pthread_mutex_init(&ctx->lock, NULL);
+    pthread_mutex_init(&ctx->edit_lock, NULL);
     pthread_cond_init(&ctx->freed, NULL);
+    mc__life_init(ctx);
 
     if ((rc = mc__registry_new(&ctx->reg, opts->plugin_dir, err)) < 0)
         goto fail;
@@ -95,11 +97,8 @@ int mc_context_new(mc_context **out, const mc_context_options *opts, mc_err **er
     if ((opts->flags & MC_CONTEXT_SECRETS) && (rc = mc__config_check_secrets(ctx->cfg, err)) < 0)
         goto fail;
 
-    ctx->pools = calloc(ctx->cfg->n_servers ? ctx->cfg->n_servers : 1, sizeof(*ctx->pools));
-    if (!ctx->pools) {
-        rc = mc__error_set(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, MC_STAGE_NONE, "out of memory");
+    if ((rc = mc__life_adopt(ctx, err)) < 0)   /* the first generation: lifecycle.c */
         goto fail;
-    }
     *out = ctx;
     return 0;
 fail:
@@ -111,19 +110,12 @@ void mc_context_free(mc_context *ctx)
 {
     if (!ctx)
         return;
-    if (ctx->pools) {
-        for (size_t i = 0; i < ctx->cfg->n_servers; i++) {
-            for (size_t j = 0; j < ctx->pools[i].n_idle; j++)
-                mc__smtp_quit(ctx->pools[i].idle[j].smtp);
-            free(ctx->pools[i].idle);
-        }
-        free(ctx->pools);
-    }
-    mc__config_free(ctx->cfg);
+    mc__life_fini(ctx);   /* reaper, pooled connections, the config */
     mc__registry_free(ctx->reg);
     free(ctx->state_dir);
     pthread_cond_destroy(&ctx->freed);
     pthread_mutex_destroy(&ctx->lock);
+    pthread_mutex_destroy(&ctx->edit_lock);
     free(ctx);
 }
 

@@ -5,29 +5,21 @@
 #include <pthread.h>
 #include <time.h>
 #include "config.h"
+#include "lifecycle.h"
 #include "loader.h"
 #include "smtp.h"
 
-typedef struct mc__pooled {
-    mc__smtp *smtp;
-    time_t    idle_since;
-} mc__pooled;
-
-/** Per-server pool: idle connections and how many exist in all. */
-typedef struct mc__pool {
-    mc__pooled *idle;
-    size_t      n_idle;
-    size_t      cap_idle;
-    int         open;          /* idle + in use */
-} mc__pool;
-
 struct mc_context {
-    mc__config     *cfg;       /* NULL with MC_CONTEXT_NO_CONFIG */
+    mc__config     *cfg;       /* the current config (life.gen->cfg), NULL with
+                                  MC_CONTEXT_NO_CONFIG; a reload replaces it:
+                                  a call in flight uses its mc__gen's cfg */
     mc__registry   *reg;
     char           *state_dir;
-    pthread_mutex_t lock;      /* pools */
+    pthread_mutex_t lock;      /* pools, generations, the reaper */
+    pthread_mutex_t edit_lock; /* serialises edits and reloads: each builds on the
+                                  current config and swaps it (never held by a send) */
     pthread_cond_t  freed;     /* a connection went back or closed */
-    mc__pool       *pools;     /* one per server, by index */
+    mc__life        life;      /* generations, pools, reaper: lifecycle.h */
 };
 
 /** <state>: $MAILCONN_STATE_DIR, $STATE_DIRECTORY, $XDG_STATE_HOME/mailconn,

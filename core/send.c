@@ -14,6 +14,7 @@
 #include "host.h"
 #include "log.h"
 #include "message.h"
+#include "net.h"
 #include "sasl.h"
 #include "secret.h"
 #include "send.h"
@@ -23,6 +24,9 @@
 
 struct mc_session {
     mc_context             *ctx;
+    mc__gen                *gen;          /* srv's config: a reference (lifecycle.h) */
+    bool                    owns_gen;     /* mc_session_close drops it (mc_send drops its own) */
+    unsigned                epoch;        /* pooled: the pool's epoch when taken out */
     mc_server              *srv;
     const mc_transport_ops *tops;
     mc_connect_opts         copts;
@@ -211,7 +215,7 @@ size_t mc__refresh_warning(char *buf, size_t size, const mc_oauth_profile *p,
  * users see it: they never run `servers`. */
 static void warn_refresh_age(const mc_session *s, const mc__oauth_req *r)
 {
-    const mc__config *cfg = s->ctx->cfg;
+    const mc__config *cfg = s->gen->cfg;
     mc_oauth_status st = { 0 };
     char what[64];
     if ((!r->profile.refresh_lifetime_days && !r->profile.refresh_testing_days) || !cfg
@@ -383,7 +387,8 @@ static int connect_session(mc_session *s, mc_err **err)
     return 0;
 }
 
-static int session_new(mc_session **out, mc_context *ctx, mc_server *srv, mc_err **err)
+static int session_new(mc_session **out, mc_context *ctx, mc__gen *gen, mc_server *srv,
+                       mc_err **err)
 {
     const mc__plugin *tp;
     int rc = mc__registry_get(ctx->reg, MC_PLUGIN_TRANSPORT, srv->transport, &tp, err);
@@ -393,6 +398,7 @@ static int session_new(mc_session **out, mc_context *ctx, mc_server *srv, mc_err
     if (!s)
         return mc__error_set(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, MC_STAGE_NONE, "out of memory");
     s->ctx = ctx;
+    s->gen = gen;
     s->srv = srv;
     s->tops = tp->desc->ops;
     s->copts = (mc_connect_opts){
@@ -407,9 +413,9 @@ static int session_new(mc_session **out, mc_context *ctx, mc_server *srv, mc_err
     return 0;
 }
 
-static mc_server *find_server(mc_context *ctx, const char *name, mc_err **err)
+static mc_server *find_server(mc__gen *gen, const char *name, mc_err **err)
 {
-    mc_server *srv = ctx && ctx->cfg ? mc__config_server(ctx->cfg, name) : NULL;
+    mc_server *srv = gen ? mc__config_server(gen->cfg, name) : NULL;
     if (!srv) {
         if (name)
             mc__error_set(err, MC_ENOSERVER, MC_OUTCOME_USAGE, MC_STAGE_CONFIG,
@@ -427,13 +433,19 @@ int mc__session_open_ex(mc_session **out, mc_context *ctx, const char *server,
     if (!out)
         return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_NONE, "out is NULL");
     *out = NULL;
-    mc_server *srv = find_server(ctx, server, err);
-    if (!srv)
+    mc__gen *gen = ctx ? mc__gen_take(ctx) : NULL;   /* dropped by mc_session_close */
+    mc_server *srv = find_server(gen, server, err);
+    if (!srv) {
+        mc__gen_drop(ctx, gen);
         return MC_ENOSERVER;
+    }
     mc_session *s = NULL;
-    int rc = session_new(&s, ctx, srv, err);
-    if (rc < 0)
+    int rc = session_new(&s, ctx, gen, srv, err);
+    if (rc < 0) {
+        mc__gen_drop(ctx, gen);
         return rc;
+    }
+    s->owns_gen = true;
     s->on_stage = on_stage;
     s->stage_payload = stage_payload;
     if ((rc = connect_session(s, err)) < 0) {
@@ -464,6 +476,8 @@ void mc_session_close(mc_session *s)
     if (!s)
         return;
     mc__smtp_quit(s->smtp);
+    if (s->owns_gen)
+        mc__gen_drop(s->ctx, s->gen);
     free(s);
 }
 
@@ -484,7 +498,7 @@ static void log_outcome(const mc_session *s, mc_message *msg, const char *outcom
                         const char *reply, const mc_err *e)
 {
     const mc_server *srv = s->srv;
-    const mc__config *cfg = s->ctx->cfg;
+    const mc__config *cfg = s->gen->cfg;
     mc__toplog top = { cfg ? cfg->log_file : NULL, cfg ? cfg->syslog_facility : -1 };
     if (!srv->log_file && !top.log_file && top.facility < 0)
         return;
@@ -560,7 +574,7 @@ static int send_one(mc_session *s, mc_message *msg, mc_err **err)
         .sender_override = srv->sender_override,
         .case_sensitive = srv->address_case == MC__CASE_SENSITIVE,
         .alias = alias_lookup,
-        .alias_payload = s->ctx->cfg,
+        .alias_payload = s->gen->cfg,
         .charset = srv->charset,
     };
     int rc = mc__message_prepare(msg, &d, err);
@@ -672,9 +686,11 @@ int mc_session_send(mc_session *s, mc_message *msg, mc_err **err)
 
 /* ---------------------------------------------------------------- pool */
 
-static int pool_acquire(mc_context *ctx, mc_server *srv, mc_session **out, mc_err **err)
+static int pool_acquire(mc_context *ctx, mc__gen *gen, mc_server *srv, mc_session **out,
+                        mc_err **err)
 {
-    mc__pool *p = &ctx->pools[srv->index];
+    mc__pool *p = gen->pools[srv->index];
+    unsigned epoch;
     mc__smtp *stale[16];
     size_t n_stale = 0;
     mc__smtp *smtp = NULL;
@@ -685,15 +701,16 @@ static int pool_acquire(mc_context *ctx, mc_server *srv, mc_session **out, mc_er
 
     pthread_mutex_lock(&ctx->lock);
     for (;;) {
-        time_t now = time(NULL);
-        /* drop idle connections past idle_timeout_s, oldest first */
+        long long now = mc__mono_ms();
+        /* drop idle connections past idle_timeout_s, oldest first (the
+         * reaper does it on time; this is for a reaper that could not start) */
         while (p->n_idle && n_stale < 16
-               && now - p->idle[0].idle_since >= srv->idle_timeout_s) {
+               && now - p->idle[0].idle_since >= (long long)srv->idle_timeout_s * 1000) {
             stale[n_stale++] = p->idle[0].smtp;
             memmove(p->idle, p->idle + 1, --p->n_idle * sizeof(*p->idle));
             p->open--;
         }
-        if (p->n_idle) {
+        if (p->n_idle && !p->retired) {
             smtp = p->idle[--p->n_idle].smtp;   /* the most recently used */
             break;
         }
@@ -708,6 +725,7 @@ static int pool_acquire(mc_context *ctx, mc_server *srv, mc_session **out, mc_er
             break;
         }
     }
+    epoch = p->epoch;
     pthread_mutex_unlock(&ctx->lock);
     for (size_t i = 0; i < n_stale; i++)
         mc__smtp_quit(stale[i]);
@@ -715,7 +733,7 @@ static int pool_acquire(mc_context *ctx, mc_server *srv, mc_session **out, mc_er
         return rc;
 
     mc_session *s = NULL;
-    if ((rc = session_new(&s, ctx, srv, err)) < 0) {
+    if ((rc = session_new(&s, ctx, gen, srv, err)) < 0) {
         pthread_mutex_lock(&ctx->lock);
         p->open--;
         pthread_cond_signal(&ctx->freed);
@@ -726,16 +744,21 @@ static int pool_acquire(mc_context *ctx, mc_server *srv, mc_session **out, mc_er
     s->smtp = smtp;
     s->reused = smtp != NULL;
     s->pooled = true;
+    s->epoch = epoch;
     *out = s;
     return 0;
 }
 
 static void pool_release(mc_context *ctx, mc_session *s)
 {
-    mc__pool *p = &ctx->pools[s->srv->index];
-    mc__smtp *drop = NULL;
+    mc__pool *p = s->gen->pools[s->srv->index];
+    mc__smtp *drop = NULL, *quit = NULL;
     pthread_mutex_lock(&ctx->lock);
-    if (s->smtp && mc__smtp_alive(s->smtp)) {
+    if (s->smtp && mc__smtp_alive(s->smtp) && (p->retired || s->epoch != p->epoch)) {
+        /* its server changed in a reload, or a disconnect ran while it was out */
+        quit = s->smtp;
+        p->open--;
+    } else if (s->smtp && mc__smtp_alive(s->smtp)) {
         if (p->n_idle == p->cap_idle) {
             size_t cap = p->cap_idle ? p->cap_idle * 2 : 4;
             mc__pooled *n = realloc(p->idle, cap * sizeof(*n));
@@ -745,7 +768,9 @@ static void pool_release(mc_context *ctx, mc_session *s)
             }
         }
         if (p->n_idle < p->cap_idle) {
-            p->idle[p->n_idle++] = (mc__pooled){ s->smtp, time(NULL) };
+            long long now = mc__mono_ms();
+            p->idle[p->n_idle++] = (mc__pooled){ s->smtp, now };
+            mc__life_idle_locked(ctx, p, now);   /* the reaper QUITs it on time */
         } else {
             drop = s->smtp;
             p->open--;
@@ -757,6 +782,7 @@ static void pool_release(mc_context *ctx, mc_session *s)
     pthread_cond_signal(&ctx->freed);
     pthread_mutex_unlock(&ctx->lock);
     mc__smtp_free(drop);
+    mc__smtp_quit(quit);
     free(s);
 }
 
@@ -765,15 +791,20 @@ int mc_send(mc_context *ctx, const char *server, mc_message *msg, mc_err **err)
 {
     if (!ctx || !msg)
         return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_NONE, "context or message is NULL");
-    mc_server *srv = find_server(ctx, server, err);
-    if (!srv)
+    mc__gen *gen = mc__gen_take(ctx);   /* this call's config, even across a reload */
+    mc_server *srv = find_server(gen, server, err);
+    if (!srv) {
+        mc__gen_drop(ctx, gen);
         return MC_ENOSERVER;
+    }
     for (int attempt = 0;; attempt++) {
         mc_session *s = NULL;
         mc_err *e = NULL;
-        int rc = pool_acquire(ctx, srv, &s, err);
-        if (rc < 0)
+        int rc = pool_acquire(ctx, gen, srv, &s, err);
+        if (rc < 0) {
+            mc__gen_drop(ctx, gen);
             return rc;
+        }
         s->move_on_throttle = attempt < THROTTLE_RETRIES;
         rc = send_one(s, msg, &e);
         if (is_throttle(e) && attempt < THROTTLE_RETRIES) {
@@ -795,6 +826,7 @@ int mc_send(mc_context *ctx, const char *server, mc_message *msg, mc_err **err)
             *err = e;
         else
             mc_error_free(e);
+        mc__gen_drop(ctx, gen);
         return rc;
     }
 }

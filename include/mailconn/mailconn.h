@@ -232,16 +232,72 @@ typedef struct mc_context_options {
  * Thread-safe once created.
  */
 int mc_context_new(mc_context **out, const mc_context_options *opts, mc_err **err);
-/** Release a context, its pooled connections and plugins. NULL is fine. */
+/**
+ * Release a context: stop and join its idle reaper thread, QUIT every
+ * pooled connection, free its config and unload its plugins. NULL is fine.
+ * Not thread-safe with other calls on the same context: every call on ctx
+ * (mc_send, an open mc_session, a reload...) must have returned, and every
+ * session been closed, before it; none may start after it.
+ */
 void mc_context_free(mc_context *ctx);
+
+/**
+ * Read, validate and prepare a new config, then swap it in atomically.
+ *
+ * The config comes from opts->config_path, or, when that is NULL (or opts
+ * is NULL), from the path the context's config came from. It is checked as
+ * mc_context_new() does: the whole shape, then the plugins and provider
+ * validation (opts->flags MC_CONTEXT_ALL_PLUGINS, MC_CONTEXT_SECRETS,
+ * MC_CONTEXT_ONE_SERVER with opts->server, as for mc_context_new()). The
+ * context's log sink and level, plugin folder and state folder are its own
+ * and stay: opts->log, log_level, log_payload and plugin_dir are ignored.
+ * On any error the old config stays in use and err carries the errors
+ * (err->details lists every config error).
+ *
+ * On success, calls that start afterwards use the new config; calls in
+ * flight (an mc_send, an open mc_session) finish on the old one, which is
+ * freed when the last of them ends. A server whose object is the same in
+ * both configs (same name and same JSON text, "default" aside) keeps its
+ * pooled connections. The pooled connections of a server whose object
+ * changed (any key: host, auth, a secret or the *source* of a secret...)
+ * or that went away are closed with QUIT: idle ones before this returns,
+ * those in use when their call ends. A secret whose source is unchanged but
+ * whose value changed (a password file rewritten, an environment variable)
+ * is not a change of the object: its authenticated connections stay
+ * pooled; call mc_context_disconnect() to log in again with it.
+ *
+ * mc_server pointers from before a reload are invalid after it; look
+ * servers up by name again. Thread-safe: may run while other threads send
+ * or hold sessions; not while the same context runs the accessors returning
+ * an mc_server *, mc_context_config_path() or an
+ * mc_queue_* call (these read the current config without a reference). A
+ * context made with
+ * MC_CONTEXT_NO_CONFIG has nothing to reload (MC_EUSAGE).
+ *
+ * @return 0, MC_ECONFIG, MC_EFILE, MC_EPLUGIN, MC_ENOSERVER (with
+ *         MC_CONTEXT_ONE_SERVER), MC_EUSAGE, MC_EINVAL (ctx NULL, unknown
+ *         options version or flags), MC_ENOMEM.
+ */
+int mc_context_reload(mc_context *ctx, const mc_context_options *opts, mc_err **err);
+
+/**
+ * Close pooled connections on demand: the idle connections of `server`
+ * (by name; NULL: of every server) are closed with QUIT before this
+ * returns; those in use by a call are closed with QUIT when that call ends,
+ * instead of going back to the pool. Later calls open new connections (and
+ * authenticate again). An unknown name closes nothing. Thread-safe.
+ */
+void mc_context_disconnect(mc_context *ctx, const char *server);
 /** The config file path in use (borrowed). */
 const char *mc_context_config_path(const mc_context *ctx);
 
 /** Number of servers in the config. */
 size_t mc_context_server_count(const mc_context *ctx);
-/** The i-th server (borrowed until ctx is freed), NULL when out of range. */
+/** The i-th server (borrowed until the next mc_context_reload() or
+ *  mc_context_free()), NULL when out of range. */
 const mc_server *mc_context_server_at(const mc_context *ctx, size_t i);
-/** A server by name; NULL name = the default server. Borrowed; NULL when none. */
+/** A server by name; NULL name = the default server. Borrowed, as
+ *  mc_context_server_at(); NULL when none. */
 const mc_server *mc_context_server(const mc_context *ctx, const char *name);
 
 const char *mc_server_name(const mc_server *srv);

@@ -18,6 +18,13 @@
 // through the same command dispatch, _nextHandler continuation and onAuth
 // hook as the built-in mechanisms, and so that the refusal can take the
 // exact shape Gmail or Microsoft give it (--oauth-style).
+//
+// Reload tests (tests/integration/test-reload.js): --users-file FILE makes
+// the accepted passwords changeable at run time (the file, "u:p[,u:p...]",
+// is read again at every AUTH: replace it atomically to change a password),
+// and --report-quit records every QUIT command as a "quit" event (smtp-
+// server has no hook for it: its SMTPConnection.prototype.handler_QUIT is
+// wrapped), so a test sees which connections the client closed politely.
 'use strict';
 
 const fs = require('node:fs');
@@ -34,6 +41,9 @@ const usage = `usage: smtp-peer.js --out DIR [options]
   --tls-max 1.2|1.3        highest TLS version offered
   --no-starttls            do not offer (nor accept) STARTTLS
   --users u:p[,u:p...]     accounts for AUTH PLAIN and LOGIN (else no AUTH)
+  --users-file FILE        the same list read from FILE at every AUTH (a test
+                           changes a password by replacing the file)
+  --report-quit            record each QUIT command as a "quit" event
   --tokens u:t[,u:t...]    accounts for AUTH XOAUTH2 (access tokens)
   --introspect URL         accept XOAUTH2 / OAUTHBEARER tokens that this RFC 7662
                            introspection endpoint says are active
@@ -101,6 +111,8 @@ function parseArgs(argv) {
         case '--tls-max': o.tlsMax = val(); break;
         case '--no-starttls': o.starttls = false; break;
         case '--users': o.users = pairs(val(), a); break;
+        case '--users-file': o.usersFile = val(); break;
+        case '--report-quit': o.reportQuit = true; break;
         case '--tokens': o.tokens = pairs(val(), a); break;
         case '--auth-optional': o.authOptional = true; break;
         case '--allow-insecure-auth': o.allowInsecureAuth = true; break;
@@ -167,7 +179,29 @@ function event(session, text) {
 }
 
 const authMethods = [];
-if (opt.users.size) authMethods.push('PLAIN', 'LOGIN');
+if (opt.users.size || opt.usersFile) authMethods.push('PLAIN', 'LOGIN');
+
+/** The accounts for a password AUTH: --users-file read now, else --users. */
+function users() {
+    if (!opt.usersFile) return opt.users;
+    const m = new Map();
+    let text = '';
+    try { text = fs.readFileSync(opt.usersFile, 'utf8').trim(); } catch (_) { return m; }
+    for (const item of text.split(',')) {
+        const i = item.indexOf(':');
+        if (i > 0) m.set(item.slice(0, i), item.slice(i + 1));
+    }
+    return m;
+}
+
+if (opt.reportQuit) {
+    const { SMTPConnection } = require('smtp-server/lib/smtp-connection.js');
+    const quit = SMTPConnection.prototype.handler_QUIT;
+    SMTPConnection.prototype.handler_QUIT = function (command, callback) {
+        event(this.session, 'quit');
+        return quit.call(this, command, callback);
+    };
+}
 authMethods.push(...opt.oauthMechs);
 
 // ------------------------------------------------------------ bearer tokens
@@ -372,13 +406,17 @@ const serverOptions = {
             });
             return;
         } else {
-            ok = opt.users.has(auth.username) && opt.users.get(auth.username) === auth.password;
+            const accounts = users();
+            ok = accounts.has(auth.username) && accounts.get(auth.username) === auth.password;
             if (!ok) {
                 event(session, `auth-fail ${auth.method} ${auth.username}`);
                 const e = new Error('Authentication credentials invalid');
                 e.responseCode = 535;
                 return cb(e);
             }
+            // with --users-file, the password that was accepted (test passwords):
+            // a reload test tells which config a connection logged in with
+            if (opt.usersFile) event(session, `auth-ok ${auth.method} ${auth.username} ${auth.password}`);
         }
         cb(null, { user: auth.username });
     },

@@ -401,23 +401,27 @@ static void test_server_json_hides_secrets(void **state)
     assert_null(j);
 }
 
+/* The pool of the current generation's server i (lifecycle.h). */
+#define POOL(f, i) ((f)->ctx->life.gen->pools[i])
+
 static void test_swap_keeps_untouched_pools(void **state)
 {
     fixture *f = *state;
-    /* mark the pools (no real connection: n_idle stays 0) */
-    f->ctx->pools[0].open = 7;     /* a */
-    f->ctx->pools[1].open = 5;     /* p */
+    /* mark a's pool (no real connection: n_idle stays 0) */
+    mc__pool *pa = POOL(f, 0), *pp = POOL(f, 1);
+    pa->open = 7;
     mc_err *err = NULL;
-    /* a new server before nothing; p changes: its pool is a new one */
+    /* p changes: its pool is a new one; a keeps its own */
     assert_int_equal(mc_context_put_server(f->ctx, "{\"name\": \"p\", \"host\": \"p3.example\", "
                                                    "\"transport\": \"tls\"}", &err), 0);
-    assert_int_equal(f->ctx->pools[0].open, 7);
-    assert_int_equal(f->ctx->pools[1].open, 0);
-    /* removing "a" moves nothing else: p keeps its (new) pool, now at 0 */
-    f->ctx->pools[1].open = 3;
+    assert_ptr_equal(POOL(f, 0), pa);
+    assert_int_equal(pa->open, 7);
+    assert_ptr_not_equal(POOL(f, 1), pp);
+    /* removing "a" moves nothing else: p keeps its (new) pool, now at index 0 */
+    mc__pool *pp2 = POOL(f, 1);
+    pa->open = 0;
     assert_int_equal(mc_context_remove_server(f->ctx, "a", &err), 0);
-    assert_int_equal(f->ctx->pools[0].open, 3);
-    f->ctx->pools[0].open = 0;
+    assert_ptr_equal(POOL(f, 0), pp2);
 }
 
 static void test_file_rules_on_put(void **state)
