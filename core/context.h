@@ -6,6 +6,7 @@
 #include <time.h>
 #include "config.h"
 #include "loader.h"
+#include "log.h"
 #include "smtp.h"
 
 typedef struct mc__pooled {
@@ -22,13 +23,21 @@ typedef struct mc__pool {
 } mc__pool;
 
 struct mc_context {
+    mc_host_ctx     hc;        /* first: what plugins get; the log sink, level,
+                                  secrets, state_dir (hc.state_dir), token store */
     mc__config     *cfg;       /* NULL with MC_CONTEXT_NO_CONFIG */
     mc__registry   *reg;
-    char           *state_dir;
     pthread_mutex_t lock;      /* pools */
     pthread_cond_t  freed;     /* a connection went back or closed */
     mc__pool       *pools;     /* one per server, by index */
 };
+
+/** The context an hc belongs to (every hc the core hands out is a
+ *  context's). */
+static inline mc_context *mc__context_of(mc_host_ctx *hc)
+{
+    return (mc_context *)(void *)hc;
+}
 
 /** <state>: $MAILCONN_STATE_DIR, $STATE_DIRECTORY, $XDG_STATE_HOME/mailconn,
  *  ~/.local/state/mailconn. malloc'd. */
