@@ -8,24 +8,27 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <openssl/crypto.h>
+#include "cli.h"   /* the public API only: mailconn.h */
 
-#include "cli.h"
-#include "host.h"
-#include "log.h"
-#include "secret.h"
-#include "send.h"   /* core-internal: the OAuth request for a server */
+/* Wipe and free a secret the CLI read (a refresh token file). */
+static void wipe_free(char *s)
+{
+    if (s) {
+        explicit_bzero(s, strlen(s));
+        free(s);
+    }
+}
 
 /* The engine's lines carry what the provider sent (device-flow message,
  * verification_uri, user_code): shown escaped. */
-static void say(void *payload, const char *line)
+static void say(const char *line, void *payload)
 {
     (void)payload;
     cli_print_line(stderr, "%s", line);
     fflush(stderr);
 }
 
-static char *ask(void *payload, const char *prompt)
+static char *ask(const char *prompt, void *payload)
 {
     (void)payload;
     char *line = NULL;
@@ -44,17 +47,6 @@ static char *ask(void *payload, const char *prompt)
     return line;
 }
 
-static const char *flow_name(unsigned flow)
-{
-    switch (flow) {
-    case MC_FLOW_AUTH_CODE: return "browser";
-    case MC_FLOW_PASTE: return "paste";
-    case MC_FLOW_DEVICE: return "device";
-    case MC_FLOW_CLIENT_CREDENTIALS: return "client credentials";
-    default: return "?";
-    }
-}
-
 static char *read_token_file(const char *path)
 {
     FILE *f = fopen(path, "r");
@@ -70,7 +62,7 @@ static char *read_token_file(const char *path)
     while (e > s && isspace((unsigned char)e[-1]))
         e--;
     char *tok = strndup(s, (size_t)(e - s));
-    OPENSSL_cleanse(buf, sizeof(buf));
+    explicit_bzero(buf, sizeof(buf));
     return tok;
 }
 
@@ -148,104 +140,82 @@ int cmd_auth(cli *c, int argc, char **argv)
 
     mc_context *ctx = cli_context(c, MC_CONTEXT_ONE_SERVER, server);
     mc_err *err = NULL;
-    mc__oauth_req r;
-    bool have_req = false;
     int rc = 0;
     if (!ctx)
         goto out;
     const mc_server *srv = mc_context_server(ctx, server);
-    if (!srv->auth_provider) {
-        cli_usage(c, "auth: server \"%s\" has no authentication configured", srv->name);
+    const char *name = mc_server_name(srv);
+    if (!mc_server_provider(srv)) {
+        cli_usage(c, "auth: server \"%s\" has no authentication configured", name);
         goto out;
     }
-    have_req = true;
-    if ((rc = mc__oauth_request(ctx, srv, &r, &err)) < 0)
-        goto report;
 
     if (revoke) {
-        if ((rc = r.engine->revoke(&r.req, &err)) == 0)
-            printf("revoked: tokens for server %s forgotten\n", srv->name);
+        if ((rc = mc_oauth_revoke(ctx, name, &err)) == 0)
+            printf("revoked: tokens for server %s forgotten\n", name);
     } else if (imported) {
-        mc__redact_add(imported);
-        if ((rc = r.engine->import_refresh(&r.req, imported, &err)) == 0)
-            printf("authorized: refresh token imported for server %s\n", srv->name);
-    } else if (strcmp(r.req.grant, "client_credentials") == 0) {
-        char *tok = NULL;
-        rc = r.engine->token(&r.req, &tok, &err);
-        mc__secret_free(tok);
-        if (rc == 0)
-            printf("authorized: client credentials work for server %s\n", srv->name);
+        if ((rc = mc_oauth_import(ctx, name, imported, &err)) == 0)
+            printf("authorized: refresh token imported for server %s\n", name);
     } else {
         const char *browser = getenv("BROWSER");
         const char *x11 = getenv("DISPLAY"), *wayland = getenv("WAYLAND_DISPLAY");
         bool display = (browser && *browser) || (x11 && *x11) || (wayland && *wayland);
-        /* auth.grant "device_code" asks for the device flow; else a browser
-         * when there is a display, else the provider's headless flow */
-        if (!flow && strcmp(r.req.grant, "device_code") == 0)
-            flow = MC_FLOW_DEVICE;
-        if (!flow)
-            flow = display && (r.profile.flows & MC_FLOW_AUTH_CODE) ? MC_FLOW_AUTH_CODE
-                                                                  : r.profile.default_headless;
-        if (!(r.profile.flows & flow)) {
-            cli_usage(c, "auth: provider %s does not allow the %s flow%s", srv->auth_provider,
-                      flow_name(flow),
-                      flow == MC_FLOW_DEVICE && strcmp(srv->auth_provider, "google") == 0
-                          ? " (Google does not grant the Gmail scope to devices: use --paste "
-                            "or --browser)" : "");
-            goto out;
+        mc_oauth_authorize_options o = MC_OAUTH_AUTHORIZE_OPTIONS_INIT;
+        /* flow 0: the library picks (auth.grant device_code: the device
+         * flow; a browser with a display; else the provider's headless one) */
+        o.flow = flow;
+        o.port = port;
+        /* $BROWSER, else xdg-open on a desktop (a browser flow); else the
+         * URL is only printed */
+        o.browser = browser && *browser ? browser
+                    : (flow == MC_FLOW_AUTH_CODE || !flow) && display && have_xdg_open()
+                        ? "xdg-open" : NULL;
+        o.wait_s = 300;
+        o.say = say;
+        o.ask = ask;
+        if ((rc = mc_oauth_authorize(ctx, name, &o, &err)) == 0) {
+            mc_token_status st = { .version = MC_TOKEN_STATUS_VERSION };
+            if (mc_oauth_get_status(&st, ctx, name) == 0 &&
+                strcmp(st.grant, "client_credentials") == 0)
+                printf("authorized: client credentials work for server %s\n", name);
+            else
+                printf("authorized: tokens stored for server %s\n", name);
         }
-        mc_oauth_authorize_opts o = {
-            .size = sizeof(o),
-            .flow = flow,
-            .port = port,
-            /* $BROWSER, else xdg-open on a desktop; else the URL is only printed */
-            .browser = browser && *browser ? browser
-                       : flow == MC_FLOW_AUTH_CODE && display && have_xdg_open() ? "xdg-open"
-                                                                                 : NULL,
-            .wait_s = 300,
-            .say = say,
-            .ask = ask,
-        };
-        if ((rc = r.engine->authorize(&r.req, &o, &err)) == 0)
-            printf("authorized: tokens stored for server %s\n", srv->name);
     }
-report:
     if (rc < 0)
-        cli_report(c, srv->name, err, rc);
+        cli_report(c, name, err, rc);
 out:
-    if (have_req)
-        mc__oauth_request_free(&r);
     mc_error_free(err);
     mc_context_free(ctx);
-    mc__secret_free(imported);
+    wipe_free(imported);
     return cli_exit(c);
 }
 
 int cli_server_token_state(mc_context *ctx, const mc_server *srv)
 {
-    if (!srv->auth_provider)
+    if (!mc_server_provider(srv))
         return 0;
-    if (mc__host()->cfg_string(&srv->auth_cfg, "access_token_command")) {
+    mc_token_status st = { .version = MC_TOKEN_STATUS_VERSION };
+    int rc = mc_oauth_get_status(&st, ctx, mc_server_name(srv));
+    if (rc == MC_ENOTSUP && strcmp(st.grant, "access_token_command") == 0) {
         printf(" token=from-access_token_command");
         return 0;
     }
-    mc__oauth_req r;
-    mc_oauth_status st = { 0 };
-    if (mc__oauth_request_ex(ctx, srv, false, &r, NULL) < 0)
-        return 0;
-    int rc = r.engine->status(&r.req, &st);
-    if (rc == MC_EFILE) {
+    if (rc < 0)
+        return 0;   /* not an OAuth server */
+    if (st.store_code) {
         printf(" token=refused(see the error above)");
-        mc__oauth_request_free(&r);
-        return rc;
+        /* the error "above": on stderr before the line is complete */
+        fflush(stdout);
+        cli_print_line(stderr, "mailconn: server %s: %s", mc_server_name(srv), st.store_message);
+        return MC_EFILE;
     }
-    if (rc < 0 || !st.stored) {
-        if (strcmp(r.req.grant, "client_credentials") == 0)
+    if (!st.stored) {
+        if (strcmp(st.grant, "client_credentials") == 0)
             printf(" token=fetched-when-needed");
         else
             printf(" token=%s", st.identity_mismatch ? "other-identity(run mailconn auth)"
                                                      : "none(run mailconn auth)");
-        mc__oauth_request_free(&r);
         return 0;
     }
     time_t now = time(NULL);
@@ -256,10 +226,8 @@ int cli_server_token_state(mc_context *ctx, const mc_server *srv)
     if (st.refresh_issued) {
         long long days = (now - st.refresh_issued) / 86400;
         printf(" refresh-age=%lldd", days);
-        char what[64];
-        if (mc__refresh_warning(what, sizeof(what), &r.profile, st.refresh_issued, now))
-            printf(" WARNING:%s", what);
+        if (st.warning[0])
+            printf(" WARNING:%s", st.warning);
     }
-    mc__oauth_request_free(&r);
     return 0;
 }

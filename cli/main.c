@@ -8,8 +8,6 @@
 #include <string.h>
 
 #include "cli.h"
-#include "config.h"   /* core-internal: the config alone, for `servers --names` */
-#include "log.h"   /* core-internal: mc__toplog_failure (issue 10 makes it public) */
 
 static const char usage_text[] =
     "usage: mailconn [--config FILE] [--plugin-dir DIR] [-v] COMMAND\n"
@@ -62,7 +60,7 @@ static const char *command_name = "mailconn";
  * mc_send logged already, with its envelope, is skipped by the library. */
 static void log_failure(const cli *c, mc_outcome o, const mc_err *e, const char *text)
 {
-    mc__toplog_failure(c->config, command_name, mc_outcome_exit_code(o), e, text);
+    mc_log_failure(c->config, command_name, mc_outcome_exit_code(o), e, text);
 }
 
 int cli_usage(cli *c, const char *fmt, ...)
@@ -84,17 +82,15 @@ int cli_usage(cli *c, const char *fmt, ...)
  * reply first, as it said it (its text carries the enhanced code), then
  * what mailconn adds; the message usually ends with the reply already.
  * The reply is compared and shown escaped, as the message is. */
-static void report_reply(mc__buf *b, const mc_err *e)
+static char *report_reply(const mc_err *e)
 {
     const char *msg = e->message ? e->message : mc_strerror(e->code);
     char *text = e->smtp_code && e->server_text ? mc_text_escape(e->server_text) : NULL;
-    if (!text) {
-        mc__buf_puts(b, msg);
-        return;
-    }
+    char *out = NULL;
+    if (!text)
+        return strdup(msg);
     char reply[16];
     snprintf(reply, sizeof(reply), "%d ", e->smtp_code);
-    mc__buf_printf(b, "%s%s", reply, text);
     size_t ml = strlen(msg), rl = strlen(reply), tl = strlen(text);
     size_t ctx = ml;
     if (ml >= rl + tl && strcmp(msg + ml - tl, text) == 0
@@ -104,9 +100,11 @@ static void report_reply(mc__buf *b, const mc_err *e)
         ctx = 0;                          /* nothing the reply does not say */
     while (ctx && (msg[ctx - 1] == ' ' || msg[ctx - 1] == ':'))
         ctx--;
-    if (ctx)
-        mc__buf_printf(b, " (%.*s)", (int)ctx, msg);
+    if ((ctx ? asprintf(&out, "%s%s (%.*s)", reply, text, (int)ctx, msg)
+             : asprintf(&out, "%s%s", reply, text)) < 0)
+        out = NULL;
     free(text);
+    return out;
 }
 
 /* The library's hints name no command (DESIGN.md "Actions, not
@@ -177,12 +175,11 @@ void cli_report(cli *c, const char *label, const mc_err *e, int code)
         for (size_t i = 0; i < e->n_details; i++)
             cli_print_line(stderr, "mailconn: %s", e->details[i]);
     } else {
-        mc__buf b = MC__BUF_INIT;
-        report_reply(&b, e);
+        char *shown = report_reply(e);
         cli_print_line(stderr, "mailconn: %s%s%s: %s%s", lb, sep, mc_stage_name(e->stage),
                        e->outcome == MC_OUTCOME_UNKNOWN ? "outcome unknown: " : "",
-                       b.data ? b.data : mc_strerror(e->code));
-        mc__buf_free(&b);
+                       shown ? shown : mc_strerror(e->code));
+        free(shown);
     }
     for (size_t i = 0; i < e->n_rcpts; i++) {
         const mc_rcpt_result *r = &e->rcpts[i];
@@ -255,23 +252,20 @@ static int cmd_plugins(cli *c, int argc, char **argv)
  * waits. */
 static int print_server_names(cli *c)
 {
-    char *path = mc__config_find(c->config);
-    if (!path) {
-        cli_report(c, NULL, NULL, MC_ENOMEM);
-        return cli_exit(c);
-    }
-    mc__config *cfg = NULL;
+    mc_context_options o = MC_CONTEXT_OPTIONS_INIT;
+    o.config_path = c->config;
+    o.flags = MC_CONTEXT_CONFIG_ONLY;
+    mc_context *ctx = NULL;
     mc_err *err = NULL;
-    int rc = mc__config_load(&cfg, path, &err);
-    free(path);
+    int rc = mc_context_new(&ctx, &o, &err);
     if (rc < 0) {
         cli_report(c, NULL, err, rc);
         mc_error_free(err);
         return cli_exit(c);
     }
-    for (size_t i = 0; i < cfg->n_servers; i++)
-        cli_print_line(stdout, "%s", cfg->servers[i].name);
-    mc__config_free(cfg);
+    for (size_t i = 0; i < mc_context_server_count(ctx); i++)
+        cli_print_line(stdout, "%s", mc_server_name(mc_context_server_at(ctx, i)));
+    mc_context_free(ctx);
     return cli_exit(c);
 }
 

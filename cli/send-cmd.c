@@ -9,7 +9,6 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "send.h"   /* core-internal: mc__session_open_ex for `test` */
 
 typedef struct strv {
     char **v;
@@ -422,13 +421,10 @@ out:
 
 /* ---------------------------------------------------------------- test */
 
-static void test_stage(void *payload, mc_stage stage, int code, const char *text)
+static void test_stage(mc_stage stage, const char *line, void *payload)
 {
     (void)payload;
-    if (code)
-        cli_print_line(stdout, "%-9s %d %s", mc_stage_name(stage), code, text ? text : "");
-    else
-        cli_print_line(stdout, "%-9s %s", mc_stage_name(stage), text ? text : "");
+    cli_print_line(stdout, "%-9s %s", mc_stage_name(stage), line ? line : "");
     fflush(stdout);
 }
 
@@ -453,17 +449,8 @@ int cmd_test(cli *c, int argc, char **argv)
     mc_context *ctx = cli_context(c, MC_CONTEXT_ONE_SERVER, server);
     if (!ctx)
         return cli_exit(c);
-    mc_session *s = NULL;
-    mc_message *msg = NULL;
     mc_err *err = NULL;
-    int rc = mc__session_open_ex(&s, ctx, server, test_stage, NULL, &err);
-    if (rc == 0 && (rc = mc_message_new(&msg, &err)) == 0
-        && (rc = mc_message_add_recipient(msg, MC_RCPT_TO, to, &err)) == 0
-        && (rc = mc_message_set_subject(msg, "mailconn test message", &err)) == 0) {
-        static const char text[] = "This is a test message sent by `mailconn test`.\n";
-        if ((rc = mc_message_set_text(msg, text, sizeof(text) - 1, &err)) == 0)
-            rc = mc_session_send(s, msg, &err);
-    }
+    int rc = mc_server_test(ctx, server, to, test_stage, NULL, &err);
     if (rc == 0) {
         printf("succeeded\n");
     } else {
@@ -471,8 +458,6 @@ int cmd_test(cli *c, int argc, char **argv)
         cli_report(c, NULL, err, rc);
     }
     mc_error_free(err);
-    mc_message_free(msg);
-    mc_session_close(s);
     mc_context_free(ctx);
     return cli_exit(c);
 }

@@ -14,7 +14,6 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "config.h"    /* core-internal: mc__config_find */
 
 /* The submission helper, for a user (not root) who has no readable config
  * of their own (no --config, no MAILCONN_CONFIG, nothing readable under
@@ -24,9 +23,9 @@ static const char *submit_helper(const cli *c)
 {
     if (getuid() == 0 || c->config || (getenv("MAILCONN_CONFIG") && *getenv("MAILCONN_CONFIG")))
         return NULL;
-    char *path = mc__config_find(NULL);
+    char *path = mc_config_find(NULL);
     bool readable = path && access(path, R_OK) == 0;
-    free(path);
+    free(path);   /* mc_free once the library has it (another helper's work): free() */
     if (readable)
         return NULL;
     return mc_submit_helper_path();

@@ -1883,7 +1883,8 @@ static const void *need_plugin(pctx *p, mc__registry *reg, mc_plugin_kind kind,
     return NULL;
 }
 
-static void prepare_auth(pctx *p, mc_server *s, const mc_auth_ops *ops, const char *spath)
+static void prepare_auth(pctx *p, mc_server *s, const mc_auth_ops *ops, const char *spath,
+                         mc__registry *reg)
 {
     char apath[96];
     snprintf(apath, sizeof(apath), "%s.auth", spath);
@@ -1897,7 +1898,7 @@ static void prepare_auth(pctx *p, mc_server *s, const mc_auth_ops *ops, const ch
     }
     if (ops->validate) {
         s->auth_cfg.diag = p->d;
-        ops->validate(&s->auth_cfg);
+        ops->validate(mc__registry_hc(reg), &s->auth_cfg);
         s->auth_cfg.diag = NULL;
     }
 }
@@ -1931,7 +1932,7 @@ static void prepare_server(pctx *p, mc_server *s, mc__registry *reg)
         }
         auth_known = aops != NULL;
         if (aops)
-            prepare_auth(p, s, aops, spath);
+            prepare_auth(p, s, aops, spath, reg);
     }
 
     /* SMTP defaults from the provider */
@@ -2034,7 +2035,7 @@ int mc__config_check_secrets(mc__config *cfg, mc_err **err)
         for (size_t k = 0; auth_secret_keys[k]; k++) {
             char *value = NULL;
             mc_err *e = NULL;
-            if (mc__secret_resolve(&s->auth_cfg, auth_secret_keys[k], &value, &e) < 0)
+            if (mc__secret_resolve(NULL, &s->auth_cfg, auth_secret_keys[k], &value, &e) < 0)
                 if (mc__diag_add(&d, "%s", e && e->message ? e->message : "secret unavailable") < 0)
                     p.nomem = true;
             mc__secret_free(value);
@@ -2188,7 +2189,7 @@ int mc__file_replace(const char *path, const char *data, size_t len, int mode, m
         if (exists && (st.st_uid != geteuid() || st.st_gid != getegid())
             && fchown(fd, st.st_uid, st.st_gid) < 0) {
             /* not allowed to give it away: the new file stays ours */
-            mc__log(MC_LOG_DEBUG, "%s: owner not kept: %s", path, strerror(errno));
+            mc__log(NULL, MC_LOG_DEBUG, "%s: owner not kept: %s", path, strerror(errno));
         }
         if (fsync(fd) < 0)
             rc = file_error(err, path, "flush the temporary file to disk", errno);
@@ -2205,7 +2206,7 @@ int mc__file_replace(const char *path, const char *data, size_t len, int mode, m
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd >= 0) {
         if (fsync(dfd) < 0)
-            mc__log(MC_LOG_DEBUG, "%s: folder not flushed: %s", dir, strerror(errno));
+            mc__log(NULL, MC_LOG_DEBUG, "%s: folder not flushed: %s", dir, strerror(errno));
         close(dfd);
     }
 out:

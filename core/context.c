@@ -1,4 +1,5 @@
 /* context: config, plugins and the connection pool behind the public API. */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,7 +8,7 @@
 #include "log.h"
 
 #define FLAGS_KNOWN (MC_CONTEXT_ALL_PLUGINS | MC_CONTEXT_SECRETS | MC_CONTEXT_ONE_SERVER \
-                     | MC_CONTEXT_NO_CONFIG)
+                     | MC_CONTEXT_NO_CONFIG | MC_CONTEXT_CONFIG_ONLY)
 
 char *mc__state_dir(void)
 {
@@ -31,71 +32,102 @@ char *mc__state_dir(void)
     return out;
 }
 
-int mc_context_new(mc_context **out, const mc_context_options *opts, mc_err **err)
+/* The members of mc_context_options version 1 (before config_json). */
+#define OPTIONS_V1_SIZE offsetof(mc_context_options, config_json)
+
+int mc_context_new(mc_context **out, const mc_context_options *opts_in, mc_err **err)
 {
-    mc_context_options dflt = MC_CONTEXT_OPTIONS_INIT;
+    mc_context_options opts = MC_CONTEXT_OPTIONS_INIT;
     int rc;
 
     if (!out)
         return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_NONE, "out is NULL");
     *out = NULL;
-    if (!opts)
-        opts = &dflt;
-    if (opts->version != MC_CONTEXT_OPTIONS_VERSION || (opts->flags & ~FLAGS_KNOWN))
+    if (opts_in) {
+        /* a caller built for version 1 has nothing after log_payload: read
+         * only what its version has */
+        if (opts_in->version == 1)
+            memcpy(&opts, opts_in, OPTIONS_V1_SIZE);
+        else if (opts_in->version == MC_CONTEXT_OPTIONS_VERSION)
+            opts = *opts_in;
+        else
+            return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_NONE,
+                                 "mc_context_options: unknown version %u", opts_in->version);
+    }
+    if (opts.flags & ~FLAGS_KNOWN)
         return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_NONE,
-                             "mc_context_options: unknown version or flags");
-    mc__log_setup(opts->log_level, opts->log, opts->log_payload);
+                             "mc_context_options: unknown flags");
+    if (opts.token_store && opts.token_store->size < sizeof(mc_token_store_ops))
+        return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_NONE,
+                             "mc_context_options.token_store: size %zu is not that of "
+                             "mc_token_store_ops (%zu)", opts.token_store->size,
+                             sizeof(mc_token_store_ops));
 
     mc_context *ctx = calloc(1, sizeof(*ctx));
     if (!ctx)
         return mc__error_set(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, MC_STAGE_NONE, "out of memory");
+    mc__hc_init(&ctx->hc, opts.log_level, opts.log, opts.log_payload);
+    ctx->hc.token_store = opts.token_store;
+    ctx->hc.token_store_payload = opts.token_store ? opts.token_store_payload : NULL;
     pthread_mutex_init(&ctx->lock, NULL);
     pthread_mutex_init(&ctx->edit_lock, NULL);
     pthread_cond_init(&ctx->freed, NULL);
     mc__life_init(ctx);
 
-    if ((rc = mc__registry_new(&ctx->reg, opts->plugin_dir, err)) < 0)
+    if ((rc = mc__registry_new(&ctx->reg, opts.plugin_dir, err)) < 0)
         goto fail;
-    if (opts->flags & MC_CONTEXT_NO_CONFIG) {
+    mc__registry_set_log(ctx->reg, &ctx->hc);
+    ctx->hc.state_dir = opts.state_dir ? strdup(opts.state_dir) : mc__state_dir();
+    if (!ctx->hc.state_dir) {
+        rc = mc__error_set(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, MC_STAGE_NONE, "out of memory");
+        goto fail;
+    }
+    if (opts.flags & MC_CONTEXT_NO_CONFIG) {
         mc__registry_load_all(ctx->reg);
         *out = ctx;
         return 0;
     }
-    if (!(ctx->state_dir = mc__state_dir())) {
-        rc = mc__error_set(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, MC_STAGE_NONE, "out of memory");
-        goto fail;
-    }
 
-    char *path = mc__config_find(opts->config_path);
-    if (!path) {
-        rc = mc__error_set(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, MC_STAGE_NONE, "out of memory");
-        goto fail;
+    if (opts.config_json) {
+        /* in memory: cfg->path stays NULL, so nothing is ever saved */
+        rc = mc__config_parse(&ctx->cfg, opts.config_json, strlen(opts.config_json), err);
+    } else {
+        char *path = mc__config_find(opts.config_path);
+        if (!path) {
+            rc = mc__error_set(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, MC_STAGE_NONE,
+                               "out of memory");
+            goto fail;
+        }
+        rc = mc__config_load(&ctx->cfg, path, err);
+        free(path);
     }
-    rc = mc__config_load(&ctx->cfg, path, err);
-    free(path);
     if (rc < 0)
         goto fail;
+    const char *where = ctx->cfg->path ? ctx->cfg->path : "the config";
 
     const mc_server *only = NULL;
-    if (opts->flags & MC_CONTEXT_ONE_SERVER) {
-        only = mc__config_server(ctx->cfg, opts->server);
+    if (opts.flags & MC_CONTEXT_ONE_SERVER) {
+        only = mc__config_server(ctx->cfg, opts.server);
         if (!only) {
-            if (opts->server)
+            if (opts.server)
                 rc = mc__error_set(err, MC_ENOSERVER, MC_OUTCOME_USAGE, MC_STAGE_CONFIG,
-                                   "no server named \"%s\" in %s", opts->server, ctx->cfg->path);
+                                   "no server named \"%s\" in %s", opts.server, where);
             else
                 rc = mc__error_set(err, MC_ENOSERVER, MC_OUTCOME_USAGE, MC_STAGE_CONFIG,
                                    "no default server in %s: name one with --server, or mark one "
-                                   "\"default\": true", ctx->cfg->path);
+                                   "\"default\": true", where);
             goto fail;
         }
     }
-    if (opts->flags & MC_CONTEXT_ALL_PLUGINS)
-        mc__registry_load_all(ctx->reg);
-    if ((rc = mc__config_prepare(ctx->cfg, ctx->reg, only, err)) < 0)
-        goto fail;
-    if ((opts->flags & MC_CONTEXT_SECRETS) && (rc = mc__config_check_secrets(ctx->cfg, err)) < 0)
-        goto fail;
+    if (!(opts.flags & MC_CONTEXT_CONFIG_ONLY)) {
+        if (opts.flags & MC_CONTEXT_ALL_PLUGINS)
+            mc__registry_load_all(ctx->reg);
+        if ((rc = mc__config_prepare(ctx->cfg, ctx->reg, only, err)) < 0)
+            goto fail;
+        if ((opts.flags & MC_CONTEXT_SECRETS)
+            && (rc = mc__config_check_secrets(ctx->cfg, err)) < 0)
+            goto fail;
+    }
 
     if ((rc = mc__life_adopt(ctx, err)) < 0)   /* the first generation: lifecycle.c */
         goto fail;
@@ -106,16 +138,27 @@ fail:
     return rc;
 }
 
+char *mc_config_find(const char *explicit_path)
+{
+    return mc__config_find(explicit_path);
+}
+
+void mc_log_failure(const char *config_path, const char *command, int exit_code,
+                    const mc_err *err, const char *text)
+{
+    mc__toplog_failure(config_path, command, exit_code, err, text);
+}
+
 void mc_context_free(mc_context *ctx)
 {
     if (!ctx)
         return;
     mc__life_fini(ctx);   /* reaper, pooled connections, the config */
     mc__registry_free(ctx->reg);
-    free(ctx->state_dir);
     pthread_cond_destroy(&ctx->freed);
     pthread_mutex_destroy(&ctx->lock);
     pthread_mutex_destroy(&ctx->edit_lock);
+    mc__hc_destroy(&ctx->hc);   /* this context's secrets wiped; no other's touched */
     free(ctx);
 }
 

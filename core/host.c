@@ -14,12 +14,31 @@
 #include "net.h"
 #include "secret.h"
 
-static void host_log(mc_log_level level, const char *fmt, ...)
+static void host_log(mc_host_ctx *hc, mc_log_level level, const char *fmt, ...)
 {
+    if (!hc)
+        return;             /* the contract: no context, nothing logged */
     va_list ap;
     va_start(ap, fmt);
-    mc__logv(level, fmt, ap);
+    mc__logv(hc, level, fmt, ap);
     va_end(ap);
+}
+
+static void host_redact(mc_host_ctx *hc, const char *secret)
+{
+    mc__redact_add(hc, secret);
+}
+
+static const char *host_state_dir(mc_host_ctx *hc)
+{
+    return hc ? hc->state_dir : NULL;
+}
+
+static const mc_token_store_ops *host_token_store(mc_host_ctx *hc, void **store_out)
+{
+    if (store_out)
+        *store_out = hc ? hc->token_store_payload : NULL;
+    return hc ? hc->token_store : NULL;
 }
 
 static void *host_alloc(size_t n)
@@ -113,13 +132,16 @@ static void cfg_error(const mc_plugin_cfg *cfg, const char *key, const char *fmt
     free(msg);
 }
 
-static int host_secret(const mc_plugin_cfg *cfg, const char *name, char **out, mc_err **err)
+static int host_secret(mc_host_ctx *hc, const mc_plugin_cfg *cfg, const char *name, char **out,
+                       mc_err **err)
 {
-    return mc__secret_resolve(cfg, name, out, err);
+    return mc__secret_resolve(hc, cfg, name, out, err);
 }
 
-static int host_tcp_connect(const mc_connect_opts *o, int *fd_out, mc_err **err)
+static int host_tcp_connect(mc_host_ctx *hc, const mc_connect_opts *o, int *fd_out,
+                            mc_err **err)
 {
+    (void)hc;
     return mc__tcp_connect(o, fd_out, err);
 }
 
@@ -139,7 +161,7 @@ static const mc_host_api host_api = {
     .abi_major = MC_PLUGIN_ABI_MAJOR,
     .abi_minor = MC_PLUGIN_ABI_MINOR,
     .log = host_log,
-    .redact = mc__redact_add,
+    .redact = host_redact,
     .alloc = host_alloc,
     .strdup = host_strdup,
     .free = host_free,
@@ -154,6 +176,8 @@ static const mc_host_api host_api = {
     .tcp_connect = host_tcp_connect,
     .file_replace = host_file_replace,
     .run_command = host_run_command,
+    .state_dir = host_state_dir,
+    .token_store = host_token_store,
 };
 
 const mc_host_api *mc__host(void)

@@ -3,6 +3,7 @@
  * See lifecycle.h for the model. */
 #include <errno.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -400,44 +401,57 @@ int mc_context_reload(mc_context *ctx, const mc_context_options *opts, mc_err **
     return rc;
 }
 
-static int reload(mc_context *ctx, const mc_context_options *opts, mc_err **err)
+static int reload(mc_context *ctx, const mc_context_options *opts_in, mc_err **err)
 {
-    mc_context_options dflt = MC_CONTEXT_OPTIONS_INIT;
+    mc_context_options o = MC_CONTEXT_OPTIONS_INIT;
+    const mc_context_options *opts = &o;
     mc__config *next = NULL;
     char *path = NULL;
     int rc;
 
     if (!ctx)
         return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_NONE, "ctx is NULL");
-    if (!opts)
-        opts = &dflt;
-    /* Version 1. Version 2 (config_json, state_dir, token_store) adds the
-     * in-memory config here: when opts->version >= 2 and opts->config_json
-     * is set, mc__config_parse() it instead of reading a file (the
-     * context's state_dir and token store are the context's: a reload does
-     * not move them). */
-    if (opts->version != 1 || (opts->flags & ~FLAGS_KNOWN))
+    /* as mc_context_new: a version-1 caller has nothing after log_payload;
+     * the context's plugin folder, log sink, state_dir and token store are
+     * the context's and stay (a reload swaps the config only) */
+    if (opts_in && opts_in->version == 1)
+        memcpy(&o, opts_in, offsetof(mc_context_options, config_json));
+    else if (opts_in && opts_in->version == MC_CONTEXT_OPTIONS_VERSION)
+        o = *opts_in;
+    else if (opts_in)
         return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_NONE,
-                             "mc_context_reload: unknown options version or flags");
+                             "mc_context_reload: unknown options version %u", opts_in->version);
+    if (opts->flags & ~FLAGS_KNOWN)
+        return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_NONE,
+                             "mc_context_reload: unknown flags");
 
     mc__gen *cur = mc__gen_take(ctx);
     if (!cur)
         return mc__error_set(err, MC_EUSAGE, MC_OUTCOME_USAGE, MC_STAGE_CONFIG,
                              "this context has no config to reload (MC_CONTEXT_NO_CONFIG)");
-    /* the path the current config came from, unless another is given */
-    bool no_file = !opts->config_path && !cur->cfg->path;
-    path = opts->config_path ? mc__config_find(opts->config_path)
-                             : (cur->cfg->path ? strdup(cur->cfg->path) : NULL);
-    mc__gen_drop(ctx, cur);
-    if (no_file)
-        return mc__error_set(err, MC_EUSAGE, MC_OUTCOME_USAGE, MC_STAGE_CONFIG,
-                             "this context's config has no file to read again: give config_path");
-    if (!path)
-        return mc__error_set(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, MC_STAGE_NONE, "out of memory");
-    rc = mc__config_load(&next, path, err);
-    free(path);
-    if (rc < 0)
-        return rc;
+    if (opts->config_json) {
+        mc__gen_drop(ctx, cur);
+        /* in memory: the new config has no path either, nothing is saved */
+        if ((rc = mc__config_parse(&next, opts->config_json, strlen(opts->config_json), err)) < 0)
+            return rc;
+    } else {
+        /* the path the current config came from, unless another is given */
+        bool no_file = !opts->config_path && !cur->cfg->path;
+        path = opts->config_path ? mc__config_find(opts->config_path)
+                                 : (cur->cfg->path ? strdup(cur->cfg->path) : NULL);
+        mc__gen_drop(ctx, cur);
+        if (no_file)
+            return mc__error_set(err, MC_EUSAGE, MC_OUTCOME_USAGE, MC_STAGE_CONFIG,
+                                 "this context's config is held in memory: give config_json "
+                                 "(or config_path) to reload it");
+        if (!path)
+            return mc__error_set(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, MC_STAGE_NONE,
+                                 "out of memory");
+        rc = mc__config_load(&next, path, err);
+        free(path);
+        if (rc < 0)
+            return rc;
+    }
 
     const mc_server *only = NULL;
     if (opts->flags & MC_CONTEXT_ONE_SERVER) {

@@ -69,12 +69,86 @@ struct mc__registry {
     size_t          n_plugins;
     failure        *failures;
     size_t          n_failures;
+    mc_host_ctx    *hc;     /* where lines go (NULL: stderr) */
+    unsigned        depth;  /* of the recursive lock */
+    char          **pend;   /* lines made under the lock, logged after it */
+    mc_log_level   *pend_level;
+    size_t          n_pend;
 };
+
+/* Lines are never logged with the lock held (a sink may call back into the
+ * library): made under it, logged by reg_unlock once the outermost holder
+ * lets go. */
+static void reg_lock(mc__registry *reg)
+{
+    pthread_mutex_lock(&reg->lock);
+    reg->depth++;
+}
+
+static void reg_unlock(mc__registry *reg)
+{
+    char **pend = NULL;
+    mc_log_level *lvl = NULL;
+    size_t n = 0;
+    if (--reg->depth == 0) {
+        pend = reg->pend;
+        lvl = reg->pend_level;
+        n = reg->n_pend;
+        reg->pend = NULL;
+        reg->pend_level = NULL;
+        reg->n_pend = 0;
+    }
+    mc_host_ctx *hc = reg->hc;
+    pthread_mutex_unlock(&reg->lock);
+    for (size_t i = 0; i < n; i++) {
+        mc__log(hc, lvl[i], "%s", pend[i]);
+        free(pend[i]);
+    }
+    free(pend);
+    free(lvl);
+}
+
+/* A line to log when the lock is released (called with it held). */
+static void defer_log(mc__registry *reg, mc_log_level level, const char *fmt, ...) MC__FMT(3, 4);
+static void defer_log(mc__registry *reg, mc_log_level level, const char *fmt, ...)
+{
+    if (level > mc__log_level(reg->hc))
+        return;
+    char *line = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vasprintf(&line, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    char **p = realloc(reg->pend, (reg->n_pend + 1) * sizeof(*p));
+    if (p)
+        reg->pend = p;
+    mc_log_level *l = p ? realloc(reg->pend_level, (reg->n_pend + 1) * sizeof(*l)) : NULL;
+    if (!l) {
+        free(line);
+        return;
+    }
+    reg->pend_level = l;
+    p[reg->n_pend] = line;
+    l[reg->n_pend++] = level;
+}
+
+void mc__registry_set_log(mc__registry *reg, mc_host_ctx *hc)
+{
+    if (reg)
+        reg->hc = hc;
+}
+
+mc_host_ctx *mc__registry_hc(const mc__registry *reg)
+{
+    return reg ? reg->hc : NULL;
+}
 
 static const struct {
     mc_plugin_kind kind;
     const char    *prefix;
-    size_t         ops_min;   /* size of the ops table of ABI 1.0 */
+    size_t         ops_min;   /* size of the ops table of ABI 2.0 */
 } kinds[] = {
     { MC_PLUGIN_TRANSPORT,    "transport-", sizeof(mc_transport_ops) },
     { MC_PLUGIN_AUTH,         "auth-",      sizeof(mc_auth_ops) },
@@ -316,11 +390,11 @@ static int reject(mc__registry *reg, const char *path, const char *real, char **
     va_end(ap);
     if (n < 0 || asprintf(&message, "plugin %s rejected: %s", path, reason) < 0) {
         free(reason);
-        mc__log(MC_LOG_WARN, "plugin %s rejected", path);
+        defer_log(reg, MC_LOG_WARN, "plugin %s rejected", path);
         return MC_EPLUGIN;
     }
     free(reason);
-    mc__log(MC_LOG_WARN, "%s", message);
+    defer_log(reg, MC_LOG_WARN, "%s", message);
     remember_failure(reg, real, message, msg_out);
     return MC_EPLUGIN;
 }
@@ -379,7 +453,9 @@ static const char *check_desc(const mc_plugin_desc *d, mc_plugin_kind kind, cons
     if (!d)
         return "mc_plugin_entry returned no descriptor";
     if (d->abi_major != MC_PLUGIN_ABI_MAJOR) {
-        snprintf(buf, size, "wrong ABI version %u.%u (the core speaks %u.%u: the major must match)",
+        /* load_candidate words this one itself ("<file>: built for ABI 1.1,
+         * this is 2.0"): not reached */
+        snprintf(buf, size, "built for ABI %u.%u, this is %u.%u",
                  (unsigned)d->abi_major, (unsigned)d->abi_minor,
                  (unsigned)MC_PLUGIN_ABI_MAJOR, (unsigned)MC_PLUGIN_ABI_MINOR);
         return buf;
@@ -419,6 +495,75 @@ static const char *check_desc(const mc_plugin_desc *d, mc_plugin_kind kind, cons
         return buf;
     }
     return NULL;
+}
+
+/* A module's entry is called once per process while it is loaded: dlopen
+ * gives every registry (every context) the same handle for one file, and
+ * the entry writes the module's own globals (its host table pointer), so
+ * two contexts loading it at once would race. The first load calls it
+ * under entry_lock and keeps the descriptor; later loads take it from
+ * here (the lock orders the entry's writes before their reads); the last
+ * registry to let the module go forgets it, before dlclose. */
+static pthread_mutex_t entry_lock = PTHREAD_MUTEX_INITIALIZER;
+
+typedef struct entered {
+    void                 *handle;
+    const mc_plugin_desc *desc;
+    unsigned              refs;
+} entered;
+
+static entered *entered_tab;
+static size_t n_entered, cap_entered;
+
+/* Called with entry_lock held. */
+static const mc_plugin_desc *entered_desc(void *handle)
+{
+    for (size_t i = 0; i < n_entered; i++)
+        if (entered_tab[i].handle == handle)
+            return entered_tab[i].desc;
+    return NULL;
+}
+
+/* One more registry holds handle (first: it was just entered). Called with
+ * entry_lock held. @return 0, MC_ENOMEM. */
+static int entered_keep(void *handle, const mc_plugin_desc *desc, bool first)
+{
+    if (!first) {
+        for (size_t i = 0; i < n_entered; i++)
+            if (entered_tab[i].handle == handle)
+                entered_tab[i].refs++;
+        return 0;
+    }
+    if (n_entered == cap_entered) {
+        size_t cap = cap_entered ? cap_entered * 2 : 16;
+        entered *t = realloc(entered_tab, cap * sizeof(*t));
+        if (!t)
+            return MC_ENOMEM;
+        entered_tab = t;
+        cap_entered = cap;
+    }
+    entered_tab[n_entered++] = (entered){ handle, desc, 1 };
+    return 0;
+}
+
+/* A registry lets handle go: dlclose it, forgetting it first when it was
+ * the last holder. */
+static void entered_close(void *handle)
+{
+    pthread_mutex_lock(&entry_lock);
+    for (size_t i = 0; i < n_entered; i++) {
+        if (entered_tab[i].handle == handle && --entered_tab[i].refs == 0) {
+            entered_tab[i] = entered_tab[--n_entered];
+            break;
+        }
+    }
+    if (!n_entered) {
+        free(entered_tab);
+        entered_tab = NULL;
+        cap_entered = 0;
+    }
+    dlclose(handle);   /* under the lock: a new load of it waits until it is gone */
+    pthread_mutex_unlock(&entry_lock);
 }
 
 static loaded *find_loaded(mc__registry *reg, mc_plugin_kind kind, const char *name)
@@ -468,7 +613,7 @@ static int load_candidate(mc__registry *reg, const char *dir, const char *fname,
         char *message = NULL;
         if (asprintf(&message, "plugin %s skipped: %s \"%s\" is already loaded from %s",
                      path, mc__plugin_kind_name(kind), name, prev->path) >= 0) {
-            mc__log(MC_LOG_WARN, "%s", message);
+            defer_log(reg, MC_LOG_WARN, "%s", message);
             remember_failure(reg, real, message, msg_out);
         }
         goto done;
@@ -491,23 +636,45 @@ static int load_candidate(mc__registry *reg, const char *dir, const char *fname,
         reject(reg, path, real, msg_out, "missing entry symbol %s", MC_PLUGIN_ENTRY_SYMBOL);
         goto done;
     }
-    const mc_plugin_desc *desc = entry(mc__host());
+    pthread_mutex_lock(&entry_lock);
+    const mc_plugin_desc *desc = entered_desc(handle);
+    bool first = !desc;
+    if (first)
+        desc = entry(mc__host());   /* once per process while loaded: see entry_lock */
+    if (desc && desc->abi_major != MC_PLUGIN_ABI_MAJOR) {
+        /* another major: its ops take other arguments (2.0 added the
+         * context handle), nothing in it may be called */
+        char *message = NULL;
+        unsigned major = desc->abi_major, minor = desc->abi_minor;
+        pthread_mutex_unlock(&entry_lock);
+        dlclose(handle);   /* desc is gone with it */
+        if (asprintf(&message, "%s: built for ABI %u.%u, this is %u.%u", path, major, minor,
+                     (unsigned)MC_PLUGIN_ABI_MAJOR, (unsigned)MC_PLUGIN_ABI_MINOR) >= 0) {
+            defer_log(reg, MC_LOG_WARN, "%s", message);
+            remember_failure(reg, real, message, msg_out);
+        }
+        goto done;
+    }
     char why_buf[256];
     const char *why = check_desc(desc, kind, name, why_buf, sizeof(why_buf));
     if (why) {
+        pthread_mutex_unlock(&entry_lock);
         dlclose(handle);
         reject(reg, path, real, msg_out, "%s", why);
         goto done;
     }
     loaded *l = calloc(1, sizeof(*l));
     loaded **list = l ? realloc(reg->plugins, (reg->n_plugins + 1) * sizeof(*list)) : NULL;
-    if (!list) {
+    if (list)
+        reg->plugins = list;
+    if (!list || entered_keep(handle, desc, first) < 0) {
+        pthread_mutex_unlock(&entry_lock);
         free(l);
         dlclose(handle);
         rc = MC_ENOMEM;
         goto done;
     }
-    reg->plugins = list;
+    pthread_mutex_unlock(&entry_lock);
     l->pub.desc = desc;
     l->pub.file = real;
     l->pub.handle = handle;
@@ -515,7 +682,7 @@ static int load_candidate(mc__registry *reg, const char *dir, const char *fname,
     real = NULL;
     path = NULL;
     list[reg->n_plugins++] = l;
-    mc__log(MC_LOG_DEBUG, "plugin %s loaded: %s %s %s", l->path,
+    defer_log(reg, MC_LOG_DEBUG, "plugin %s loaded: %s %s %s", l->path,
             mc__plugin_kind_name(kind), desc->name, desc->version);
     *out = &l->pub;
     rc = 0;
@@ -553,11 +720,11 @@ int mc__registry_get(mc__registry *reg, mc_plugin_kind kind, const char *name,
     char fname[NAME_MAX_LEN + 16];
     snprintf(fname, sizeof(fname), "%s%s.so", prefix, name);
 
-    pthread_mutex_lock(&reg->lock);
+    reg_lock(reg);
     loaded *l = find_loaded(reg, kind, name);
     if (l) {
         *out = &l->pub;
-        pthread_mutex_unlock(&reg->lock);
+        reg_unlock(reg);
         return 0;
     }
     bool found = false;
@@ -580,25 +747,25 @@ int mc__registry_get(mc__registry *reg, mc_plugin_kind kind, const char *name,
             break;
     }
     if (rc == 0) {
-        pthread_mutex_unlock(&reg->lock);
+        reg_unlock(reg);
         free(why);
         return 0;
     }
     if (rc == MC_ENOMEM) {
-        pthread_mutex_unlock(&reg->lock);
+        reg_unlock(reg);
         free(why);
         return mc__error_set(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, MC_STAGE_PLUGIN, NULL);
     }
     if (!found) {
         char *dirs = joined_dirs(reg);
-        pthread_mutex_unlock(&reg->lock);
+        reg_unlock(reg);
         mc__error_set(err, MC_EPLUGIN, MC_OUTCOME_CONFIG, MC_STAGE_PLUGIN,
                       "no plugin %s in %s", fname, dirs ? dirs : "(out of memory)");
         free(dirs);
         free(why);
         return MC_EPLUGIN;
     }
-    pthread_mutex_unlock(&reg->lock);
+    reg_unlock(reg);
     mc__error_set(err, MC_EPLUGIN, MC_OUTCOME_CONFIG, MC_STAGE_PLUGIN, "%s",
                   why ? why : fname);
     free(why);
@@ -632,7 +799,7 @@ static void load_dir(mc__registry *reg, const char *dir)
 {
     DIR *d = opendir(dir);
     if (!d) {
-        mc__log(MC_LOG_DEBUG, "plugin folder %s: %s", dir, strerror(errno));
+        defer_log(reg, MC_LOG_DEBUG, "plugin folder %s: %s", dir, strerror(errno));
         return;
     }
     char **names = NULL;
@@ -682,10 +849,10 @@ int mc__registry_load_all(mc__registry *reg)
 {
     if (!reg)
         return MC_EINVAL;
-    pthread_mutex_lock(&reg->lock);
+    reg_lock(reg);
     for (size_t i = 0; i < reg->n_dirs; i++)
         load_dir(reg, reg->dirs[i].path);
-    pthread_mutex_unlock(&reg->lock);
+    reg_unlock(reg);
     return 0;
 }
 
@@ -694,10 +861,10 @@ void mc__registry_each(mc__registry *reg,
 {
     if (!reg || !fn)
         return;
-    pthread_mutex_lock(&reg->lock);
+    reg_lock(reg);
     for (size_t i = 0; i < reg->n_plugins; i++)
         fn(&reg->plugins[i]->pub, payload);
-    pthread_mutex_unlock(&reg->lock);
+    reg_unlock(reg);
 }
 
 void mc__registry_free(mc__registry *reg)
@@ -707,7 +874,7 @@ void mc__registry_free(mc__registry *reg)
     for (size_t i = 0; i < reg->n_plugins; i++) {
         loaded *l = reg->plugins[i];
         if (l->pub.handle)
-            dlclose(l->pub.handle);
+            entered_close(l->pub.handle);
         free(l->pub.file);
         free(l->path);
         free(l);
@@ -718,6 +885,10 @@ void mc__registry_free(mc__registry *reg)
         free(reg->failures[i].message);
     }
     free(reg->failures);
+    for (size_t i = 0; i < reg->n_pend; i++)
+        free(reg->pend[i]);
+    free(reg->pend);
+    free(reg->pend_level);
     for (size_t i = 0; i < reg->n_dirs; i++) {
         free(reg->dirs[i].path);
         free(reg->dirs[i].key);

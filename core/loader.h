@@ -21,7 +21,8 @@ typedef struct mc__registry mc__registry;
 int mc__registry_new(mc__registry **out, const char *plugin_dir, mc_err **err);
 
 /** Open every plugin in the search path. Rejected files are logged at
- *  MC_LOG_WARN, one line each naming the file and why; good plugins still
+ *  MC_LOG_WARN, one line each naming the file and why (a plugin of another
+ *  ABI major: "<file>: built for ABI 1.1, this is 2.0"); good plugins still
  *  load. @return 0 (even when some were rejected). */
 int mc__registry_load_all(mc__registry *reg);
 
@@ -39,6 +40,14 @@ bool mc__registry_exists(mc__registry *reg, mc_plugin_kind kind, const char *nam
 /** Visit every loaded plugin in load order. */
 void mc__registry_each(mc__registry *reg,
                        void (*fn)(const mc__plugin *p, void *payload), void *payload);
+
+/** Where the registry's lines (rejections, loads) go: hc's sink (NULL,
+ *  the default: stderr at MC_LOG_WARN). The lines are logged after the
+ *  registry's lock is released. */
+void mc__registry_set_log(mc__registry *reg, mc_host_ctx *hc);
+/** The hc given to mc__registry_set_log (what a provider's validate()
+ *  gets), or NULL. */
+mc_host_ctx *mc__registry_hc(const mc__registry *reg);
 
 /** "transport", "auth", "oauth-engine". */
 const char *mc__plugin_kind_name(mc_plugin_kind kind);

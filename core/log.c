@@ -1,4 +1,4 @@
-/* log: one sink, one level and one redaction list per process; the one
+/* log: one sink, one level and one redaction list per context; the one
  * escaping function every line that may carry a server's words goes
  * through before it reaches a terminal or a file. */
 #include <errno.h>
@@ -20,73 +20,83 @@
 #include "config.h"
 #include "log.h"
 
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static mc_log_level level = MC_LOG_WARN;
-static mc_log_fn *sink;
-static void *sink_payload;
-static char **secrets;
-static size_t n_secrets;
-
-void mc__log_setup(mc_log_level lvl, mc_log_fn *fn, void *payload)
+void mc__hc_init(mc_host_ctx *hc, mc_log_level lvl, mc_log_fn *fn, void *payload)
 {
-    pthread_mutex_lock(&lock);
-    level = lvl;
-    sink = fn;
-    sink_payload = payload;
-    pthread_mutex_unlock(&lock);
+    memset(hc, 0, sizeof(*hc));
+    pthread_mutex_init(&hc->lock, NULL);
+    hc->level = lvl;
+    hc->sink = fn;
+    hc->sink_payload = payload;
 }
 
-mc_log_level mc__log_level(void)
+void mc__hc_destroy(mc_host_ctx *hc)
 {
-    pthread_mutex_lock(&lock);
-    mc_log_level l = level;
-    pthread_mutex_unlock(&lock);
+    if (!hc)
+        return;
+    for (size_t i = 0; i < hc->n_secrets; i++) {
+        OPENSSL_cleanse(hc->secrets[i], strlen(hc->secrets[i]));
+        free(hc->secrets[i]);
+    }
+    free(hc->secrets);
+    hc->secrets = NULL;
+    hc->n_secrets = 0;
+    free(hc->state_dir);
+    hc->state_dir = NULL;
+    pthread_mutex_destroy(&hc->lock);
+}
+
+void mc__log_setup(mc_host_ctx *hc, mc_log_level lvl, mc_log_fn *fn, void *payload)
+{
+    if (!hc)
+        return;
+    pthread_mutex_lock(&hc->lock);
+    hc->level = lvl;
+    hc->sink = fn;
+    hc->sink_payload = payload;
+    pthread_mutex_unlock(&hc->lock);
+}
+
+mc_log_level mc__log_level(mc_host_ctx *hc)
+{
+    if (!hc)
+        return MC_LOG_WARN;
+    pthread_mutex_lock(&hc->lock);
+    mc_log_level l = hc->level;
+    pthread_mutex_unlock(&hc->lock);
     return l;
 }
 
-void mc__redact_add(const char *secret)
+void mc__redact_add(mc_host_ctx *hc, const char *secret)
 {
-    if (!secret || strlen(secret) < 4)
+    if (!hc || !secret || strlen(secret) < 4)
         return;
-    pthread_mutex_lock(&lock);
-    for (size_t i = 0; i < n_secrets; i++) {
-        if (strcmp(secrets[i], secret) == 0) {
-            pthread_mutex_unlock(&lock);
+    pthread_mutex_lock(&hc->lock);
+    for (size_t i = 0; i < hc->n_secrets; i++) {
+        if (strcmp(hc->secrets[i], secret) == 0) {
+            pthread_mutex_unlock(&hc->lock);
             return;
         }
     }
-    char **s = realloc(secrets, (n_secrets + 1) * sizeof(*s));
+    char **s = realloc(hc->secrets, (hc->n_secrets + 1) * sizeof(*s));
     if (s) {
-        secrets = s;
-        if ((secrets[n_secrets] = strdup(secret)))
-            n_secrets++;
+        hc->secrets = s;
+        if ((hc->secrets[hc->n_secrets] = strdup(secret)))
+            hc->n_secrets++;
     }
-    pthread_mutex_unlock(&lock);
+    pthread_mutex_unlock(&hc->lock);
 }
 
-void mc__redact_reset(void)
-{
-    pthread_mutex_lock(&lock);
-    for (size_t i = 0; i < n_secrets; i++) {
-        OPENSSL_cleanse(secrets[i], strlen(secrets[i]));
-        free(secrets[i]);
-    }
-    free(secrets);
-    secrets = NULL;
-    n_secrets = 0;
-    pthread_mutex_unlock(&lock);
-}
-
-/* Called with the lock held. */
-static char *redact_locked(const char *s)
+/* Called with hc's lock held (hc NULL: no secrets). */
+static char *redact_locked(const mc_host_ctx *hc, const char *s)
 {
     mc__buf out = MC__BUF_INIT;
     const char *p = s;
+    size_t n_secrets = hc ? hc->n_secrets : 0;
     while (*p) {
         size_t best = 0;
         for (size_t i = 0; i < n_secrets; i++) {
-            size_t n = strlen(secrets[i]);
-            if (n > best && strncmp(p, secrets[i], n) == 0)
+            size_t n = strlen(hc->secrets[i]);
+            if (n > best && strncmp(p, hc->secrets[i], n) == 0)
                 best = n;
         }
         if (best) {
@@ -99,17 +109,21 @@ static char *redact_locked(const char *s)
             p++;
         }
     }
+    if (mc__buf_put(&out, "", 0) < 0)
+        goto oom;
     return mc__buf_detach(&out);
 oom:
     mc__buf_free(&out);
     return NULL;
 }
 
-char *mc__redact_dup(const char *s)
+char *mc__redact_dup(mc_host_ctx *hc, const char *s)
 {
-    pthread_mutex_lock(&lock);
-    char *r = redact_locked(s);
-    pthread_mutex_unlock(&lock);
+    if (!hc)
+        return redact_locked(NULL, s);
+    pthread_mutex_lock(&hc->lock);
+    char *r = redact_locked(hc, s);
+    pthread_mutex_unlock(&hc->lock);
     return r;
 }
 
@@ -172,39 +186,51 @@ char *mc_text_escape(const char *text)
 
 /* ---------------------------------------------------------------- lines */
 
-void mc__logv(mc_log_level lvl, const char *fmt, va_list ap)
+void mc__logv(mc_host_ctx *hc, mc_log_level lvl, const char *fmt, va_list ap)
 {
-    pthread_mutex_lock(&lock);
-    if (lvl > level) {
-        pthread_mutex_unlock(&lock);
-        return;
+    mc_log_fn *sink = NULL;
+    void *payload = NULL;
+    char *raw = NULL, *red;
+    if (hc) {
+        /* the line is made under the lock (level, secrets), the sink called
+         * after it: a sink may call back into the library */
+        pthread_mutex_lock(&hc->lock);
+        if (lvl > hc->level) {
+            pthread_mutex_unlock(&hc->lock);
+            return;
+        }
+        sink = hc->sink;
+        payload = hc->sink_payload;
+        if (vasprintf(&raw, fmt, ap) < 0) {
+            pthread_mutex_unlock(&hc->lock);
+            return;
+        }
+        red = redact_locked(hc, raw);
+        pthread_mutex_unlock(&hc->lock);
+    } else {
+        if (lvl > MC_LOG_WARN || vasprintf(&raw, fmt, ap) < 0)
+            return;
+        red = strdup(raw);
     }
-    char *raw = NULL;
-    if (vasprintf(&raw, fmt, ap) < 0) {
-        pthread_mutex_unlock(&lock);
-        return;
-    }
-    char *red = redact_locked(raw);
     OPENSSL_cleanse(raw, strlen(raw));
     free(raw);
     /* a line may quote a server (the transcript, OAuth errors): shown escaped */
     char *line = red ? mc_text_escape(red) : NULL;
     free(red);
-    if (line) {
-        if (sink)
-            sink(lvl, line, sink_payload);
-        else
-            fprintf(stderr, "mailconn: %s\n", line);
-        free(line);
-    }
-    pthread_mutex_unlock(&lock);
+    if (!line)
+        return;
+    if (sink)
+        sink(lvl, line, payload);
+    else
+        fprintf(stderr, "mailconn: %s\n", line);
+    free(line);
 }
 
-void mc__log(mc_log_level lvl, const char *fmt, ...)
+void mc__log(mc_host_ctx *hc, mc_log_level lvl, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    mc__logv(lvl, fmt, ap);
+    mc__logv(hc, lvl, fmt, ap);
     va_end(ap);
 }
 
@@ -221,6 +247,12 @@ void mc__toplog_mark(const mc_err *err)
     if (!err)
         return;
     pthread_mutex_lock(&mark_lock);
+    for (size_t i = 0; i < n_marks; i++) {
+        if (marks[i] == err) {   /* once: one forget must clear it */
+            pthread_mutex_unlock(&mark_lock);
+            return;
+        }
+    }
     if (n_marks == cap_marks) {
         size_t cap = cap_marks ? cap_marks * 2 : 8;
         const mc_err **m = realloc(marks, cap * sizeof(*m));
@@ -291,11 +323,11 @@ static void send_syslog(int pri, const char *text)
     free(msg);
 }
 
-void mc__toplog_write(const mc__toplog *to, int pri, const char *line)
+void mc__toplog_write(mc_host_ctx *hc, const mc__toplog *to, int pri, const char *line)
 {
     if (!to || !line || (!to->log_file && to->facility < 0))
         return;
-    char *red = mc__redact_dup(line);
+    char *red = mc__redact_dup(hc, line);
     char *text = red ? mc_text_escape(red) : NULL;
     free(red);
     if (!text)
@@ -312,7 +344,7 @@ void mc__toplog_write(const mc__toplog *to, int pri, const char *line)
         int fd = open(to->log_file,
                       O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW, 0600);
         if (fd < 0 || !b.data || write(fd, b.data, b.len) != (ssize_t)b.len)
-            mc__log(MC_LOG_WARN, "cannot append to log_file %s: %s", to->log_file,
+            mc__log(hc, MC_LOG_WARN, "cannot append to log_file %s: %s", to->log_file,
                     b.data ? strerror(errno) : "out of memory");
         if (fd >= 0)
             close(fd);
@@ -355,7 +387,7 @@ void mc__toplog_failure(const char *config_path, const char *command, int exit_c
     }
     mc__toplog to = { log_file, facility };
     if (line.data)
-        mc__toplog_write(&to, LOG_ERR, line.data);
+        mc__toplog_write(NULL, &to, LOG_ERR, line.data);
     mc__buf_free(&line);
     free(log_file);
 }

@@ -346,7 +346,7 @@ static char *queue_path(const mc_context *ctx)
         return strdup(cfg->queue_dir);
     if (cfg->path && strcmp(cfg->path, MC__SYSTEM_CONFIG) == 0)
         return strdup(MC_SPOOL_DIR "/queue");
-    if (!ctx->state_dir || asprintf(&p, "%s/queue", ctx->state_dir) < 0)
+    if (!ctx->hc.state_dir || asprintf(&p, "%s/queue", ctx->hc.state_dir) < 0)
         return NULL;
     return p;
 }
@@ -465,9 +465,10 @@ void mc__queue_log(const mc_context *ctx, int pri, const char *fmt, ...)
     va_end(ap);
     if (n < 0)
         return;
-    mc__log(pri == LOG_INFO ? MC_LOG_INFO : MC_LOG_WARN, "%s", line);
+    mc_host_ctx *hc = (mc_host_ctx *)&ctx->hc;   /* logging is not a change of ctx */
+    mc__log(hc, pri == LOG_INFO ? MC_LOG_INFO : MC_LOG_WARN, "%s", line);
     if (top.log_file || top.facility >= 0)
-        mc__toplog_write(&top, pri, line);
+        mc__toplog_write(hc, &top, pri, line);
     free(line);
 }
 
@@ -1026,7 +1027,7 @@ int mc_queue_list(mc_context *ctx, mc_queue_visit_fn *fn, void *payload, mc_err 
             };
             rc = fn(&ent, payload);
         } else if (r < 0) {
-            mc__log(MC_LOG_WARN, "%s", e && e->message ? e->message : mc_strerror(r));
+            mc__log(&ctx->hc, MC_LOG_WARN, "%s", e && e->message ? e->message : mc_strerror(r));
         }
         mc_error_free(e);
         qmsg_free(&m);

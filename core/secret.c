@@ -350,7 +350,8 @@ static int read_secret_file(const char *where, const char *path, char **out, mc_
 static const char *const suffixes[] = { "", "_file", "_env", "_command" };
 enum { SRC_INLINE, SRC_FILE, SRC_ENV, SRC_COMMAND, N_SRC };
 
-int mc__secret_resolve(const mc_plugin_cfg *cfg, const char *name, char **out, mc_err **err)
+int mc__secret_resolve(mc_host_ctx *hc, const mc_plugin_cfg *cfg, const char *name, char **out,
+                       mc_err **err)
 {
     if (!out || !name)
         return MC_EINVAL;
@@ -429,7 +430,7 @@ int mc__secret_resolve(const mc_plugin_cfg *cfg, const char *name, char **out, m
     }
     if (rc < 0)
         return rc;
-    mc__redact_add(value);
+    mc__redact_add(hc, value);
     *out = value;
     return 0;
 }

@@ -9,10 +9,12 @@
  *  group/other-readable unless under $CREDENTIALS_DIRECTORY, and when others
  *  could change it: mc__file_trusted), <name>_env, or <name>_command
  *  (/bin/sh -c, first line of stdout, 10 s limit, non-zero exit is an
- *  error). A first line longer than 64 KiB is an error, never cut. The value is registered for redaction. Absent: 0 and
+ *  error). A first line longer than 64 KiB is an error, never cut. The value
+ *  is registered for redaction in hc (NULL: nowhere). Absent: 0 and
  *  *out = NULL. @return 0 or MC_ESECRET (outcome CONFIG, stage CONFIG),
  *  MC_ENOMEM. */
-int mc__secret_resolve(const mc_plugin_cfg *cfg, const char *name, char **out, mc_err **err);
+int mc__secret_resolve(mc_host_ctx *hc, const mc_plugin_cfg *cfg, const char *name, char **out,
+                       mc_err **err);
 
 /** Run `command` with /bin/sh -c, return the first line of its stdout
  *  (limit `timeout_ms`; a first line over 64 KiB is an error). Used for *_command and access_token_command.

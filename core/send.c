@@ -104,8 +104,9 @@ static void provider_hint(mc_session *s, mc_err *e)
         return;
     const mc_auth_ops *ops = prov->desc->ops;
     mc_oauth_profile prof;
-    if (!ops->oauth || !ops->oauth_profile || ops->oauth_profile(&s->srv->auth_cfg, &prof, NULL) < 0
-        || !prof.hints || !e->server_text)
+    if (!ops->oauth || !ops->oauth_profile
+        || ops->oauth_profile(&s->ctx->hc, &s->srv->auth_cfg, &prof, NULL) < 0 || !prof.hints
+        || !e->server_text)
         return;
     for (const mc_hint *h = prof.hints; h->match; h++) {
         if (strstr(e->server_text, h->match) || strstr(e->enhanced, h->match)) {
@@ -140,10 +141,11 @@ int mc__oauth_request_ex(mc_context *ctx, const mc_server *srv, bool resolve_sec
         return rc;
     out->engine = eng->desc->ops;
     out->profile.size = sizeof(out->profile);
-    if ((rc = ops->oauth_profile(&srv->auth_cfg, &out->profile, err)) < 0)
+    if ((rc = ops->oauth_profile(&ctx->hc, &srv->auth_cfg, &out->profile, err)) < 0)
         return rc;
     if (resolve_secret
-        && (rc = mc__secret_resolve(&srv->auth_cfg, "client_secret", &out->secret, err)) < 0)
+        && (rc = mc__secret_resolve(&ctx->hc, &srv->auth_cfg, "client_secret", &out->secret,
+                                    err)) < 0)
         return rc;
 
     const mc_plugin_cfg *c = &srv->auth_cfg;
@@ -162,7 +164,7 @@ int mc__oauth_request_ex(mc_context *ctx, const mc_server *srv, bool resolve_sec
         r->grant = "authorization_code";
     r->redirect_uri = mc__host()->cfg_string(c, "redirect_uri");
     r->ca_file = mc__host()->cfg_string(c, "ca_file");
-    r->state_dir = ctx->state_dir;
+    r->state_dir = ctx->hc.state_dir;
     r->timeout_s = (int)mc__host()->cfg_int(c, "timeout_s", 30);
     r->refresh_margin_s = srv->refresh_margin_s;
     r->profile = &out->profile;
@@ -182,9 +184,9 @@ void mc__oauth_request_free(mc__oauth_req *r)
 static int auth_basic(mc_session *s, const mc_auth_ops *ops, const char *mech, mc_err **err)
 {
     mc_credentials cr = { NULL, NULL };
-    int rc = ops->credentials(&s->srv->auth_cfg, &cr, err);
+    int rc = ops->credentials(&s->ctx->hc, &s->srv->auth_cfg, &cr, err);
     if (rc == 0) {
-        mc__redact_add(cr.password);
+        mc__redact_add(&s->ctx->hc, cr.password);
         mc__sasl_creds c = { .user = cr.user, .password = cr.password };
         rc = mc__smtp_auth(s->smtp, mech, &c, s->srv->allow_plaintext_auth, err);
         if (rc < 0 && err)
@@ -216,11 +218,11 @@ size_t mc__refresh_warning(char *buf, size_t size, const mc_oauth_profile *p,
 static void warn_refresh_age(const mc_session *s, const mc__oauth_req *r)
 {
     const mc__config *cfg = s->gen->cfg;
-    mc_oauth_status st = { 0 };
+    mc_token_status st = { .version = MC_TOKEN_STATUS_VERSION };
     char what[64];
     if ((!r->profile.refresh_lifetime_days && !r->profile.refresh_testing_days) || !cfg
         || (!cfg->log_file && cfg->syslog_facility < 0) || !r->engine->status
-        || r->engine->status(&r->req, &st) < 0 || !st.refresh_issued)
+        || r->engine->status(&s->ctx->hc, &r->req, &st) < 0 || !st.refresh_issued)
         return;
     long long now = (long long)time(NULL);
     if (!mc__refresh_warning(what, sizeof(what), &r->profile, st.refresh_issued, now))
@@ -232,7 +234,7 @@ static void warn_refresh_age(const mc_session *s, const mc__oauth_req *r)
              "action=reauthorize",
              s->srv->name, what, days, s->srv->name);
     mc__toplog top = { cfg->log_file, cfg->syslog_facility };
-    mc__toplog_write(&top, LOG_WARNING, line);
+    mc__toplog_write(&s->ctx->hc, &top, LOG_WARNING, line);
 }
 
 static int auth_oauth(mc_session *s, const char *mech, mc_err **err)
@@ -253,7 +255,7 @@ static int auth_oauth(mc_session *s, const char *mech, mc_err **err)
             }
             return MC_EAUTH;
         }
-        mc__redact_add(token);
+        mc__redact_add(&s->ctx->hc, token);
         c.token = token;
         rc = mc__smtp_auth(s->smtp, mech, &c, srv->allow_plaintext_auth, err);
         if (rc < 0 && err)
@@ -267,9 +269,9 @@ static int auth_oauth(mc_session *s, const char *mech, mc_err **err)
         goto out;
     for (int attempt = 0; attempt < 2; attempt++) {
         mc_err *e = NULL;
-        if ((rc = r.engine->token(&r.req, &token, err)) < 0)
+        if ((rc = r.engine->token(&s->ctx->hc, &r.req, &token, err)) < 0)
             goto out;
-        mc__redact_add(token);
+        mc__redact_add(&s->ctx->hc, token);
         c.token = token;
         rc = mc__smtp_auth(s->smtp, mech, &c, srv->allow_plaintext_auth, &e);
         if (rc == 0) {
@@ -281,9 +283,9 @@ static int auth_oauth(mc_session *s, const char *mech, mc_err **err)
         bool retry = attempt == 0 && rc == MC_EAUTH && e && e->smtp_code >= 500
                      && mc__smtp_alive(s->smtp) && !cmd;
         if (retry) {
-            mc__log(MC_LOG_INFO, "%s: token refused (%d %s); refreshing once", srv->name,
-                    e->smtp_code, e->enhanced);
-            r.engine->invalidate(&r.req, token, NULL);
+            mc__log(&s->ctx->hc, MC_LOG_INFO, "%s: token refused (%d %s); refreshing once",
+                    srv->name, e->smtp_code, e->enhanced);
+            r.engine->invalidate(&s->ctx->hc, &r.req, token, NULL);
             mc__secret_free(token);
             token = NULL;
             mc_error_free(e);
@@ -324,7 +326,7 @@ static int authenticate(mc_session *s, mc_err **err)
         mc__buf_free(&mine);
         return rc;
     }
-    mc__log(MC_LOG_DEBUG, "%s: AUTH %s as %s", s->srv->name, mech,
+    mc__log(&s->ctx->hc, MC_LOG_DEBUG, "%s: AUTH %s as %s", s->srv->name, mech,
             s->srv->auth_user ? s->srv->auth_user : "?");
     return ops->oauth ? auth_oauth(s, mech, err) : auth_basic(s, ops, mech, err);
 }
@@ -346,7 +348,7 @@ static void tls_facts(mc_session *s, const mc_stream *st, bool report)
         return;
     snprintf(line, sizeof(line), "%s %s, certificate %s", st->tls_version, st->tls_cipher,
              st->peer_verified ? "verified" : "NOT verified");
-    mc__log(MC_LOG_TRANSCRIPT, "TLS: %s", line);
+    mc__log(&s->ctx->hc, MC_LOG_TRANSCRIPT, "TLS: %s", line);
     if (report)
         stage(s, MC_STAGE_TLS, 0, line);
 }
@@ -354,13 +356,13 @@ static void tls_facts(mc_session *s, const mc_stream *st, bool report)
 static int connect_session(mc_session *s, mc_err **err)
 {
     mc_stream *stream = NULL;
-    int rc = s->tops->connect(&stream, &s->copts, err);
+    int rc = s->tops->connect(&s->ctx->hc, &stream, &s->copts, err);
     if (rc < 0)
         return rc;
     char where[300];
     snprintf(where, sizeof(where), "%s port %u (%s)", s->srv->host, (unsigned)s->srv->port,
              s->srv->transport);
-    mc__log(MC_LOG_TRANSCRIPT, "connected to %s", where);
+    mc__log(&s->ctx->hc, MC_LOG_TRANSCRIPT, "connected to %s", where);
     stage(s, MC_STAGE_CONNECT, 0, where);
     tls_facts(s, stream, true);
 
@@ -373,6 +375,7 @@ static int connect_session(mc_session *s, mc_err **err)
         .max_recipients = s->srv->max_recipients,
         .on_stage = s->on_stage,
         .stage_payload = s->stage_payload,
+        .hc = &s->ctx->hc,
     };
     if ((rc = mc__smtp_open(&s->smtp, &o, err)) < 0)
         return rc;
@@ -456,6 +459,46 @@ int mc__session_open_ex(mc_session **out, mc_context *ctx, const char *server,
     return 0;
 }
 
+/* mc_server_test's stage lines: a reply as "<code> <text>", the connect and
+ * TLS facts as they are. */
+typedef struct test_relay {
+    mc_test_fn *fn;
+    void       *payload;
+} test_relay;
+
+static void relay_stage(void *payload, mc_stage stage, int code, const char *text)
+{
+    test_relay *r = payload;
+    if (!r->fn)
+        return;
+    char *line = NULL;
+    if (code && asprintf(&line, "%d %s", code, text ? text : "") < 0)
+        line = NULL;
+    r->fn(stage, line ? line : text ? text : "", r->payload);
+    free(line);
+}
+
+int mc_server_test(mc_context *ctx, const char *server, const char *to, mc_test_fn *fn,
+                   void *payload, mc_err **err)
+{
+    static const char text[] = "This is a test message sent by `mailconn test`.\n";
+    test_relay r = { fn, payload };
+    mc_session *s = NULL;
+    mc_message *msg = NULL;
+    if (!ctx)
+        return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_NONE, "no context");
+    /* a session of its own: a new connection, never one from the pool */
+    int rc = mc__session_open_ex(&s, ctx, server, relay_stage, &r, err);
+    if (rc == 0 && to && (rc = mc_message_new(&msg, err)) == 0
+        && (rc = mc_message_add_recipient(msg, MC_RCPT_TO, to, err)) == 0
+        && (rc = mc_message_set_subject(msg, "mailconn test message", err)) == 0
+        && (rc = mc_message_set_text(msg, text, sizeof(text) - 1, err)) == 0)
+        rc = mc_session_send(s, msg, err);
+    mc_message_free(msg);
+    mc_session_close(s);
+    return rc;
+}
+
 int mc_session_open(mc_session **out, mc_context *ctx, const char *server, mc_err **err)
 {
     return mc__session_open_ex(out, ctx, server, NULL, NULL, err);
@@ -513,7 +556,7 @@ static void log_outcome(const mc_session *s, mc_message *msg, const char *outcom
                    shown ? shown : "", mc_message_id(msg) ? mc_message_id(msg) : "");
     free(shown);
     if (line.data && (top.log_file || top.facility >= 0)) {
-        mc__toplog_write(&top, strcmp(outcome, "sent") == 0      ? LOG_INFO
+        mc__toplog_write(&s->ctx->hc, &top, strcmp(outcome, "sent") == 0      ? LOG_INFO
                                : strcmp(outcome, "partial") == 0 ? LOG_WARNING
                                                                  : LOG_ERR,
                          line.data);
@@ -527,14 +570,14 @@ static void log_outcome(const mc_session *s, mc_message *msg, const char *outcom
     time_t now = time(NULL);
     struct tm tm;
     strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tm));
-    char *safe = line.data ? mc__redact_dup(line.data) : NULL;
+    char *safe = line.data ? mc__redact_dup(&s->ctx->hc, line.data) : NULL;
     mc__buf out = MC__BUF_INIT;
     if (safe)
         mc__buf_printf(&out, "%s %s\n", when, safe);
     int fd = open(srv->log_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0 || !out.data || write(fd, out.data, out.len) < 0)
-        mc__log(MC_LOG_WARN, "%s: cannot append to log_file %s: %s", srv->name, srv->log_file,
-                strerror(errno));
+        mc__log(&s->ctx->hc, MC_LOG_WARN, "%s: cannot append to log_file %s: %s", srv->name,
+                srv->log_file, strerror(errno));
     if (fd >= 0)
         close(fd);
     free(safe);
@@ -630,8 +673,8 @@ static int send_one(mc_session *s, mc_message *msg, mc_err **err)
         mc__rcpts_free(rcpts, env.n_rcpts);
         if (s->reused && !reopened && is_early_drop(e)) {
             /* a pooled connection that died while idle: reopen once */
-            mc__log(MC_LOG_INFO, "%s: connection lost before the message was sent; reopening",
-                    srv->name);
+            mc__log(&s->ctx->hc, MC_LOG_INFO,
+                    "%s: connection lost before the message was sent; reopening", srv->name);
             reopened = true;
             mc__smtp_free(s->smtp);
             s->smtp = NULL;
@@ -650,7 +693,7 @@ static int send_one(mc_session *s, mc_message *msg, mc_err **err)
         if (is_throttle(e) && !s->pooled && attempt < THROTTLE_RETRIES) {
             /* a session of its own: back off and retry on this connection
              * (a new one after 421) */
-            mc__log(MC_LOG_INFO, "%s: throttled (%d %s); retry %d of %d", srv->name,
+            mc__log(&s->ctx->hc, MC_LOG_INFO, "%s: throttled (%d %s); retry %d of %d", srv->name,
                     e->smtp_code, e->enhanced, attempt + 1, THROTTLE_RETRIES);
             if (e->smtp_code == 421) {
                 mc__smtp_free(s->smtp);
@@ -811,8 +854,8 @@ int mc_send(mc_context *ctx, const char *server, mc_message *msg, mc_err **err)
             /* This connection is throttled (421, 432 4.3.2): close it, back
              * off, and try the message again on another connection, idle
              * in the pool or new. Nothing of it was accepted. */
-            mc__log(MC_LOG_INFO, "%s: throttled (%d %s); moving the message to another "
-                    "connection (retry %d of %d)", srv->name, e->smtp_code, e->enhanced,
+            mc__log(&s->ctx->hc, MC_LOG_INFO, "%s: throttled (%d %s); moving the message to "
+                    "another connection (retry %d of %d)", srv->name, e->smtp_code, e->enhanced,
                     attempt + 1, THROTTLE_RETRIES);
             mc__smtp_quit(s->smtp);
             s->smtp = NULL;

@@ -20,6 +20,7 @@
 #define DEFAULT_MAX_RCPTS 100
 
 struct mc__smtp {
+    mc_host_ctx            *hc;          /* the context's log and secrets */
     mc_stream              *stream;
     const mc_transport_ops *transport;
     mc_connect_opts         connect;     /* copy; host and ca_file owned */
@@ -397,7 +398,7 @@ static char *first_line(const mc__smtp *s)
     char *line = strndup(t, strcspn(t, "\n"));
     if (!line)
         return NULL;
-    char *r = mc__redact_dup(line);
+    char *r = mc__redact_dup(s->hc, line);
     free(line);
     return r;
 }
@@ -424,7 +425,7 @@ static int fail_reply(mc__smtp *s, mc_err **err, int rc, mc_outcome oc, mc_stage
     va_end(ap);
     if (fresh && *err) {
         const char *text = s->reply.text.data ? s->reply.text.data : "";
-        char *red = mc__redact_dup(text);
+        char *red = mc__redact_dup(s->hc, text);
         mc__error_reply(*err, s->reply.code, red ? red : "");
         free(red);
     }
@@ -475,13 +476,13 @@ static int pass_lower(mc_err **err, mc_err *lower, int rc, mc_stage stage)
 
 static void log_reply(const mc__smtp *s)
 {
-    if (mc__log_level() < MC_LOG_TRANSCRIPT)
+    if (mc__log_level(s->hc) < MC_LOG_TRANSCRIPT)
         return;
     const char *t = s->reply.text.data ? s->reply.text.data : "";
     for (;;) {
         size_t n = strcspn(t, "\n");
         bool last = t[n] == '\0';
-        mc__log(MC_LOG_TRANSCRIPT, "S: %03d%c%.*s", s->reply.code, last ? ' ' : '-',
+        mc__log(s->hc, MC_LOG_TRANSCRIPT, "S: %03d%c%.*s", s->reply.code, last ? ' ' : '-',
                 (int)n, t);
         if (last)
             break;
@@ -609,9 +610,9 @@ static int send_raw(mc__smtp *s, mc_stage stage, const void *data, size_t len, m
 }
 
 /* Append "line\r\n" to b and log it (as `shown` when it carries a secret). */
-static int add_line(mc__buf *b, const char *line, const char *shown)
+static int add_line(const mc__smtp *s, mc__buf *b, const char *line, const char *shown)
 {
-    mc__log(MC_LOG_TRANSCRIPT, "C: %s", shown ? shown : line);
+    mc__log(s->hc, MC_LOG_TRANSCRIPT, "C: %s", shown ? shown : line);
     if (mc__buf_puts(b, line) < 0 || mc__buf_put(b, "\r\n", 2) < 0)
         return MC_ENOMEM;
     return 0;
@@ -623,7 +624,7 @@ static int command(mc__smtp *s, mc_stage stage, const char *line, const char *sh
 {
     mc__buf b = MC__BUF_INIT;
     b.secret = shown != NULL;
-    int rc = add_line(&b, line, shown);
+    int rc = add_line(s, &b, line, shown);
     if (rc < 0)
         rc = mc__error_set(err, rc, MC_OUTCOME_TRANSIENT, stage, "out of memory");
     else
@@ -722,7 +723,7 @@ static int starttls(mc__smtp *s, mc_err **err)
     }
     mc_err *lower = NULL;
     s->connect.deadline_ms = mc__mono_ms() + reply_timeout_ms(s);   /* the handshake's */
-    rc = s->transport->starttls(s->stream, &s->connect, &lower);
+    rc = s->transport->starttls(s->hc, s->stream, &s->connect, &lower);
     if (rc < 0) {
         s->alive = false;
         return pass_lower(err, lower, rc, MC_STAGE_TLS);
@@ -760,6 +761,7 @@ int mc__smtp_open(mc__smtp **out, const mc__smtp_opts *o, mc_err **err)
                              "out of memory");
     }
     s->stream = o->stream;
+    s->hc = o->hc ? o->hc : o->stream->hc;
     s->transport = o->transport;
     if (o->connect) {
         s->connect = *o->connect;
@@ -1023,7 +1025,7 @@ static void record(mc__smtp *s, mc_rcpt_result *r)
     r->accepted = s->reply.code >= 200 && s->reply.code < 300;
     memcpy(r->enhanced, s->reply.enhanced, sizeof(r->enhanced));
     free(r->text);
-    r->text = s->reply.text.data ? mc__redact_dup(s->reply.text.data) : NULL;
+    r->text = s->reply.text.data ? mc__redact_dup(s->hc, s->reply.text.data) : NULL;
 }
 
 static bool has_crlf(const char *a)
@@ -1140,8 +1142,8 @@ static int send_body(mc__smtp *s, mc__writer_fn *writer, void *writer_payload, m
         if ((rc = early_reply(s, "before the final dot", err)) < 0)
             return rc;
         d.len += mc__dotstuff_end(&d.ds, d.buf + d.len);
-        mc__log(MC_LOG_TRANSCRIPT, "C: <message data, %" PRIu64 " bytes>", d.total);
-        mc__log(MC_LOG_TRANSCRIPT, "C: .");
+        mc__log(s->hc, MC_LOG_TRANSCRIPT, "C: <message data, %" PRIu64 " bytes>", d.total);
+        mc__log(s->hc, MC_LOG_TRANSCRIPT, "C: .");
         rc = sink_flush(&d, err);
     } else {
         /* never finish a message whose data is incomplete: drop the
@@ -1168,7 +1170,7 @@ static int send_body(mc__smtp *s, mc__writer_fn *writer, void *writer_payload, m
 static int abandon(mc__smtp *s, bool data_answered, mc_err **err)
 {
     if (data_answered && s->reply.code == 354) {
-        mc__log(MC_LOG_TRANSCRIPT, "C: .");
+        mc__log(s->hc, MC_LOG_TRANSCRIPT, "C: .");
         int rc = send_raw(s, MC_STAGE_DATA, ".\r\n", 3, err);
         if (rc == 0)
             rc = read_reply(s, MC_STAGE_DATA, false, err);
@@ -1252,7 +1254,7 @@ static int transaction(mc__smtp *s, const mc__envelope *env, const size_t *batch
     if (rc == 0 && env->dsn_envid && s->caps.dsn && (rc = mc__buf_puts(&mail, " ENVID=")) == 0)
         rc = put_xtext(&mail, env->dsn_envid);
     if (rc == 0 && (env->dsn_notify || env->dsn_ret || env->dsn_envid) && !s->caps.dsn)
-        mc__log(MC_LOG_INFO, "the server does not offer DSN: NOTIFY, RET and ENVID dropped");
+        mc__log(s->hc, MC_LOG_INFO, "the server does not offer DSN: NOTIFY, RET and ENVID dropped");
     if (rc < 0) {
         mc__buf_free(&mail);
         return mc__error_set(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, MC_STAGE_MAIL, "out of memory");
@@ -1262,16 +1264,16 @@ static int transaction(mc__smtp *s, const mc__envelope *env, const size_t *batch
     if (pipe) {
         /* MAIL, every RCPT and DATA in one write (RFC 2920) */
         mc__buf cmds = MC__BUF_INIT;
-        rc = rset ? add_line(&cmds, "RSET", NULL) : 0;
+        rc = rset ? add_line(s, &cmds, "RSET", NULL) : 0;
         if (rc == 0)
-            rc = add_line(&cmds, mail.data, NULL);
+            rc = add_line(s, &cmds, mail.data, NULL);
         for (size_t j = 0; rc == 0 && j < k; j++) {
             char *line = rcpt_line(s, env, env->rcpts[batch[j]]);
-            rc = line ? add_line(&cmds, line, NULL) : MC_ENOMEM;
+            rc = line ? add_line(s, &cmds, line, NULL) : MC_ENOMEM;
             free(line);
         }
         if (rc == 0)
-            rc = add_line(&cmds, "DATA", NULL);
+            rc = add_line(s, &cmds, "DATA", NULL);
         if (rc < 0)
             rc = mc__error_set(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, MC_STAGE_MAIL,
                                "out of memory");

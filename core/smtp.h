@@ -75,6 +75,8 @@ typedef struct mc__smtp_opts {
     int                     max_recipients;  /* per transaction, >= 1 */
     mc__stage_fn           *on_stage;    /* each stage's final reply (mailconn test), or NULL */
     void                   *stage_payload;
+    mc_host_ctx            *hc;          /* where its lines go, whose secrets are redacted
+                                            (NULL: the stream's, s->hc) */
 } mc__smtp_opts;
 
 typedef struct mc__smtp mc__smtp;

@@ -82,7 +82,8 @@ static int hand_out(const mc__oauth_store *s, char **out, mc_err **err)
 }
 
 /* Under the lock: refresh (or fetch with client_credentials) and store. */
-static int renew(const mc_oauth_request *req, mc__oauth_store *s, mc_err **err)
+static int renew(mc__oauth_op *op, const mc_oauth_request *req, mc__oauth_store *s,
+                 mc_err **err)
 {
     const mc_oauth_profile *p = req->profile;
     mc__obuf form = MC__OBUF_INIT;
@@ -103,11 +104,11 @@ static int renew(const mc_oauth_request *req, mc__oauth_store *s, mc_err **err)
         mc__obuf_free(&form);
         return mc__oauth_fail(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, NULL, "out of memory");
     }
-    H->log(MC_LOG_DEBUG, "oauth: server %s: %s", req->server,
+    H->log(op->hc, MC_LOG_DEBUG, "oauth: server %s: %s", req->server,
            cc ? "requesting an access token (client credentials)"
               : "refreshing access token <redacted> with refresh token <redacted>");
     mc__oauth_tokens t;
-    rc = mc__oauth_token_request(req, p->token_url, form.data, &t, NULL, err);
+    rc = mc__oauth_token_request(op->hc, req, p->token_url, form.data, &t, NULL, err);
     mc__obuf_free(&form);
     if (rc)
         return rc;
@@ -115,15 +116,19 @@ static int renew(const mc_oauth_request *req, mc__oauth_store *s, mc_err **err)
         mc__oauth_wipe_free(t.refresh_token);
         t.refresh_token = NULL;
     }
-    rc = mc__oauth_store_tokens(req, s, &t, !cc, err);
+    rc = mc__oauth_store_tokens(op, req, s, &t, !cc, err);
     mc__oauth_tokens_clear(&t);
     return rc;
 }
 
-static int engine_token(const mc_oauth_request *req, char **out, mc_err **err)
+static int engine_token(mc_host_ctx *hc, const mc_oauth_request *req, char **out,
+                        mc_err **err)
 {
     *out = NULL;
     int rc = check_request(req, err);
+    mc__oauth_op op;
+    if (!rc)
+        rc = mc__oauth_op_init(&op, hc, req, err);
     if (rc)
         return rc;
     mc__oauth_store s;
@@ -131,7 +136,7 @@ static int engine_token(const mc_oauth_request *req, char **out, mc_err **err)
     bool cc = is_client_credentials(req);
 
     /* fast path: a cached token far enough from expiry, no lock */
-    rc = mc__oauth_store_load(req, &s, &found, cc ? NULL : err);
+    rc = mc__oauth_store_load(&op, req, &s, &found, cc ? NULL : err);
     if (rc && !cc)
         return rc;
     if (!rc && found && mc__oauth_store_identity_matches(req, &s) && usable(req, &s)) {
@@ -144,15 +149,14 @@ static int engine_token(const mc_oauth_request *req, char **out, mc_err **err)
     s.access_token = NULL;
     mc__oauth_store_clear(&s);
 
-    mc__oauth_held lock;
-    rc = mc__oauth_lock(req, &lock, err);
+    rc = mc__oauth_lock(&op, req, err);
     if (rc) {
         mc__oauth_wipe_free(seen);
         return rc;
     }
     /* re-read: another thread or process may have refreshed meanwhile */
     /* client_credentials: a bad file is simply replaced */
-    rc = mc__oauth_store_load(req, &s, &found, cc ? NULL : err);
+    rc = mc__oauth_store_load(&op, req, &s, &found, cc ? NULL : err);
     if (rc && !cc)
         goto out;
     rc = 0;
@@ -169,7 +173,8 @@ static int engine_token(const mc_oauth_request *req, char **out, mc_err **err)
     if (found && (usable(req, &s) ||
                   (s.access_token && s.expires_at > mc__oauth_now() &&
                    (!seen || strcmp(seen, s.access_token))))) {
-        H->log(MC_LOG_DEBUG, "oauth: server %s: using the access token another request refreshed",
+        H->log(hc, MC_LOG_DEBUG,
+               "oauth: server %s: using the access token another request refreshed",
                req->server);
         rc = hand_out(&s, out, err);
         goto out;
@@ -184,57 +189,63 @@ static int engine_token(const mc_oauth_request *req, char **out, mc_err **err)
             (*err)->action = MC_ACTION_AUTHORIZE;
         goto out;
     }
-    rc = renew(req, &s, err);
+    rc = renew(&op, req, &s, err);
     if (!rc)
         rc = hand_out(&s, out, err);
 out:
-    mc__oauth_unlock(&lock);
+    mc__oauth_unlock(&op);
     mc__oauth_store_clear(&s);
     mc__oauth_wipe_free(seen);
     return rc;
 }
 
-static int engine_invalidate(const mc_oauth_request *req, const char *token, mc_err **err)
+static int engine_invalidate(mc_host_ctx *hc, const mc_oauth_request *req, const char *token,
+                             mc_err **err)
 {
     int rc = check_request(req, err);
     if (rc)
         return rc;
     if (!token)
         return 0;
-    mc__oauth_held lock;
-    rc = mc__oauth_lock(req, &lock, err);
+    mc__oauth_op op;
+    rc = mc__oauth_op_init(&op, hc, req, err);
+    if (!rc)
+        rc = mc__oauth_lock(&op, req, err);
     if (rc)
         return rc;
     mc__oauth_store s;
     bool found = false;
-    rc = mc__oauth_store_load(req, &s, &found, err);
+    rc = mc__oauth_store_load(&op, req, &s, &found, err);
     if (!rc && found && mc__oauth_store_identity_matches(req, &s) && s.access_token &&
         !strcmp(s.access_token, token)) {
         mc__oauth_wipe_free(s.access_token);
         s.access_token = NULL;
         s.expires_at = 0;
-        rc = mc__oauth_store_save(req, &s, err);
-        H->log(MC_LOG_DEBUG, "oauth: server %s: access token <redacted> forgotten", req->server);
+        rc = mc__oauth_store_save(&op, req, &s, err);
+        H->log(hc, MC_LOG_DEBUG, "oauth: server %s: access token <redacted> forgotten",
+               req->server);
     }
     mc__oauth_store_clear(&s);
-    mc__oauth_unlock(&lock);
+    mc__oauth_unlock(&op);
     return rc;
 }
 
-static int engine_authorize(const mc_oauth_request *req, const mc_oauth_authorize_opts *o,
-                            mc_err **err)
+static int engine_authorize(mc_host_ctx *hc, const mc_oauth_request *req,
+                            const mc_oauth_authorize_options *o, mc_err **err)
 {
     int rc = check_request(req, err);
     if (rc)
         return rc;
-    if (!o || o->size < sizeof(mc_oauth_authorize_opts))
+    if (!o || o->version < 1)
         return mc__oauth_fail(err, MC_EINVAL, MC_OUTCOME_USAGE, NULL,
                               "authorization options missing");
-    return mc__oauth_authorize(req, o, err);
+    mc__oauth_op op;
+    rc = mc__oauth_op_init(&op, hc, req, err);
+    return rc ? rc : mc__oauth_authorize(&op, req, o, err);
 }
 
-static int engine_import(const mc_oauth_request *req, const char *refresh_token,
-                         mc_err **err)
+static int engine_import(mc_host_ctx *hc, const mc_oauth_request *req,
+                         const char *refresh_token, mc_err **err)
 {
     int rc = check_request(req, err);
     if (rc)
@@ -242,13 +253,15 @@ static int engine_import(const mc_oauth_request *req, const char *refresh_token,
     if (!refresh_token || !*refresh_token)
         return mc__oauth_fail(err, MC_EINVAL, MC_OUTCOME_USAGE, NULL,
                               "the refresh token to import is empty");
-    H->redact(refresh_token);
+    H->redact(hc, refresh_token);
     if (!mc__oauth_refresh_token_ok(refresh_token, strlen(refresh_token)))
         return mc__oauth_fail(err, MC_EINVAL, MC_OUTCOME_USAGE, NULL,
                               "the refresh token to import has a control character, space or "
                               "8-bit byte in it");
-    mc__oauth_held lock;
-    rc = mc__oauth_lock(req, &lock, err);
+    mc__oauth_op op;
+    rc = mc__oauth_op_init(&op, hc, req, err);
+    if (!rc)
+        rc = mc__oauth_lock(&op, req, err);
     if (rc)
         return rc;
     mc__oauth_store s;
@@ -259,25 +272,26 @@ static int engine_import(const mc_oauth_request *req, const char *refresh_token,
     } else {
         s.refresh_issued_at = mc__oauth_now();
         /* redeem once: proves the token before anything is stored */
-        rc = renew(req, &s, err);
+        rc = renew(&op, req, &s, err);
     }
     mc__oauth_store_clear(&s);
-    mc__oauth_unlock(&lock);
+    mc__oauth_unlock(&op);
     return rc;
 }
 
-static int engine_revoke(const mc_oauth_request *req, mc_err **err)
+static int engine_revoke(mc_host_ctx *hc, const mc_oauth_request *req, mc_err **err)
 {
     int rc = check_request(req, err);
-    if (rc)
-        return rc;
-    mc__oauth_held lock;
-    rc = mc__oauth_lock(req, &lock, err);
+    mc__oauth_op op;
+    if (!rc)
+        rc = mc__oauth_op_init(&op, hc, req, err);
+    if (!rc)
+        rc = mc__oauth_lock(&op, req, err);
     if (rc)
         return rc;
     mc__oauth_store s;
     bool found = false;
-    rc = mc__oauth_store_load(req, &s, &found, err);
+    rc = mc__oauth_store_load(&op, req, &s, &found, err);
     const char *url = req->profile->revocation_url;
     const char *token = found ? (s.refresh_token ? s.refresh_token : s.access_token) : NULL;
     if (!rc && token && url[0] && mc__oauth_store_identity_matches(req, &s)) {
@@ -290,7 +304,7 @@ static int engine_revoke(const mc_oauth_request *req, mc_err **err)
         if (rc)
             rc = mc__oauth_fail(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, NULL, "out of memory");
         else
-            rc = mc__oauth_post(req, url, form.data, &h, err);
+            rc = mc__oauth_post(hc, req, url, form.data, &h, err);
         mc__obuf_free(&form);
         if (!rc) {
             /* RFC 7009: 200 even for an unknown token */
@@ -299,28 +313,42 @@ static int engine_revoke(const mc_oauth_request *req, mc_err **err)
             mc__oauth_http_free(&h);
         }
         if (!rc)
-            H->log(MC_LOG_INFO, "server %s: token revoked at %s", req->server, url);
+            H->log(hc, MC_LOG_INFO, "server %s: token revoked at %s", req->server, url);
     }
     if (!rc)
-        rc = mc__oauth_store_delete(req, err);
+        rc = mc__oauth_store_delete(&op, req, err);
     mc__oauth_store_clear(&s);
-    mc__oauth_unlock(&lock);
+    mc__oauth_unlock(&op);
     return rc;
 }
 
-static int engine_status(const mc_oauth_request *req, mc_oauth_status *out)
+static int engine_status(mc_host_ctx *hc, const mc_oauth_request *req, mc_token_status *out)
 {
+    if (!out || out->version < 1)
+        return MC_EINVAL;
+    unsigned version = out->version;
     memset(out, 0, sizeof *out);
+    out->version = version;
+    out->days_left = -1;
     if (!req || !req->profile)
         return MC_EINVAL;
+    mc__oauth_op op;
+    mc_err *e = NULL;
     mc__oauth_store s;
     bool found = false;
-    mc_err *e = NULL;
-    int rc = mc__oauth_store_load(req, &s, &found, &e);
+    memset(&s, 0, sizeof s);
+    int rc = mc__oauth_op_init(&op, hc, req, &e);
+    if (!rc)
+        rc = mc__oauth_store_load(&op, req, &s, &found, &e);
+    if (rc) {
+        /* what is wrong with the store, for `servers` and a settings page */
+        out->store_code = rc;
+        snprintf(out->store_message, sizeof out->store_message, "%s",
+                 e && e->message ? e->message : "token store unreadable");
+        H->log(hc, MC_LOG_DEBUG, "oauth: server %s: %s", req->server ? req->server : "?",
+               out->store_message);
+    }
     if (e) {
-        /* no error record here: what is wrong goes to the log (stderr) */
-        H->log(MC_LOG_ERROR, "server %s: %s", req->server ? req->server : "?",
-               e->message ? e->message : "token store unreadable");
         H->free(e->message);
         H->free(e->hint);
         H->free(e->server_text);
@@ -342,6 +370,100 @@ static int engine_status(const mc_oauth_request *req, mc_oauth_status *out)
     return 0;
 }
 
+static int engine_begin(mc_host_ctx *hc, const mc_oauth_request *req, char **url_out,
+                        mc_err **err)
+{
+    if (url_out)
+        *url_out = NULL;
+    int rc = check_request(req, err);
+    if (rc)
+        return rc;
+    if (!url_out)
+        return mc__oauth_fail(err, MC_EINVAL, MC_OUTCOME_USAGE, NULL, "no place for the URL");
+    mc__oauth_op op;
+    rc = mc__oauth_op_init(&op, hc, req, err);
+    return rc ? rc : mc__oauth_begin(&op, req, url_out, err);
+}
+
+static int engine_finish(mc_host_ctx *hc, const mc_oauth_request *req, const char *callback_url,
+                         mc_err **err)
+{
+    int rc = check_request(req, err);
+    if (rc)
+        return rc;
+    mc__oauth_op op;
+    rc = mc__oauth_op_init(&op, hc, req, err);
+    return rc ? rc : mc__oauth_finish(&op, req, callback_url, err);
+}
+
+static char *hdup(const char *s)
+{
+    return s ? H->strdup(s) : NULL;
+}
+
+static int engine_device_begin(mc_host_ctx *hc, const mc_oauth_request *req,
+                               mc_oauth_device *out, mc_err **err)
+{
+    if (out)
+        memset(out, 0, sizeof *out);
+    int rc = check_request(req, err);
+    if (rc)
+        return rc;
+    if (!out)
+        return mc__oauth_fail(err, MC_EINVAL, MC_OUTCOME_USAGE, NULL, "no device record");
+    if (req->profile->flows && !(req->profile->flows & MC_FLOW_DEVICE))
+        return mc__oauth_fail(err, MC_ENOTSUP, MC_OUTCOME_CONFIG, NULL,
+                              "the provider of server %s does not allow the device flow",
+                              req->server);
+    mc__oauth_op op;
+    rc = mc__oauth_op_init(&op, hc, req, err);
+    mc__oauth_device d;
+    memset(&d, 0, sizeof d);
+    if (!rc)
+        rc = mc__oauth_device_start(&op, req, &d, err);
+    if (rc)
+        return rc;
+    out->user_code = hdup(d.user_code);
+    out->verification_uri = hdup(d.verification_uri);
+    out->verification_uri_complete = hdup(d.verification_uri_complete);
+    out->device_code = hdup(d.device_code);
+    out->expires_in = (int)d.expires_in;    /* 1 s .. 1 year */
+    out->interval = (int)d.interval;        /* 1 .. 60 s */
+    if (!out->user_code || !out->verification_uri || !out->device_code ||
+        (d.verification_uri_complete && !out->verification_uri_complete)) {
+        H->free(out->user_code);
+        H->free(out->verification_uri);
+        H->free(out->verification_uri_complete);
+        H->free_secret(out->device_code);
+        memset(out, 0, sizeof *out);
+        rc = mc__oauth_fail(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, NULL, "out of memory");
+    }
+    mc__oauth_device_clear(&d);
+    return rc;
+}
+
+static int engine_device_wait(mc_host_ctx *hc, const mc_oauth_request *req,
+                              const mc_oauth_device *dev, int wait_s, mc_err **err)
+{
+    int rc = check_request(req, err);
+    if (rc)
+        return rc;
+    if (!dev || !dev->device_code || !*dev->device_code)
+        return mc__oauth_fail(err, MC_EINVAL, MC_OUTCOME_USAGE, NULL,
+                              "no device authorization to wait for");
+    mc__oauth_op op;
+    rc = mc__oauth_op_init(&op, hc, req, err);
+    if (rc)
+        return rc;
+    H->redact(hc, dev->device_code);
+    long long interval = dev->interval < 1 ? 5 : dev->interval > MC__OAUTH_INTERVAL_MAX
+                                                     ? MC__OAUTH_INTERVAL_MAX : dev->interval;
+    long long bound = wait_s > 0 ? wait_s : 300;
+    if (dev->expires_in > 0 && dev->expires_in < bound)
+        bound = dev->expires_in;
+    return mc__oauth_device_poll(&op, req, dev->device_code, interval, bound, MC_ETIMEOUT, err);
+}
+
 static const mc_oauth_engine_ops engine_ops = {
     .size = sizeof(mc_oauth_engine_ops),
     .token = engine_token,
@@ -350,6 +472,10 @@ static const mc_oauth_engine_ops engine_ops = {
     .import_refresh = engine_import,
     .revoke = engine_revoke,
     .status = engine_status,
+    .begin = engine_begin,
+    .finish = engine_finish,
+    .device_begin = engine_device_begin,
+    .device_wait = engine_device_wait,
 };
 
 static const mc_plugin_desc engine_desc = {
@@ -365,7 +491,7 @@ static const mc_plugin_desc engine_desc = {
 
 MC_PLUGIN_EXPORT const mc_plugin_desc *mc_plugin_entry(const mc_host_api *host)
 {
-    if (!host || host->size < sizeof(mc_host_api))
+    if (!host || host->size < sizeof(mc_host_api) || host->abi_major != MC_PLUGIN_ABI_MAJOR)
         return NULL;
     mc__oauth_host = host;
     return &engine_desc;

@@ -33,28 +33,44 @@ static long long mono_ms(void)
     return mc__oauth_mono_ms();
 }
 
-static void say(const mc_oauth_authorize_opts *o, const char *fmt, ...) MC__PRINTF(2, 3);
-static void say(const mc_oauth_authorize_opts *o, const char *fmt, ...)
+static void say(mc_host_ctx *hc, const mc_oauth_authorize_options *o, const char *fmt, ...)
+    MC__PRINTF(3, 4);
+static void say(mc_host_ctx *hc, const mc_oauth_authorize_options *o, const char *fmt, ...)
 {
     char line[MC_URL_MAX + 4096];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    if (o->say)
-        o->say(o->payload, line);
+    if (o && o->say)
+        o->say(line, o->payload);
     else
-        H->log(MC_LOG_WARN, "%s", line);
+        H->log(hc, MC_LOG_WARN, "%s", line);
 }
 
-static int wait_s(const mc_oauth_authorize_opts *o)
+static int wait_s(const mc_oauth_authorize_options *o)
 {
     return o->wait_s > 0 ? o->wait_s : 300;
 }
 
+/* Store the tokens of a fresh grant, under the lock. */
+static int store_fresh(mc__oauth_op *op, const mc_oauth_request *req, const mc__oauth_tokens *t,
+                       mc_err **err)
+{
+    int rc = mc__oauth_lock(op, req, err);
+    if (!rc) {
+        mc__oauth_store s;
+        memset(&s, 0, sizeof s);
+        rc = mc__oauth_store_tokens(op, req, &s, t, false, err);
+        mc__oauth_store_clear(&s);
+        mc__oauth_unlock(op);
+    }
+    return rc;
+}
+
 /* Redeem an authorization code and store the tokens. */
-static int redeem(const mc_oauth_request *req, const char *code, const char *redirect_uri,
-                  const char *verifier, mc_err **err)
+static int redeem(mc__oauth_op *op, const mc_oauth_request *req, const char *code,
+                  const char *redirect_uri, const char *verifier, mc_err **err)
 {
     mc__obuf form = MC__OBUF_INIT;
     int rc = mc__oauth_form_add(&form, "grant_type", "authorization_code");
@@ -69,21 +85,13 @@ static int redeem(const mc_oauth_request *req, const char *code, const char *red
         return mc__oauth_fail(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, NULL, "out of memory");
     }
     mc__oauth_tokens t;
-    rc = mc__oauth_token_request(req, req->profile->token_url, form.data, &t, NULL, err);
+    rc = mc__oauth_token_request(op->hc, req, req->profile->token_url, form.data, &t, NULL, err);
     mc__obuf_free(&form);
     if (rc)
         return rc;
-    mc__oauth_held lock;
-    rc = mc__oauth_lock(req, &lock, err);
-    if (!rc) {
-        mc__oauth_store s;
-        memset(&s, 0, sizeof s);
-        rc = mc__oauth_store_tokens(req, &s, &t, false, err);
-        mc__oauth_store_clear(&s);
-        mc__oauth_unlock(&lock);
-    }
+    rc = store_fresh(op, req, &t, err);
     if (!rc && !t.refresh_token)
-        H->log(MC_LOG_WARN,
+        H->log(op->hc, MC_LOG_WARN,
                "server %s: the OAuth server issued no refresh token: sending works until the "
                "access token expires (Google needs access_type=offline and prompt=consent; "
                "Microsoft needs the offline_access scope)", req->server);
@@ -120,7 +128,7 @@ static int check_redirect(const mc_oauth_request *req, const mc__oauth_redirect 
     return 0;
 }
 
-static void run_browser(const char *browser, const char *url, pid_t *pid)
+static void run_browser(mc_host_ctx *hc, const char *browser, const char *url, pid_t *pid)
 {
     *pid = -1;
     posix_spawn_file_actions_t fa;
@@ -129,13 +137,13 @@ static void run_browser(const char *browser, const char *url, pid_t *pid)
     posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
     char *argv[] = { (char *)browser, (char *)url, NULL };
     if (posix_spawnp(pid, browser, &fa, NULL, argv, environ) != 0) {
-        H->log(MC_LOG_WARN, "cannot run the browser command %s: %s", browser, strerror(errno));
+        H->log(hc, MC_LOG_WARN, "cannot run the browser command %s: %s", browser, strerror(errno));
         *pid = -1;
     }
     posix_spawn_file_actions_destroy(&fa);
 }
 
-static void reap_browser(pid_t pid)
+static void reap_browser(mc_host_ctx *hc, pid_t pid)
 {
     if (pid > 0) {
         /* a browser launcher normally exits at once; never wait long on it */
@@ -145,7 +153,7 @@ static void reap_browser(pid_t pid)
             struct timespec ts = { 0, 20 * 1000 * 1000 };
             nanosleep(&ts, NULL);
         }
-        H->log(MC_LOG_DEBUG, "oauth: the browser command is still running; not waited for");
+        H->log(hc, MC_LOG_DEBUG, "oauth: the browser command is still running; not waited for");
     }
 }
 
@@ -214,7 +222,8 @@ static int client_read(client *c)
     return c->len >= REQUEST_MAX || strstr(c->buf, "\r\n\r\n") || strstr(c->buf, "\n\n") ? 1 : 0;
 }
 
-static int flow_loopback(const mc_oauth_request *req, const mc_oauth_authorize_opts *o,
+static int flow_loopback(mc__oauth_op *op, const mc_oauth_request *req,
+                         const mc_oauth_authorize_options *o,
                          const char *state, const char *verifier, const char *challenge,
                          mc_err **err)
 {
@@ -249,13 +258,13 @@ static int flow_loopback(const mc_oauth_request *req, const mc_oauth_authorize_o
         close(lfd);
         return rc;
     }
-    say(o, "Open this URL in a browser to authorize mailconn for server %s:", req->server);
-    say(o, "%s", url);
-    say(o, "Waiting for the redirect on 127.0.0.1:%u (at most %d s)...", ntohs(sa.sin_port),
+    say(op->hc, o, "Open this URL in a browser to authorize mailconn for server %s:", req->server);
+    say(op->hc, o, "%s", url);
+    say(op->hc, o, "Waiting for the redirect on 127.0.0.1:%u (at most %d s)...", ntohs(sa.sin_port),
         wait_s(o));
     pid_t browser = -1;
     if (o->browser && *o->browser)
-        run_browser(o->browser, url, &browser);
+        run_browser(op->hc, o->browser, url, &browser);
     free(url);
 
     long long deadline = mono_ms() + (long long)wait_s(o) * 1000;
@@ -265,7 +274,7 @@ static int flow_loopback(const mc_oauth_request *req, const mc_oauth_authorize_o
     client *cl = calloc(CLIENTS_MAX, sizeof *cl);
     if (!cl) {
         close(lfd);
-        reap_browser(browser);
+        reap_browser(op->hc, browser);
         return mc__oauth_fail(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, NULL, "out of memory");
     }
     for (size_t i = 0; i < CLIENTS_MAX; i++)
@@ -330,7 +339,8 @@ static int flow_loopback(const mc_oauth_request *req, const mc_oauth_authorize_o
                        "This request does not belong to the authorization mailconn is waiting "
                        "for. Use the newest URL mailconn printed.");
                 mc__oauth_redirect_clear(&cand);
-                say(o, "Ignored a request to 127.0.0.1:%u whose state does not match; still "
+                say(op->hc, o,
+                    "Ignored a request to 127.0.0.1:%u whose state does not match; still "
                     "waiting...", ntohs(sa.sin_port));
             } else if (cand.error) {
                 answer(c->fd, 200, "Authorization refused",
@@ -381,17 +391,18 @@ static int flow_loopback(const mc_oauth_request *req, const mc_oauth_authorize_o
         client_close(&cl[i]);
     free(cl);
     close(lfd);
-    reap_browser(browser);
+    reap_browser(op->hc, browser);
     if (got) {
         rc = check_redirect(req, &r, state, err);
         if (!rc)
-            rc = redeem(req, r.code, redirect, verifier, err);
+            rc = redeem(op, req, r.code, redirect, verifier, err);
     }
     mc__oauth_redirect_clear(&r);
     return rc;
 }
 
-static int flow_paste(const mc_oauth_request *req, const mc_oauth_authorize_opts *o,
+static int flow_paste(mc__oauth_op *op, const mc_oauth_request *req,
+                      const mc_oauth_authorize_options *o,
                       const char *state, const char *verifier, const char *challenge,
                       mc_err **err)
 {
@@ -409,13 +420,14 @@ static int flow_paste(const mc_oauth_request *req, const mc_oauth_authorize_opts
     int rc = mc__oauth_authorize_url(req, redirect, state, challenge, &url, err);
     if (rc)
         return rc;
-    say(o, "Open this URL in a browser on any machine and authorize mailconn for server %s:",
+    say(op->hc, o,
+        "Open this URL in a browser on any machine and authorize mailconn for server %s:",
         req->server);
-    say(o, "%s", url);
-    say(o, "The browser then fails to load a page at %s: copy that page's whole address "
+    say(op->hc, o, "%s", url);
+    say(op->hc, o, "The browser then fails to load a page at %s: copy that page's whole address "
         "from the address bar and paste it here.", redirect);
     free(url);
-    char *line = o->ask(o->payload, "Redirect URL: ");
+    char *line = o->ask("Redirect URL: ", o->payload);
     if (!line)
         return mc__oauth_fail(err, MC_EOAUTH, MC_OUTCOME_TRANSIENT, NULL,
                               "no redirect URL was pasted");
@@ -429,7 +441,7 @@ static int flow_paste(const mc_oauth_request *req, const mc_oauth_authorize_opts
     mc__oauth_wipe_free(line);
     rc = check_redirect(req, &r, state, err);
     if (!rc)
-        rc = redeem(req, r.code, redirect, verifier, err);
+        rc = redeem(op, req, r.code, redirect, verifier, err);
     mc__oauth_redirect_clear(&r);
     return rc;
 }
@@ -539,9 +551,10 @@ done:
     return rc;
 }
 
-static int flow_device(const mc_oauth_request *req, const mc_oauth_authorize_opts *o,
-                       mc_err **err)
+int mc__oauth_device_start(mc__oauth_op *op, const mc_oauth_request *req, mc__oauth_device *d,
+                           mc_err **err)
 {
+    memset(d, 0, sizeof *d);
     const mc_oauth_profile *p = req->profile;
     int rc = mc__oauth_check_url(p->device_authorization_url, "device_authorization_url", err);
     if (rc)
@@ -552,11 +565,10 @@ static int flow_device(const mc_oauth_request *req, const mc_oauth_authorize_opt
         return mc__oauth_fail(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, NULL, "out of memory");
     }
     mc__oauth_http h;
-    rc = mc__oauth_post(req, p->device_authorization_url, form.data, &h, err);
+    rc = mc__oauth_post(op->hc, req, p->device_authorization_url, form.data, &h, err);
     mc__obuf_free(&form);
     if (rc)
         return rc;
-    mc__oauth_device d;
     if (h.status < 200 || h.status > 299) {
         char *oerr = NULL;
         mc_err *before = err ? *err : NULL;
@@ -578,36 +590,35 @@ static int flow_device(const mc_oauth_request *req, const mc_oauth_authorize_opt
         return rc;
     }
     rc = mc__oauth_device_parse(p->device_authorization_url, h.body.data ? h.body.data : "",
-                                h.body.len, &d, err);
+                                h.body.len, d, err);
     mc__oauth_http_free(&h);
     if (rc)
         return rc;
-    H->redact(d.device_code);
-    if (d.message)
-        say(o, "%s", d.message);
-    say(o, "To authorize mailconn for server %s, visit %s and enter the code %s", req->server,
-        d.verification_uri, d.user_code);
-    if (d.verification_uri_complete)
-        say(o, "(or open %s)", d.verification_uri_complete);
-    /* interval 1 .. 60 s, expires_in 1 s .. 1 year (mc__oauth_device_parse):
-     * no sum below can overflow; one absolute deadline bounds it all */
-    long long interval = d.interval;
-    long long bound = d.expires_in < wait_s(o) ? d.expires_in : wait_s(o);
-    long long deadline = mono_ms() + bound * 1000;
-    say(o, "Waiting for the approval (at most %lld s)...", bound);
+    H->redact(op->hc, d->device_code);
+    return 0;
+}
 
+int mc__oauth_device_poll(mc__oauth_op *op, const mc_oauth_request *req,
+                          const char *device_code, long long interval, long long bound_s,
+                          int timeout_code, mc_err **err)
+{
+    const mc_oauth_profile *p = req->profile;
+    /* interval 1 .. 60 s, bound_s at most a year: no sum below can
+     * overflow; one absolute deadline bounds it all */
+    long long deadline = mono_ms() + bound_s * 1000;
     mc__obuf poll_form = MC__OBUF_INIT;
-    rc = mc__oauth_form_add(&poll_form, "grant_type", "urn:ietf:params:oauth:grant-type:device_code");
+    int rc = mc__oauth_form_add(&poll_form, "grant_type",
+                                "urn:ietf:params:oauth:grant-type:device_code");
     if (!rc)
-        rc = mc__oauth_form_add(&poll_form, "device_code", d.device_code);
+        rc = mc__oauth_form_add(&poll_form, "device_code", device_code);
     if (rc) {
-        rc = mc__oauth_fail(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, NULL, "out of memory");
-        goto done;
+        mc__obuf_free(&poll_form);
+        return mc__oauth_fail(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, NULL, "out of memory");
     }
     for (;;) {
         long long wake = mono_ms() + interval * 1000;
         if (wake > deadline) {
-            rc = mc__oauth_fail(err, MC_EOAUTH, MC_OUTCOME_TRANSIENT,
+            rc = mc__oauth_fail(err, timeout_code, MC_OUTCOME_TRANSIENT,
                                 "authorize with the device flow again and enter the code sooner",
                                 "the device code for server %s was not approved in time",
                                 req->server);
@@ -619,39 +630,49 @@ static int flow_device(const mc_oauth_request *req, const mc_oauth_authorize_opt
         }
         mc__oauth_tokens t;
         char *oerr = NULL;
-        rc = mc__oauth_token_request_until(req, p->token_url, poll_form.data, deadline, &t,
-                                           &oerr, err);
+        rc = mc__oauth_token_request_until(op->hc, req, p->token_url, poll_form.data, deadline,
+                                           &t, &oerr, err);
         if (rc == MC_ETEMP && oerr && !strcmp(oerr, "slow_down")) {
             /* RFC 8628 3.5: 5 s more, within the clamp */
             interval = interval + 5 > MC__OAUTH_INTERVAL_MAX ? MC__OAUTH_INTERVAL_MAX
                                                              : interval + 5;
-            H->log(MC_LOG_DEBUG, "oauth: slow_down: polling every %lld s", interval);
+            H->log(op->hc, MC_LOG_DEBUG, "oauth: slow_down: polling every %lld s", interval);
         }
         free(oerr);
         if (rc == MC_ETEMP)
             continue;
         if (!rc) {
-            mc__oauth_held lock;
-            rc = mc__oauth_lock(req, &lock, err);
-            if (!rc) {
-                mc__oauth_store s;
-                memset(&s, 0, sizeof s);
-                rc = mc__oauth_store_tokens(req, &s, &t, false, err);
-                mc__oauth_store_clear(&s);
-                mc__oauth_unlock(&lock);
-            }
+            rc = store_fresh(op, req, &t, err);
             mc__oauth_tokens_clear(&t);
         }
         break;
     }
-done:
     mc__obuf_free(&poll_form);
+    return rc;
+}
+
+static int flow_device(mc__oauth_op *op, const mc_oauth_request *req,
+                       const mc_oauth_authorize_options *o, mc_err **err)
+{
+    mc__oauth_device d;
+    int rc = mc__oauth_device_start(op, req, &d, err);
+    if (rc)
+        return rc;
+    if (d.message)
+        say(op->hc, o, "%s", d.message);
+    say(op->hc, o, "To authorize mailconn for server %s, visit %s and enter the code %s",
+        req->server, d.verification_uri, d.user_code);
+    if (d.verification_uri_complete)
+        say(op->hc, o, "(or open %s)", d.verification_uri_complete);
+    long long bound = d.expires_in < wait_s(o) ? d.expires_in : wait_s(o);
+    say(op->hc, o, "Waiting for the approval (at most %lld s)...", bound);
+    rc = mc__oauth_device_poll(op, req, d.device_code, d.interval, bound, MC_EOAUTH, err);
     mc__oauth_device_clear(&d);
     return rc;
 }
 
-int mc__oauth_authorize(const mc_oauth_request *req, const mc_oauth_authorize_opts *o,
-                        mc_err **err)
+int mc__oauth_authorize(mc__oauth_op *op, const mc_oauth_request *req,
+                        const mc_oauth_authorize_options *o, mc_err **err)
 {
     const mc_oauth_profile *p = req->profile;
     if (o->flow == MC_FLOW_CLIENT_CREDENTIALS || (req->grant && !strcmp(req->grant, "client_credentials"))) {
@@ -665,7 +686,7 @@ int mc__oauth_authorize(const mc_oauth_request *req, const mc_oauth_authorize_op
                               o->flow == MC_FLOW_DEVICE ? "use --browser or --paste" : "use --device",
                               "the provider of server %s does not allow this flow", req->server);
     if (o->flow == MC_FLOW_DEVICE)
-        return flow_device(req, o, err);
+        return flow_device(op, req, o, err);
     if (o->flow != MC_FLOW_AUTH_CODE && o->flow != MC_FLOW_PASTE)
         return mc__oauth_fail(err, MC_EINVAL, MC_OUTCOME_USAGE, NULL, "unknown OAuth flow %u",
                               o->flow);
@@ -675,8 +696,200 @@ int mc__oauth_authorize(const mc_oauth_request *req, const mc_oauth_authorize_op
         return mc__oauth_fail(err, MC_EOAUTH, MC_OUTCOME_TRANSIENT, NULL,
                               "no random bytes for PKCE");
     int rc = o->flow == MC_FLOW_PASTE
-                 ? flow_paste(req, o, state, verifier, challenge, err)
-                 : flow_loopback(req, o, state, verifier, challenge, err);
+                 ? flow_paste(op, req, o, state, verifier, challenge, err)
+                 : flow_loopback(op, req, o, state, verifier, challenge, err);
     OPENSSL_cleanse(verifier, sizeof verifier);
+    return rc;
+}
+
+/* ------------------------------------------------------------ web applications */
+
+/* The pending authorization mc_oauth_begin keeps: whose it is, where the
+ * browser returns, the PKCE verifier and when it stops being good. */
+static char *pending_record(const mc_oauth_request *req, const char *redirect,
+                            const char *verifier, long long expires)
+{
+    json_object *o = json_object_new_object();
+    if (!o)
+        return NULL;
+    const char *tu = req->profile ? req->profile->token_url : NULL;
+    json_object_object_add(o, "server", json_object_new_string(req->server ? req->server : ""));
+    json_object_object_add(o, "provider",
+                           json_object_new_string(req->provider ? req->provider : ""));
+    json_object_object_add(o, "client_id",
+                           json_object_new_string(req->client_id ? req->client_id : ""));
+    json_object_object_add(o, "user", json_object_new_string(req->user ? req->user : ""));
+    json_object_object_add(o, "token_url", json_object_new_string(tu ? tu : ""));
+    json_object_object_add(o, "redirect_uri", json_object_new_string(redirect));
+    json_object_object_add(o, "verifier", json_object_new_string(verifier));
+    json_object_object_add(o, "expires", json_object_new_int64(expires));
+    size_t n = 0;
+    const char *text = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &n);
+    char *r = text ? strndup(text, n) : NULL;
+    if (text)
+        OPENSSL_cleanse((char *)text, n);
+    json_object *v = NULL;
+    if (json_object_object_get_ex(o, "verifier", &v))
+        OPENSSL_cleanse((char *)json_object_get_string(v), (size_t)json_object_get_string_len(v));
+    json_object_put(o);
+    return r;
+}
+
+int mc__oauth_begin(mc__oauth_op *op, const mc_oauth_request *req, char **url_out,
+                    mc_err **err)
+{
+    *url_out = NULL;
+    const char *redirect = req->redirect_uri;
+    if (!redirect || !*redirect)
+        return mc__oauth_fail(err, MC_EINVAL, MC_OUTCOME_USAGE, NULL,
+                              "server %s: the application's redirect_uri is required",
+                              req->server);
+    if (strlen(redirect) >= MC_URL_MAX)
+        return mc__oauth_fail(err, MC_EINVAL, MC_OUTCOME_USAGE, NULL,
+                              "server %s: the redirect_uri is too long", req->server);
+    if (req->grant && !strcmp(req->grant, "client_credentials"))
+        return mc__oauth_fail(err, MC_ENOTSUP, MC_OUTCOME_USAGE, NULL,
+                              "server %s uses client credentials: there is nothing to authorize",
+                              req->server);
+    if (req->profile->flows && !(req->profile->flows & (MC_FLOW_AUTH_CODE | MC_FLOW_PASTE)))
+        return mc__oauth_fail(err, MC_ENOTSUP, MC_OUTCOME_CONFIG, NULL,
+                              "the provider of server %s does not allow the authorization code "
+                              "flow", req->server);
+    char verifier[MC__PKCE_VERIFIER_LEN + 1], challenge[44], state[23];
+    if (mc__oauth_pkce_verifier(verifier) || mc__oauth_pkce_challenge(verifier, challenge) ||
+        mc__oauth_random_state(state))
+        return mc__oauth_fail(err, MC_EOAUTH, MC_OUTCOME_TRANSIENT, NULL,
+                              "no random bytes for PKCE");
+    char *url = NULL;
+    int rc = mc__oauth_authorize_url(req, redirect, state, challenge, &url, err);
+    long long expires = mc__oauth_now() + MC__OAUTH_PENDING_TTL;
+    char *rec = rc ? NULL : pending_record(req, redirect, verifier, expires);
+    if (!rc && !rec)
+        rc = mc__oauth_fail(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, NULL, "out of memory");
+    if (!rc)
+        rc = mc__oauth_pending_put(op, state, rec, strlen(rec), expires, err);
+    if (!rc && !(*url_out = H->strdup(url)))
+        rc = mc__oauth_fail(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, NULL, "out of memory");
+    if (!rc)
+        H->log(op->hc, MC_LOG_DEBUG, "oauth: server %s: authorization pending for %d s",
+               req->server, MC__OAUTH_PENDING_TTL);
+    mc__oauth_wipe_free(rec);
+    free(url);
+    OPENSSL_cleanse(verifier, sizeof verifier);
+    OPENSSL_cleanse(state, sizeof state);
+    return rc;
+}
+
+static bool member_is(json_object *o, const char *key, const char *want)
+{
+    json_object *v = NULL;
+    return json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_string) &&
+           !strcmp(json_object_get_string(v), want ? want : "");
+}
+
+static const char *member_str(json_object *o, const char *key)
+{
+    json_object *v = NULL;
+    if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
+        return NULL;
+    return json_object_get_string(v);
+}
+
+static int stale_state(const mc_oauth_request *req, const char *why, mc_err **err)
+{
+    return mc__oauth_fail(err, MC_EOAUTH, MC_OUTCOME_AUTH,
+                          "start the authorization again (mc_oauth_begin) and use the newest URL",
+                          "the callback's state %s (server %s): nothing stored", why,
+                          req->server);
+}
+
+int mc__oauth_finish(mc__oauth_op *op, const mc_oauth_request *req, const char *callback_url,
+                     mc_err **err)
+{
+    mc__oauth_redirect r;
+    if (!callback_url || mc__oauth_parse_redirect(callback_url, &r) != 0)
+        return mc__oauth_fail(err, MC_EINVAL, MC_OUTCOME_USAGE, NULL,
+                              "not a callback URL (server %s)", req->server);
+    int rc = 0;
+    char *data = NULL;
+    size_t len = 0;
+    json_object *o = NULL;
+    /* the pending authorization is taken (used up) whatever the callback
+     * says: a denied or failed one cannot be finished later either */
+    if (r.state && *r.state)
+        rc = mc__oauth_pending_take(op, r.state, &data, &len, err);
+    if (rc)
+        goto out;
+    if (r.error) {
+        if (!strcmp(r.error, "access_denied"))
+            /* TODO(action): set err->action = GRANT_CONSENT once mc_err has
+             * `action` (another part of issue 10 adds it) */
+            rc = mc__oauth_fail(err, MC_EAUTH, MC_OUTCOME_AUTH,
+                                "the person did not grant consent: start again and accept",
+                                "authorization for server %s was denied (%s%s%s)", req->server,
+                                r.error, r.error_description ? ": " : "",
+                                r.error_description ? r.error_description : "");
+        else
+            rc = mc__oauth_fail(err, MC_EOAUTH, MC_OUTCOME_PERMANENT, NULL,
+                                "authorization for server %s failed (%s%s%s)", req->server,
+                                r.error, r.error_description ? ": " : "",
+                                r.error_description ? r.error_description : "");
+        goto out;
+    }
+    if (!r.state || !*r.state) {
+        rc = stale_state(req, "is missing", err);
+        goto out;
+    }
+    if (!data) {
+        rc = stale_state(req, "is unknown, used already or expired", err);
+        goto out;
+    }
+    json_tokener *tok = json_tokener_new();
+    if (tok) {
+        json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+        o = json_tokener_parse_ex(tok, data, (int)len);
+        if (json_tokener_get_error(tok) != json_tokener_success)
+            o = (json_object_put(o), NULL);
+        json_tokener_free(tok);
+    }
+    json_object *ev = NULL;
+    const char *verifier = o ? member_str(o, "verifier") : NULL;
+    const char *redirect = o ? member_str(o, "redirect_uri") : NULL;
+    if (!o || !json_object_is_type(o, json_type_object) || !verifier || !redirect ||
+        !json_object_object_get_ex(o, "expires", &ev) || !json_object_is_type(ev, json_type_int)) {
+        rc = stale_state(req, "names a pending authorization that is not valid", err);
+        goto out;
+    }
+    if (json_object_get_int64(ev) <= mc__oauth_now()) {
+        rc = stale_state(req, "has expired", err);
+        goto out;
+    }
+    if (!member_is(o, "server", req->server) || !member_is(o, "provider", req->provider) ||
+        !member_is(o, "client_id", req->client_id) || !member_is(o, "user", req->user) ||
+        !member_is(o, "token_url", req->profile->token_url)) {
+        rc = stale_state(req, "belongs to another server or identity", err);
+        goto out;
+    }
+    if (!r.code || !*r.code) {
+        rc = mc__oauth_fail(err, MC_EOAUTH, MC_OUTCOME_AUTH, NULL,
+                            "the callback carries no authorization code (server %s)",
+                            req->server);
+        goto out;
+    }
+    rc = redeem(op, req, r.code, redirect, verifier, err);
+out:
+    if (o) {
+        json_object *v = NULL;
+        if (json_object_object_get_ex(o, "verifier", &v) &&
+            json_object_is_type(v, json_type_string))
+            OPENSSL_cleanse((char *)json_object_get_string(v),
+                            (size_t)json_object_get_string_len(v));
+        json_object_put(o);
+    }
+    if (data) {
+        OPENSSL_cleanse(data, len);
+        free(data);
+    }
+    mc__oauth_redirect_clear(&r);
     return rc;
 }

@@ -101,14 +101,15 @@ static int curl_failure(mc_err **err, CURLcode cc, long verify, const char *url,
     }
 }
 
-int mc__oauth_post(const mc_oauth_request *req, const char *url, const char *form,
-                   mc__oauth_http *out, mc_err **err)
+int mc__oauth_post(mc_host_ctx *hc, const mc_oauth_request *req, const char *url,
+                   const char *form, mc__oauth_http *out, mc_err **err)
 {
-    return mc__oauth_post_until(req, url, form, 0, out, err);
+    return mc__oauth_post_until(hc, req, url, form, 0, out, err);
 }
 
-int mc__oauth_post_until(const mc_oauth_request *req, const char *url, const char *form,
-                         long long deadline_ms, mc__oauth_http *out, mc_err **err)
+int mc__oauth_post_until(mc_host_ctx *hc, const mc_oauth_request *req, const char *url,
+                         const char *form, long long deadline_ms, mc__oauth_http *out,
+                         mc_err **err)
 {
     memset(out, 0, sizeof *out);
     int rc = mc__oauth_check_url(url, "OAuth endpoint", err);
@@ -191,7 +192,7 @@ int mc__oauth_post_until(const mc_oauth_request *req, const char *url, const cha
         curl_easy_setopt(c, CURLOPT_USERNAME, user);
         curl_easy_setopt(c, CURLOPT_PASSWORD, pass);
     }
-    H->log(MC_LOG_DEBUG, "oauth: POST %s (client auth %s)", url, auth);
+    H->log(hc, MC_LOG_DEBUG, "oauth: POST %s (client auth %s)", url, auth);
     CURLcode cc = curl_easy_perform(c);
     if (s.too_big || cc == CURLE_FILESIZE_EXCEEDED) {
         rc = mc__oauth_fail(err, MC_EOAUTH, MC_OUTCOME_TRANSIENT, NULL,
@@ -204,7 +205,7 @@ int mc__oauth_post_until(const mc_oauth_request *req, const char *url, const cha
         rc = curl_failure(err, cc, verify, url, errbuf);
     } else {
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
-        H->log(MC_LOG_DEBUG, "oauth: %s answered HTTP %ld (%zu bytes)", url, out->status,
+        H->log(hc, MC_LOG_DEBUG, "oauth: %s answered HTTP %ld (%zu bytes)", url, out->status,
                out->body.len);
     }
 done:
@@ -224,14 +225,15 @@ done:
     return rc;
 }
 
-int mc__oauth_token_request(const mc_oauth_request *req, const char *url, const char *form,
-                            mc__oauth_tokens *out, char **oauth_error, mc_err **err)
+int mc__oauth_token_request(mc_host_ctx *hc, const mc_oauth_request *req, const char *url,
+                            const char *form, mc__oauth_tokens *out, char **oauth_error,
+                            mc_err **err)
 {
-    return mc__oauth_token_request_until(req, url, form, 0, out, oauth_error, err);
+    return mc__oauth_token_request_until(hc, req, url, form, 0, out, oauth_error, err);
 }
 
-int mc__oauth_token_request_until(const mc_oauth_request *req, const char *url,
-                                  const char *form, long long deadline_ms,
+int mc__oauth_token_request_until(mc_host_ctx *hc, const mc_oauth_request *req,
+                                  const char *url, const char *form, long long deadline_ms,
                                   mc__oauth_tokens *out, char **oauth_error, mc_err **err)
 {
     mc__oauth_http h;
@@ -239,16 +241,16 @@ int mc__oauth_token_request_until(const mc_oauth_request *req, const char *url,
     out->expires_in = -1;
     if (oauth_error)
         *oauth_error = NULL;
-    int rc = mc__oauth_post_until(req, url, form, deadline_ms, &h, err);
+    int rc = mc__oauth_post_until(hc, req, url, form, deadline_ms, &h, err);
     if (rc)
         return rc;
     if (h.status >= 200 && h.status <= 299) {
         rc = mc__oauth_parse_tokens_from(url, h.body.data, h.body.len, out, err);
         if (!rc) {
-            H->redact(out->access_token);
+            H->redact(hc, out->access_token);
             if (out->refresh_token)
-                H->redact(out->refresh_token);
-            H->log(MC_LOG_DEBUG, "oauth: received access token <redacted>%s, expires in %lld s",
+                H->redact(hc, out->refresh_token);
+            H->log(hc, MC_LOG_DEBUG, "oauth: received access token <redacted>%s, expires in %lld s",
                    out->refresh_token ? " and refresh token <redacted>" : "", out->expires_in);
         }
     } else {

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "mailconn/mailconn.h"
 #include "mailconn/plugin.h"
 
 /** The host table: set by mc_plugin_entry (or a unit test's stand-in). */
@@ -136,6 +137,38 @@ int mc__oauth_error_from(long status, const char *body, size_t len,
 int mc__oauth_fail(mc_err **err, int code, mc_outcome outcome, const char *hint,
                    const char *fmt, ...) MC__PRINTF(5, 6);
 
+/* ------------------------------------------------------------ one op's context */
+
+/** The built-in file store (its ops' `store` argument): <state>/tokens/,
+ *  <state>/pending/. The lock it holds lives here, for the op's duration. */
+typedef struct mc__oauth_file {
+    const char  *state_dir;
+    mc_host_ctx *hc;
+    void        *mutex;        /* held: the in-process mutex of <server>.lock */
+    int          fd;           /* held: the flock'd <server>.lock, or -1 */
+} mc__oauth_file;
+
+extern const mc_token_store_ops mc__oauth_file_store;
+
+/** What one engine op works with: the context handle, the token store (the
+ *  application's through host->token_store, else the built-in file store
+ *  under req->state_dir or host->state_dir) and the record's identity.
+ *  Lives on the op's stack: the engine keeps no per-context state. */
+typedef struct mc__oauth_op {
+    mc_host_ctx              *hc;
+    const mc_token_store_ops *store;
+    void                     *store_arg;
+    bool                      builtin;     /* store is the file store */
+    mc__oauth_file            file;
+    mc_token_identity         id;
+    bool                      locked;
+} mc__oauth_op;
+
+/** Fill op for req. @return 0, MC_EPLUGIN (an application's store without
+ *  the ops it must have). */
+int mc__oauth_op_init(mc__oauth_op *op, mc_host_ctx *hc, const mc_oauth_request *req,
+                      mc_err **err);
+
 /* ------------------------------------------------------------ HTTP */
 
 typedef struct mc__oauth_http {
@@ -149,20 +182,22 @@ typedef struct mc__oauth_http {
  *  form-urlencoded id:secret, "none" puts client_id in the form.
  *  @return 0 with *out filled (any status), MC_ECONFIG (bad URL),
  *  MC_EOAUTH (network, timeout, TLS, body over 1 MB). */
-int mc__oauth_post(const mc_oauth_request *req, const char *url, const char *form,
-                   mc__oauth_http *out, mc_err **err);
+int mc__oauth_post(mc_host_ctx *hc, const mc_oauth_request *req, const char *url,
+                   const char *form, mc__oauth_http *out, mc_err **err);
 void mc__oauth_http_free(mc__oauth_http *h);
 /** The same, ending by deadline_ms (mc__oauth_mono_ms; 0 = none) as well
  *  as within timeout_s. */
-int mc__oauth_post_until(const mc_oauth_request *req, const char *url, const char *form,
-                         long long deadline_ms, mc__oauth_http *out, mc_err **err);
+int mc__oauth_post_until(mc_host_ctx *hc, const mc_oauth_request *req, const char *url,
+                         const char *form, long long deadline_ms, mc__oauth_http *out,
+                         mc_err **err);
 
 /** POST a token request and parse the answer (2xx: tokens; else the error
  *  mapping of mc__oauth_error_from). oauth_error as there. */
-int mc__oauth_token_request(const mc_oauth_request *req, const char *url, const char *form,
-                            mc__oauth_tokens *out, char **oauth_error, mc_err **err);
-int mc__oauth_token_request_until(const mc_oauth_request *req, const char *url,
-                                  const char *form, long long deadline_ms,
+int mc__oauth_token_request(mc_host_ctx *hc, const mc_oauth_request *req, const char *url,
+                            const char *form, mc__oauth_tokens *out, char **oauth_error,
+                            mc_err **err);
+int mc__oauth_token_request_until(mc_host_ctx *hc, const mc_oauth_request *req,
+                                  const char *url, const char *form, long long deadline_ms,
                                   mc__oauth_tokens *out, char **oauth_error, mc_err **err);
 
 /* ------------------------------------------------------------ token store */
@@ -179,23 +214,26 @@ typedef struct mc__oauth_store {
 } mc__oauth_store;
 
 void mc__oauth_store_clear(mc__oauth_store *s);
-/** Paths <state>/tokens/<server>.json and .lock; malloc'd. */
-int  mc__oauth_store_path(const mc_oauth_request *req, const char *ext, char **out,
-                          mc_err **err);
-/** Load the token file. *found false when there is none (nor <state> or
- *  tokens/). @return 0, MC_EFILE (unreadable or corrupt; or not safely the
- *  store's own: <state> another user's or writable by group or others,
- *  tokens/ another user's or not 0700, the file a symbolic link, not a
- *  regular file or another user's: outcome CONFIG, the path named). */
-int  mc__oauth_store_load(const mc_oauth_request *req, mc__oauth_store *out, bool *found,
-                          mc_err **err);
-/** Serialise (the identity from req) and replace the file atomically, 0600:
- *  an O_EXCL temp file in tokens/, renamed over the name (which must be a
- *  regular file of this user's, or nothing); creates <state> and
- *  <state>/tokens 0700, checked as for load. @return 0, MC_EFILE. */
-int  mc__oauth_store_save(const mc_oauth_request *req, const mc__oauth_store *s,
-                          mc_err **err);
-/** Parse / serialise a token file body (exposed for the unit test). */
+/** Paths <state>/tokens/<server><ext>; malloc'd. @return 0, MC_ECONFIG (no
+ *  state folder), MC_EINVAL (a server name that cannot name a file). */
+int  mc__oauth_store_path(const char *state_dir, const char *server, const char *ext,
+                          char **out, mc_err **err);
+/** Load the record through op's store. *found false when there is none.
+ *  @return 0, MC_EFILE (unreadable or corrupt; for the file store, also not
+ *  safely the store's own: <state> another user's or writable by group or
+ *  others, tokens/ another user's or not 0700, the file a symbolic link,
+ *  not a regular file or another user's: outcome CONFIG, the path named),
+ *  or the application store's error. */
+int  mc__oauth_store_load(mc__oauth_op *op, const mc_oauth_request *req, mc__oauth_store *out,
+                          bool *found, mc_err **err);
+/** Serialise (the identity from req) and save through op's store; the file
+ *  store replaces the file atomically, 0600: an O_EXCL temp file in
+ *  tokens/, renamed over the name (which must be a regular file of this
+ *  user's, or nothing); creates <state> and <state>/tokens 0700, checked as
+ *  for load. @return 0, MC_EFILE. */
+int  mc__oauth_store_save(mc__oauth_op *op, const mc_oauth_request *req,
+                          const mc__oauth_store *s, mc_err **err);
+/** Parse / serialise a token record (exposed for the unit test). */
 int  mc__oauth_store_parse(const char *text, size_t len, mc__oauth_store *out);
 char *mc__oauth_store_serialise(const mc_oauth_request *req, const mc__oauth_store *s);
 bool mc__oauth_store_identity_matches(const mc_oauth_request *req, const mc__oauth_store *s);
@@ -203,17 +241,23 @@ bool mc__oauth_store_identity_matches(const mc_oauth_request *req, const mc__oau
  *  min(refresh_margin_s, half the token's lifetime when known). */
 bool mc__oauth_store_usable(const mc_oauth_request *req, const mc__oauth_store *s,
                             long long now);
-/** Remove the token and lock files. @return 0, MC_EFILE. */
-int  mc__oauth_store_delete(const mc_oauth_request *req, mc_err **err);
+/** Remove the record (the file store: the token and lock files).
+ *  @return 0, MC_EFILE. */
+int  mc__oauth_store_delete(mc__oauth_op *op, const mc_oauth_request *req, mc_err **err);
 
-/** The per-server single-flight lock: an in-process mutex plus flock on
- *  <server>.lock, waited for at most wait_s. */
-typedef struct mc__oauth_held {
-    void *mutex;
-    int   fd;
-} mc__oauth_held;
-int  mc__oauth_lock(const mc_oauth_request *req, mc__oauth_held *out, mc_err **err);
-void mc__oauth_unlock(mc__oauth_held *l);
+/** The per-server single-flight lock through op's store (the file store:
+ *  an in-process mutex plus flock on <server>.lock), waited for at most
+ *  3 * timeout_s + 10 s. @return 0, MC_ETIMEOUT, MC_EFILE. */
+int  mc__oauth_lock(mc__oauth_op *op, const mc_oauth_request *req, mc_err **err);
+void mc__oauth_unlock(mc__oauth_op *op);
+
+/** Pending authorizations (mc_oauth_begin / finish) through op's store.
+ *  take: none, taken already or expired: 0 with *data NULL. */
+#define MC__OAUTH_PENDING_TTL 600
+int mc__oauth_pending_put(mc__oauth_op *op, const char *state, const char *data, size_t len,
+                          long long expires, mc_err **err);
+int mc__oauth_pending_take(mc__oauth_op *op, const char *state, char **data, size_t *len,
+                           mc_err **err);
 
 /** Seconds since the epoch. */
 long long mc__oauth_now(void);
@@ -223,7 +267,7 @@ long long mc__oauth_mono_ms(void);
 /** Store tokens from a fresh grant (authorize, import): keeps the identity,
  *  refresh_issued_at = now when a refresh token came. Registers the tokens
  *  with the redaction list. @return 0, MC_EFILE. */
-int mc__oauth_store_tokens(const mc_oauth_request *req, mc__oauth_store *s,
+int mc__oauth_store_tokens(mc__oauth_op *op, const mc_oauth_request *req, mc__oauth_store *s,
                            const mc__oauth_tokens *t, bool refreshed, mc_err **err);
 
 /* ------------------------------------------------------------ flows */
@@ -247,7 +291,23 @@ int  mc__oauth_device_parse(const char *url, const char *body, size_t len,
                             mc__oauth_device *d, mc_err **err);
 void mc__oauth_device_clear(mc__oauth_device *d);
 
-int mc__oauth_authorize(const mc_oauth_request *req, const mc_oauth_authorize_opts *o,
-                        mc_err **err);
+/** Device flow, first half: the device authorization request (d filled,
+ *  the device code registered for redaction). */
+int mc__oauth_device_start(mc__oauth_op *op, const mc_oauth_request *req, mc__oauth_device *d,
+                           mc_err **err);
+/** Device flow, second half: poll the token endpoint every interval s
+ *  (slow_down obeyed) for at most bound_s, then store the tokens.
+ *  @return 0, MC_EAUTH (denied), timeout_code (not approved in time). */
+int mc__oauth_device_poll(mc__oauth_op *op, const mc_oauth_request *req,
+                          const char *device_code, long long interval, long long bound_s,
+                          int timeout_code, mc_err **err);
+
+int mc__oauth_authorize(mc__oauth_op *op, const mc_oauth_request *req,
+                        const mc_oauth_authorize_options *o, mc_err **err);
+/** mc_oauth_begin / mc_oauth_finish (oauth/flows.c). */
+int mc__oauth_begin(mc__oauth_op *op, const mc_oauth_request *req, char **url_out,
+                    mc_err **err);
+int mc__oauth_finish(mc__oauth_op *op, const mc_oauth_request *req, const char *callback_url,
+                     mc_err **err);
 
 #endif

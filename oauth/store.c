@@ -1,6 +1,10 @@
-/* oauth/store: <state>/tokens/<server>.json (0600, replaced atomically) and
- * the single-flight lock: an in-process mutex per server plus flock on
- * <state>/tokens/<server>.lock across processes.
+/* oauth/store: the engine reaches tokens only through an mc_token_store_ops
+ * table (mailconn.h): an application's own (host->token_store), or the
+ * built-in file store below: <state>/tokens/<server>.json (0600, replaced
+ * atomically), the single-flight lock (an in-process mutex per lock file
+ * plus flock on <state>/tokens/<server>.lock across processes) and the
+ * pending authorizations <state>/pending/<hex SHA-256 of state> (0600,
+ * taken once, swept and refused after 600 s).
  *
  * The store trusts nothing it does not own (DESIGN.md "Token stores and
  * fleets", `file`): <state> must be this user's and not writable by group
@@ -22,7 +26,9 @@
 #include <unistd.h>
 
 #include <json-c/json_object.h>
+#include <dirent.h>
 #include <json-c/json_tokener.h>
+#include <openssl/evp.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
@@ -44,19 +50,19 @@ static bool valid_server_name(const char *s)
     return true;
 }
 
-int mc__oauth_store_path(const mc_oauth_request *req, const char *ext, char **out,
-                         mc_err **err)
+int mc__oauth_store_path(const char *state_dir, const char *server, const char *ext,
+                         char **out, mc_err **err)
 {
     *out = NULL;
-    if (!req->state_dir || !*req->state_dir)
+    if (!state_dir || !*state_dir)
         return mc__oauth_fail(err, MC_ECONFIG, MC_OUTCOME_CONFIG, NULL,
                               "no state folder for the OAuth tokens of server %s",
-                              req->server ? req->server : "?");
-    if (!valid_server_name(req->server))
+                              server ? server : "?");
+    if (!valid_server_name(server))
         return mc__oauth_fail(err, MC_EINVAL, MC_OUTCOME_CONFIG, NULL,
                               "server name \"%s\" cannot name a token file",
-                              req->server ? req->server : "");
-    if (asprintf(out, "%s/tokens/%s%s", req->state_dir, req->server, ext) < 0) {
+                              server ? server : "");
+    if (asprintf(out, "%s/tokens/%s%s", state_dir, server, ext) < 0) {
         *out = NULL;
         return mc__oauth_fail(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, NULL, "out of memory");
     }
@@ -168,42 +174,43 @@ static int open_failed(const char *path, const char *what, mc_err **err)
                           strerror(e));
 }
 
-/* <state>/tokens, checked, as an open folder in *out; with create, it and
- * <state> are made (0700) when missing; without, *out is -1 when either
- * is missing (nothing stored). */
-static int open_tokens_dir(const mc_oauth_request *req, bool create, int *out, mc_err **err)
+/* <state>/<sub> (tokens, pending), checked, as an open folder in *out;
+ * with create, it and <state> are made (0700) when missing; without, *out
+ * is -1 when either is missing (nothing stored). */
+static int open_store_dir(const char *state_dir, const char *sub, bool create, int *out,
+                          mc_err **err)
 {
     *out = -1;
     char *tpath = NULL;
-    int rc = mc__oauth_store_path(req, "", &tpath, err);   /* validates state and name */
-    if (rc)
-        return rc;
-    free(tpath);
-    if (asprintf(&tpath, "%s/tokens", req->state_dir) < 0)
+    if (!state_dir || !*state_dir)
+        return mc__oauth_fail(err, MC_ECONFIG, MC_OUTCOME_CONFIG, NULL,
+                              "no state folder for the OAuth tokens");
+    if (asprintf(&tpath, "%s/%s", state_dir, sub) < 0)
         return oom(err);
+    int rc = 0;
     if (create) {
-        rc = make_parents(req->state_dir, err);
-        if (!rc && mkdir(req->state_dir, 0700) != 0 && errno != EEXIST)
+        rc = make_parents(state_dir, err);
+        if (!rc && mkdir(state_dir, 0700) != 0 && errno != EEXIST)
             rc = mc__oauth_fail(err, MC_EFILE, MC_OUTCOME_CONFIG, NULL, "cannot create %s: %s",
-                                req->state_dir, strerror(errno));
+                                state_dir, strerror(errno));
         if (rc) {
             free(tpath);
             return rc;
         }
     }
-    int sfd = open(req->state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int sfd = open(state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (sfd < 0) {
-        rc = !create && errno == ENOENT ? 0 : open_failed(req->state_dir, "open", err);
+        rc = !create && errno == ENOENT ? 0 : open_failed(state_dir, "open", err);
         free(tpath);
         return rc;
     }
-    rc = check_dir(sfd, req->state_dir, false, err);
-    if (!rc && create && mkdirat(sfd, "tokens", 0700) != 0 && errno != EEXIST)
+    rc = check_dir(sfd, state_dir, false, err);
+    if (!rc && create && mkdirat(sfd, sub, 0700) != 0 && errno != EEXIST)
         rc = mc__oauth_fail(err, MC_EFILE, MC_OUTCOME_CONFIG, NULL, "cannot create %s: %s", tpath,
                             strerror(errno));
     int tfd = -1;
     if (!rc) {
-        tfd = openat(sfd, "tokens", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        tfd = openat(sfd, sub, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (tfd < 0 && !(!create && errno == ENOENT))
             rc = open_failed(tpath, "open", err);
     }
@@ -217,6 +224,75 @@ static int open_tokens_dir(const mc_oauth_request *req, bool create, int *out, m
         return rc;
     }
     *out = tfd;
+    return 0;
+}
+
+/* <state>/tokens for server (the name validated first) */
+static int open_tokens_dir(const char *state_dir, const char *server, bool create, int *out,
+                           mc_err **err)
+{
+    *out = -1;
+    char *tpath = NULL;
+    int rc = mc__oauth_store_path(state_dir, server, "", &tpath, err);
+    if (rc)
+        return rc;
+    free(tpath);
+    return open_store_dir(state_dir, "tokens", create, out, err);
+}
+
+/* the name of a file of the store inside tokens/: "<server><ext>" */
+static char *file_name(const char *server, const char *ext)
+{
+    char *n = NULL;
+    return asprintf(&n, "%s%s", server, ext) < 0 ? NULL : n;
+}
+
+/* Read an open file of the store (checked: regular, this user's) into a
+ * malloc'd NUL-terminated buffer of at most TOKEN_FILE_MAX bytes. */
+static int read_checked(int fd, const char *path, char **data, size_t *len, mc_err **err)
+{
+    *data = NULL;
+    *len = 0;
+    struct stat st;
+    int rc = 0;
+    if (fstat(fd, &st) != 0)
+        rc = mc__oauth_fail(err, MC_EFILE, MC_OUTCOME_CONFIG, NULL, "cannot stat %s: %s", path,
+                            strerror(errno));
+    if (!rc)
+        rc = check_file(&st, path, err);
+    if (rc)
+        return rc;
+    mc__obuf b = MC__OBUF_INIT;
+    char chunk[4096];
+    for (;;) {
+        ssize_t n = read(fd, chunk, sizeof chunk);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = mc__oauth_fail(err, MC_EFILE, MC_OUTCOME_CONFIG, NULL, "cannot read %s: %s",
+                                path, strerror(errno));
+            break;
+        }
+        if (n == 0)
+            break;
+        if (b.len + (size_t)n > TOKEN_FILE_MAX) {
+            rc = mc__oauth_fail(err, MC_EFILE, MC_OUTCOME_CONFIG, NULL, "%s is too large", path);
+            break;
+        }
+        if (mc__obuf_put(&b, chunk, (size_t)n)) {
+            rc = oom(err);
+            break;
+        }
+    }
+    OPENSSL_cleanse(chunk, sizeof chunk);
+    if (!rc && !b.data && mc__obuf_put(&b, "", 0))
+        rc = oom(err);
+    if (rc) {
+        mc__obuf_free(&b);
+        return rc;
+    }
+    *data = b.data;   /* NUL-terminated by mc__obuf */
+    *len = b.len;
     return 0;
 }
 
@@ -369,103 +445,6 @@ char *mc__oauth_store_serialise(const mc_oauth_request *req, const mc__oauth_sto
     return r;
 }
 
-/* the name of a file of the store inside tokens/: "<server><ext>" */
-static char *file_name(const mc_oauth_request *req, const char *ext)
-{
-    char *n = NULL;
-    return asprintf(&n, "%s%s", req->server, ext) < 0 ? NULL : n;
-}
-
-int mc__oauth_store_load(const mc_oauth_request *req, mc__oauth_store *out, bool *found,
-                         mc_err **err)
-{
-    memset(out, 0, sizeof *out);
-    *found = false;
-    char *path = NULL;
-    int rc = mc__oauth_store_path(req, ".json", &path, err);
-    if (rc)
-        return rc;
-    int dfd = -1;
-    rc = open_tokens_dir(req, false, &dfd, err);
-    if (rc || dfd < 0) {
-        free(path);
-        return rc;
-    }
-    char *name = file_name(req, ".json");
-    /* O_NONBLOCK: a FIFO in its place must not hang the open */
-    bool named = name != NULL;
-    int fd = named ? openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK) : -1;
-    int e = errno;
-    free(name);
-    close(dfd);
-    if (fd < 0) {
-        errno = e;
-        if (!named)
-            rc = oom(err);
-        else if (e == ENOENT)
-            rc = 0;
-        else
-            rc = open_failed(path, "read", err);
-        free(path);
-        return rc;
-    }
-    struct stat st;
-    if (fstat(fd, &st) != 0)
-        rc = mc__oauth_fail(err, MC_EFILE, MC_OUTCOME_CONFIG, NULL, "cannot stat %s: %s", path,
-                            strerror(errno));
-    if (!rc)
-        rc = check_file(&st, path, err);
-    if (rc) {
-        close(fd);
-        free(path);
-        return rc;
-    }
-    mc__obuf b = MC__OBUF_INIT;
-    char chunk[4096];
-    for (;;) {
-        ssize_t n = read(fd, chunk, sizeof chunk);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            rc = mc__oauth_fail(err, MC_EFILE, MC_OUTCOME_CONFIG, NULL, "cannot read %s: %s",
-                                path, strerror(errno));
-            break;
-        }
-        if (n == 0)
-            break;
-        if (b.len + (size_t)n > TOKEN_FILE_MAX) {
-            rc = mc__oauth_fail(err, MC_EFILE, MC_OUTCOME_CONFIG, NULL, "%s is too large", path);
-            break;
-        }
-        if (mc__obuf_put(&b, chunk, (size_t)n)) {
-            rc = oom(err);
-            break;
-        }
-    }
-    OPENSSL_cleanse(chunk, sizeof chunk);
-    close(fd);
-    if (!rc) {
-        if (mc__oauth_store_parse(b.data ? b.data : "", b.len, out)) {
-            char hint[256];
-            snprintf(hint, sizeof hint, "authorize server %s again", req->server);
-            mc_err *before = err ? *err : NULL;
-            rc = mc__oauth_fail(err, MC_EFILE, MC_OUTCOME_AUTH, hint,
-                                "token file %s is not valid", path);
-            if (err && *err && *err != before)
-                (*err)->action = MC_ACTION_REAUTHORIZE;
-        } else {
-            *found = true;
-            if (out->access_token)
-                H->redact(out->access_token);
-            if (out->refresh_token)
-                H->redact(out->refresh_token);
-        }
-    }
-    mc__obuf_free(&b);
-    free(path);
-    return rc;
-}
-
 static int write_all(int fd, const char *p, size_t n)
 {
     while (n) {
@@ -484,7 +463,7 @@ static int write_all(int fd, const char *p, size_t n)
  * never chowned), fsync, renameat, fsync of the folder. What the name is
  * now must be a regular file of this user's (or nothing). */
 static int replace_at(int dfd, const char *name, const char *path, const char *text,
-                      mc_err **err)
+                      size_t text_len, mc_err **err)
 {
     struct stat st;
     if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
@@ -517,7 +496,7 @@ static int replace_at(int dfd, const char *name, const char *path, const char *t
                               "cannot create a temporary file beside %s: %s", path,
                               strerror(errno));
     int rc = 0;
-    if (fchmod(fd, 0600) != 0 || write_all(fd, text, strlen(text)) != 0 || fsync(fd) != 0)
+    if (fchmod(fd, 0600) != 0 || write_all(fd, text, text_len) != 0 || fsync(fd) != 0)
         rc = mc__oauth_fail(err, MC_EFILE, MC_OUTCOME_CONFIG, NULL, "cannot write %s: %s", path,
                             strerror(errno));
     if (close(fd) != 0 && !rc)
@@ -533,39 +512,82 @@ static int replace_at(int dfd, const char *name, const char *path, const char *t
     return rc;
 }
 
-int mc__oauth_store_save(const mc_oauth_request *req, const mc__oauth_store *s, mc_err **err)
+/* ------------------------------------------------------------ the file store */
+
+static int file_load(void *store, const mc_token_identity *id, char **data, size_t *len,
+                     mc_err **err)
 {
+    mc__oauth_file *f = store;
+    *data = NULL;
+    *len = 0;
     char *path = NULL;
-    int rc = mc__oauth_store_path(req, ".json", &path, err);
+    int rc = mc__oauth_store_path(f->state_dir, id->server, ".json", &path, err);
     if (rc)
         return rc;
     int dfd = -1;
-    rc = open_tokens_dir(req, true, &dfd, err);
-    char *name = rc ? NULL : file_name(req, ".json");
-    char *text = name ? mc__oauth_store_serialise(req, s) : NULL;
-    if (!rc && (!name || !text))
+    rc = open_tokens_dir(f->state_dir, id->server, false, &dfd, err);
+    if (rc || dfd < 0) {
+        free(path);
+        return rc;
+    }
+    char *name = file_name(id->server, ".json");
+    /* O_NONBLOCK: a FIFO in its place must not hang the open */
+    bool named = name != NULL;
+    int fd = named ? openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK) : -1;
+    int e = errno;
+    free(name);
+    close(dfd);
+    if (fd < 0) {
+        errno = e;
+        if (!named)
+            rc = oom(err);
+        else if (e == ENOENT)
+            rc = 0;
+        else
+            rc = open_failed(path, "read", err);
+        free(path);
+        return rc;
+    }
+    rc = read_checked(fd, path, data, len, err);
+    close(fd);
+    free(path);
+    return rc;
+}
+
+static int file_save(void *store, const mc_token_identity *id, const char *data, size_t len,
+                     mc_err **err)
+{
+    mc__oauth_file *f = store;
+    char *path = NULL;
+    int rc = mc__oauth_store_path(f->state_dir, id->server, ".json", &path, err);
+    if (rc)
+        return rc;
+    int dfd = -1;
+    rc = open_tokens_dir(f->state_dir, id->server, true, &dfd, err);
+    char *name = rc ? NULL : file_name(id->server, ".json");
+    if (!rc && !name)
         rc = oom(err);
     if (!rc)
-        rc = replace_at(dfd, name, path, text, err);
+        rc = replace_at(dfd, name, path, data, len, err);
     if (dfd >= 0)
         close(dfd);
-    mc__oauth_wipe_free(text);
     free(name);
     free(path);
     return rc;
 }
 
-int mc__oauth_store_delete(const mc_oauth_request *req, mc_err **err)
+static int file_remove(void *store, const mc_token_identity *id, mc_err **err)
 {
+    mc__oauth_file *f = store;
     static const char *const exts[] = { ".json", ".lock" };
     int dfd = -1;
-    int rc = open_tokens_dir(req, false, &dfd, err);
+    int rc = open_tokens_dir(f->state_dir, id->server, false, &dfd, err);
     if (rc || dfd < 0)
         return rc;
     for (size_t i = 0; i < 2 && !rc; i++) {
         char *path = NULL;
-        rc = mc__oauth_store_path(req, exts[i], &path, err);
-        char *name = rc ? NULL : file_name(req, exts[i]);
+        rc = mc__oauth_store_path(f->state_dir, id->server, exts[i], &path, err);
+        char *name = rc ? NULL : file_name(id->server, exts[i]);
         if (!rc && !name)
             rc = oom(err);
         if (!rc && unlinkat(dfd, name, 0) != 0 && errno != ENOENT)
@@ -576,43 +598,6 @@ int mc__oauth_store_delete(const mc_oauth_request *req, mc_err **err)
     }
     close(dfd);
     return rc;
-}
-
-int mc__oauth_store_tokens(const mc_oauth_request *req, mc__oauth_store *s,
-                           const mc__oauth_tokens *t, bool refreshed, mc_err **err)
-{
-    long long now = mc__oauth_now();
-    char *at = strdup(t->access_token);
-    char *rt = t->refresh_token ? strdup(t->refresh_token) : NULL;
-    char *sc = t->scope ? strdup(t->scope) : NULL;
-    if (!at || (t->refresh_token && !rt) || (t->scope && !sc)) {
-        mc__oauth_wipe_free(at);
-        mc__oauth_wipe_free(rt);
-        free(sc);
-        return mc__oauth_fail(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, NULL, "out of memory");
-    }
-    mc__oauth_wipe_free(s->access_token);
-    s->access_token = at;
-    /* expires_in arrives clamped to 1 s .. 1 year (mc__oauth_parse_tokens) */
-    long long in = t->expires_in >= 0 ? t->expires_in : MC__OAUTH_DEFAULT_EXPIRES;
-    if (in < 1)
-        in = 1;
-    if (in > MC__OAUTH_EXPIRES_MAX)
-        in = MC__OAUTH_EXPIRES_MAX;
-    s->access_issued_at = now;
-    s->expires_at = now + in;
-    if (rt) {                       /* rotated (or first): keep the new one */
-        mc__oauth_wipe_free(s->refresh_token);
-        s->refresh_token = rt;
-        s->refresh_issued_at = now;
-    }
-    if (refreshed)
-        s->refresh_used_at = now;
-    if (sc) {
-        free(s->scope);
-        s->scope = sc;
-    }
-    return mc__oauth_store_save(req, s, err);
 }
 
 /* ------------------------------------------------------------ locks */
@@ -662,16 +647,18 @@ static long long now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-int mc__oauth_lock(const mc_oauth_request *req, mc__oauth_held *out, mc_err **err)
+static int file_lock(void *store, const mc_token_identity *id, long long deadline_ms,
+                     mc_err **err)
 {
-    out->mutex = NULL;
-    out->fd = -1;
+    mc__oauth_file *f = store;
+    f->mutex = NULL;
+    f->fd = -1;
     char *path = NULL;
-    int rc = mc__oauth_store_path(req, ".lock", &path, err);
+    int rc = mc__oauth_store_path(f->state_dir, id->server, ".lock", &path, err);
     if (rc)
         return rc;
     int dfd = -1;
-    rc = open_tokens_dir(req, true, &dfd, err);
+    rc = open_tokens_dir(f->state_dir, id->server, true, &dfd, err);
     if (rc) {
         free(path);
         return rc;
@@ -682,27 +669,32 @@ int mc__oauth_lock(const mc_oauth_request *req, mc__oauth_held *out, mc_err **er
         free(path);
         return oom(err);
     }
-    /* the holder makes at most a few HTTP requests, each bounded */
-    int t = req->timeout_s > 0 ? req->timeout_s : MC__OAUTH_DEFAULT_TIMEOUT;
-    long long deadline = now_ms() + (long long)(3 * t + 10) * 1000;
     struct timespec pause = { 0, 20 * 1000 * 1000 };
     for (;;) {
+        long long left = deadline_ms - now_ms();
         struct timespec abs;
         clock_gettime(CLOCK_REALTIME, &abs);
-        abs.tv_sec += 3 * t + 10;
+        if (left > 0) {
+            abs.tv_sec += (time_t)(left / 1000);
+            abs.tv_nsec += (long)(left % 1000) * 1000000L;
+            if (abs.tv_nsec >= 1000000000L) {
+                abs.tv_sec++;
+                abs.tv_nsec -= 1000000000L;
+            }
+        }
         int e = pthread_mutex_timedlock(m, &abs);
         if (e == 0)
             break;
         if (e != EINTR) {
-            rc = mc__oauth_fail(err, MC_EOAUTH, MC_OUTCOME_TRANSIENT, NULL,
+            rc = mc__oauth_fail(err, MC_ETIMEOUT, MC_OUTCOME_TRANSIENT, NULL,
                                 "another thread holds the token lock of server %s too long",
-                                req->server);
+                                id->server);
             close(dfd);
             free(path);
             return rc;
         }
     }
-    char *name = file_name(req, ".lock");
+    char *name = file_name(id->server, ".lock");
     int fd = name ? openat(dfd, name, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK,
                            0600)
                   : -1;
@@ -729,8 +721,8 @@ int mc__oauth_lock(const mc_oauth_request *req, mc__oauth_held *out, mc_err **er
                                 path, strerror(errno));
             break;
         }
-        if (now_ms() > deadline) {
-            rc = mc__oauth_fail(err, MC_EOAUTH, MC_OUTCOME_TRANSIENT, NULL,
+        if (now_ms() > deadline_ms) {
+            rc = mc__oauth_fail(err, MC_ETIMEOUT, MC_OUTCOME_TRANSIENT, NULL,
                                 "another process holds %s too long", path);
             break;
         }
@@ -742,19 +734,390 @@ int mc__oauth_lock(const mc_oauth_request *req, mc__oauth_held *out, mc_err **er
         pthread_mutex_unlock(m);
         return rc;
     }
-    out->mutex = m;
-    out->fd = fd;
+    f->mutex = m;
+    f->fd = fd;
     return 0;
 }
 
-void mc__oauth_unlock(mc__oauth_held *l)
+static void file_unlock(void *store, const mc_token_identity *id)
 {
-    if (l->fd >= 0) {
-        flock(l->fd, LOCK_UN);
-        close(l->fd);
+    (void)id;
+    mc__oauth_file *f = store;
+    if (f->fd >= 0) {
+        flock(f->fd, LOCK_UN);
+        close(f->fd);
     }
-    if (l->mutex)
-        pthread_mutex_unlock((pthread_mutex_t *)l->mutex);
-    l->fd = -1;
-    l->mutex = NULL;
+    if (f->mutex)
+        pthread_mutex_unlock((pthread_mutex_t *)f->mutex);
+    f->fd = -1;
+    f->mutex = NULL;
 }
+
+/* ------------------------------------------------------------ pending */
+
+/* the file name of a pending authorization: hex SHA-256 of its state (the
+ * state itself, a bearer of the authorization, never names a file) */
+static int pending_name(const char *state, char out[65])
+{
+    unsigned char md[32];
+    unsigned int n = 0;
+    if (!state || EVP_Digest(state, strlen(state), md, &n, EVP_sha256(), NULL) != 1 || n != 32)
+        return -1;
+    for (unsigned i = 0; i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+    return 0;
+}
+
+/* remove the entries of pending/ older than the TTL (and leftovers) */
+static void pending_sweep(int dfd)
+{
+    int d2 = dup(dfd);
+    DIR *dir = d2 >= 0 ? fdopendir(d2) : NULL;
+    if (!dir) {
+        if (d2 >= 0)
+            close(d2);
+        return;
+    }
+    long long now = mc__oauth_now();
+    struct dirent *de;
+    while ((de = readdir(dir))) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        struct stat st;
+        if (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+            continue;
+        if (st.st_uid == geteuid() && (S_ISREG(st.st_mode) || S_ISLNK(st.st_mode)) &&
+            (long long)st.st_mtime < now - MC__OAUTH_PENDING_TTL)
+            unlinkat(dfd, de->d_name, 0);
+    }
+    closedir(dir);
+}
+
+static int file_pending_put(void *store, const char *state, const char *data, size_t len,
+                            long long expires, mc_err **err)
+{
+    mc__oauth_file *f = store;
+    char name[65];
+    if (pending_name(state, name))
+        return mc__oauth_fail(err, MC_EOAUTH, MC_OUTCOME_TRANSIENT, NULL,
+                              "cannot name a pending authorization");
+    int dfd = -1;
+    int rc = open_store_dir(f->state_dir, "pending", true, &dfd, err);
+    if (rc)
+        return rc;
+    pending_sweep(dfd);
+    char *path = NULL, *text = NULL;
+    int hl = 0;
+    if (asprintf(&path, "%s/pending/%s", f->state_dir, name) < 0)
+        path = NULL;
+    /* the expiry first, the record after it */
+    char header[32];
+    hl = snprintf(header, sizeof header, "%lld\n", expires);
+    text = path ? malloc((size_t)hl + len + 1) : NULL;
+    if (!text) {
+        rc = oom(err);
+    } else {
+        memcpy(text, header, (size_t)hl);
+        memcpy(text + hl, data, len);
+        text[(size_t)hl + len] = '\0';
+        rc = replace_at(dfd, name, path, text, (size_t)hl + len, err);
+        OPENSSL_cleanse(text, (size_t)hl + len);
+    }
+    free(text);
+    free(path);
+    close(dfd);
+    return rc;
+}
+
+static int file_pending_take(void *store, const char *state, char **data, size_t *len,
+                             mc_err **err)
+{
+    mc__oauth_file *f = store;
+    *data = NULL;
+    *len = 0;
+    char name[65];
+    if (pending_name(state, name))
+        return 0;
+    int dfd = -1;
+    int rc = open_store_dir(f->state_dir, "pending", false, &dfd, err);
+    if (rc || dfd < 0)
+        return rc;
+    pending_sweep(dfd);
+    /* taken once: renamed away first (atomic: of two takers one wins) */
+    char taken[128];
+    unsigned char rnd[8];
+    if (RAND_bytes(rnd, sizeof rnd) != 1) {
+        close(dfd);
+        return mc__oauth_fail(err, MC_EOAUTH, MC_OUTCOME_TRANSIENT, NULL, "no random bytes");
+    }
+    snprintf(taken, sizeof taken, ".%.16s.%02x%02x%02x%02x%02x%02x%02x%02x.taken", name, rnd[0],
+             rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+    struct stat st;
+    if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        close(dfd);
+        return 0;   /* none (or taken already) */
+    }
+    char *path = NULL;
+    if (asprintf(&path, "%s/pending/%s", f->state_dir, name) < 0) {
+        close(dfd);
+        return oom(err);
+    }
+    if (S_ISLNK(st.st_mode)) {
+        unlinkat(dfd, name, 0);
+        rc = unsafe(err, NULL, "%s is a symbolic link", path);
+        goto out;
+    }
+    if (renameat(dfd, name, dfd, taken) != 0) {
+        rc = errno == ENOENT ? 0
+                             : mc__oauth_fail(err, MC_EFILE, MC_OUTCOME_CONFIG, NULL,
+                                              "cannot take %s: %s", path, strerror(errno));
+        goto out;
+    }
+    int fd = openat(dfd, taken, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0) {
+        rc = open_failed(path, "read", err);
+        unlinkat(dfd, taken, 0);
+        goto out;
+    }
+    char *text = NULL;
+    size_t n = 0;
+    rc = read_checked(fd, path, &text, &n, err);
+    bool fresh = fstat(fd, &st) == 0 &&
+                 (long long)st.st_mtime >= mc__oauth_now() - MC__OAUTH_PENDING_TTL;
+    close(fd);
+    unlinkat(dfd, taken, 0);
+    if (rc)
+        goto out;
+    char *nl = memchr(text, '\n', n);
+    char *end = NULL;
+    long long expires = nl ? strtoll(text, &end, 10) : 0;
+    if (fresh && nl && end == nl && expires > mc__oauth_now()) {
+        size_t hl = (size_t)(nl + 1 - text);
+        memmove(text, nl + 1, n - hl);
+        text[n - hl] = '\0';
+        OPENSSL_cleanse(text + n - hl, hl);
+        *data = text;
+        *len = n - hl;
+        text = NULL;
+    }
+    if (text) {
+        OPENSSL_cleanse(text, n);
+        free(text);
+    }
+out:
+    free(path);
+    close(dfd);
+    return rc;
+}
+
+const mc_token_store_ops mc__oauth_file_store = {
+    .size = sizeof(mc_token_store_ops),
+    .lock = file_lock,
+    .unlock = file_unlock,
+    .load = file_load,
+    .save = file_save,
+    .remove = file_remove,
+    .pending_put = file_pending_put,
+    .pending_take = file_pending_take,
+};
+
+/* ------------------------------------------------------------ through the ops */
+
+static const char *nzs(const char *s)
+{
+    return s ? s : "";
+}
+
+int mc__oauth_op_init(mc__oauth_op *op, mc_host_ctx *hc, const mc_oauth_request *req,
+                      mc_err **err)
+{
+    memset(op, 0, sizeof *op);
+    op->hc = hc;
+    op->file.fd = -1;
+    op->file.hc = hc;
+    op->file.state_dir = req->state_dir && *req->state_dir ? req->state_dir
+                         : H->state_dir ? H->state_dir(hc) : NULL;
+    op->id.server = nzs(req->server);
+    op->id.provider = nzs(req->provider);
+    op->id.client_id = nzs(req->client_id);
+    op->id.user = nzs(req->user);
+    op->id.token_url = nzs(req->profile ? req->profile->token_url : NULL);
+    void *arg = NULL;
+    const mc_token_store_ops *app = H->token_store ? H->token_store(hc, &arg) : NULL;
+    if (app) {
+        if (app->size < sizeof(mc_token_store_ops) || !app->lock || !app->unlock ||
+            !app->load || !app->save || !app->remove)
+            return mc__oauth_fail(err, MC_EPLUGIN, MC_OUTCOME_CONFIG, NULL,
+                                  "the application's token store lacks lock, unlock, load, "
+                                  "save or remove");
+        op->store = app;
+        op->store_arg = arg;
+        return 0;
+    }
+    op->store = &mc__oauth_file_store;
+    op->store_arg = &op->file;
+    op->builtin = true;
+    return 0;
+}
+
+/* an application's store failed without saying why */
+static int store_failed(mc__oauth_op *op, int rc, const char *what, mc_err **err)
+{
+    if (rc >= 0)
+        rc = MC_EFILE;
+    if (err && !*err)
+        mc__oauth_fail(err, rc, MC_OUTCOME_CONFIG, NULL, "the token store could not %s the "
+                       "record of server %s", what, op->id.server);
+    return rc;
+}
+
+static void wipe_buf(char *p, size_t n)
+{
+    if (p) {
+        OPENSSL_cleanse(p, n);
+        free(p);
+    }
+}
+
+int mc__oauth_store_load(mc__oauth_op *op, const mc_oauth_request *req, mc__oauth_store *out,
+                         bool *found, mc_err **err)
+{
+    memset(out, 0, sizeof *out);
+    *found = false;
+    char *data = NULL;
+    size_t len = 0;
+    int rc = op->store->load(op->store_arg, &op->id, &data, &len, err);
+    if (rc) {
+        wipe_buf(data, len);
+        return store_failed(op, rc, "read", err);
+    }
+    if (!data)
+        return 0;
+    if (mc__oauth_store_parse(data, len, out)) {
+        char hint[256], *path = NULL;
+        snprintf(hint, sizeof hint, "authorize server %s again", req->server);
+        mc_err *before = err ? *err : NULL;
+        if (op->builtin)
+            mc__oauth_store_path(op->file.state_dir, req->server, ".json", &path, NULL);
+        if (path)
+            rc = mc__oauth_fail(err, MC_EFILE, MC_OUTCOME_AUTH, hint,
+                                "token file %s is not valid", path);
+        else
+            rc = mc__oauth_fail(err, MC_EFILE, MC_OUTCOME_AUTH, hint,
+                                "the stored token record of server %s is not valid",
+                                req->server);
+        if (err && *err && *err != before)
+            (*err)->action = MC_ACTION_REAUTHORIZE;
+        free(path);
+    } else {
+        *found = true;
+        if (out->access_token)
+            H->redact(op->hc, out->access_token);
+        if (out->refresh_token)
+            H->redact(op->hc, out->refresh_token);
+    }
+    wipe_buf(data, len);
+    return rc;
+}
+
+int mc__oauth_store_save(mc__oauth_op *op, const mc_oauth_request *req,
+                         const mc__oauth_store *s, mc_err **err)
+{
+    char *text = mc__oauth_store_serialise(req, s);
+    if (!text)
+        return oom(err);
+    int rc = op->store->save(op->store_arg, &op->id, text, strlen(text), err);
+    mc__oauth_wipe_free(text);
+    return rc ? store_failed(op, rc, "save", err) : 0;
+}
+
+int mc__oauth_store_delete(mc__oauth_op *op, const mc_oauth_request *req, mc_err **err)
+{
+    (void)req;
+    int rc = op->store->remove(op->store_arg, &op->id, err);
+    return rc ? store_failed(op, rc, "remove", err) : 0;
+}
+
+int mc__oauth_lock(mc__oauth_op *op, const mc_oauth_request *req, mc_err **err)
+{
+    /* the holder makes at most a few HTTP requests, each bounded */
+    int t = req->timeout_s > 0 ? req->timeout_s : MC__OAUTH_DEFAULT_TIMEOUT;
+    long long deadline = now_ms() + (long long)(3 * t + 10) * 1000;
+    int rc = op->store->lock(op->store_arg, &op->id, deadline, err);
+    if (rc)
+        return store_failed(op, rc, "lock", err);
+    op->locked = true;
+    return 0;
+}
+
+void mc__oauth_unlock(mc__oauth_op *op)
+{
+    if (op->locked)
+        op->store->unlock(op->store_arg, &op->id);
+    op->locked = false;
+}
+
+int mc__oauth_pending_put(mc__oauth_op *op, const char *state, const char *data, size_t len,
+                          long long expires, mc_err **err)
+{
+    if (!op->store->pending_put || !op->store->pending_take)
+        return mc__oauth_fail(err, MC_ENOTSUP, MC_OUTCOME_CONFIG, NULL,
+                              "the token store keeps no pending authorizations");
+    int rc = op->store->pending_put(op->store_arg, state, data, len, expires, err);
+    return rc ? store_failed(op, rc, "keep the pending authorization for", err) : 0;
+}
+
+int mc__oauth_pending_take(mc__oauth_op *op, const char *state, char **data, size_t *len,
+                           mc_err **err)
+{
+    *data = NULL;
+    *len = 0;
+    if (!op->store->pending_take)
+        return mc__oauth_fail(err, MC_ENOTSUP, MC_OUTCOME_CONFIG, NULL,
+                              "the token store keeps no pending authorizations");
+    int rc = op->store->pending_take(op->store_arg, state, data, len, err);
+    if (rc) {
+        wipe_buf(*data, *len);
+        *data = NULL;
+        return store_failed(op, rc, "take the pending authorization for", err);
+    }
+    return 0;
+}
+
+int mc__oauth_store_tokens(mc__oauth_op *op, const mc_oauth_request *req, mc__oauth_store *s,
+                           const mc__oauth_tokens *t, bool refreshed, mc_err **err)
+{
+    long long now = mc__oauth_now();
+    char *at = strdup(t->access_token);
+    char *rt = t->refresh_token ? strdup(t->refresh_token) : NULL;
+    char *sc = t->scope ? strdup(t->scope) : NULL;
+    if (!at || (t->refresh_token && !rt) || (t->scope && !sc)) {
+        mc__oauth_wipe_free(at);
+        mc__oauth_wipe_free(rt);
+        free(sc);
+        return mc__oauth_fail(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, NULL, "out of memory");
+    }
+    mc__oauth_wipe_free(s->access_token);
+    s->access_token = at;
+    /* expires_in arrives clamped to 1 s .. 1 year (mc__oauth_parse_tokens) */
+    long long in = t->expires_in >= 0 ? t->expires_in : MC__OAUTH_DEFAULT_EXPIRES;
+    if (in < 1)
+        in = 1;
+    if (in > MC__OAUTH_EXPIRES_MAX)
+        in = MC__OAUTH_EXPIRES_MAX;
+    s->access_issued_at = now;
+    s->expires_at = now + in;
+    if (rt) {                       /* rotated (or first): keep the new one */
+        mc__oauth_wipe_free(s->refresh_token);
+        s->refresh_token = rt;
+        s->refresh_issued_at = now;
+    }
+    if (refreshed)
+        s->refresh_used_at = now;
+    if (sc) {
+        free(s->scope);
+        s->scope = sc;
+    }
+    return mc__oauth_store_save(op, req, s, err);
+}
+

@@ -21,9 +21,10 @@ setup build-asan -Dsanitize=address,undefined -Db_lundef=false
 meson test -C build-asan --print-errorlogs --num-processes 2 || true
 # ThreadSanitizer over the tests where threads share a context, a pool or a
 # token store: 8 threads x 50 messages, --jobs over the pool, single-flight
-# refresh across threads and processes, sends through reloads (reload).
+# refresh across threads and processes, sends through reloads (reload), two
+# tenants (contexts) in one process.
 setup build-tsan -Dsanitize=thread -Db_lundef=false
-meson test -C build-tsan --print-errorlogs --num-processes 2 send pool oauth reload || true
+meson test -C build-tsan --print-errorlogs --num-processes 2 send pool oauth reload tenants || true
 # Every libFuzzer target for a bounded 10 s, two at a time; any finding fails.
 fuzz=0
 sh scripts/fuzz.sh 10 || fuzz=1

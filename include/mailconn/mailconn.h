@@ -189,7 +189,10 @@ typedef enum mc_log_level {
 
 /** A log sink. `line` has no trailing newline, is already redacted, and
  *  shows control characters (C0 but TAB, DEL, C1), and bytes that are not
- *  UTF-8, as \xHH: what a server said cannot drive a terminal through it. */
+ *  UTF-8, as \xHH: what a server said cannot drive a terminal through it.
+ *  A context's sink gets that context's lines only. It is called with no
+ *  lock of the library held (it may call back: mc_strerror,
+ *  mc_context_server...), and may be called from several threads at once. */
 typedef void mc_log_fn(mc_log_level level, const char *line, void *payload);
 
 /* ------------------------------------------------------------- context */
@@ -199,7 +202,11 @@ typedef struct mc_server mc_server;
 typedef struct mc_message mc_message;
 typedef struct mc_session mc_session;
 
-/** How mc_context_new() finds its config and plugins. */
+typedef struct mc_token_store_ops mc_token_store_ops;
+
+/** How mc_context_new() finds its config and plugins. A caller built for
+ *  an older version (1) still works: members after its version's are not
+ *  read. */
 typedef struct mc_context_options {
     unsigned    version;          /* MC_CONTEXT_OPTIONS_VERSION */
     const char *config_path;      /* NULL: $MAILCONN_CONFIG, XDG, /etc (DESIGN.md) */
@@ -210,10 +217,18 @@ typedef struct mc_context_options {
     mc_log_level log_level;       /* lines above this level are dropped */
     mc_log_fn  *log;              /* NULL: stderr */
     void       *log_payload;
+    /* version 2 */
+    const char *config_json;      /* the config as NUL-terminated text (copied): no
+                                     config file is read, and edits change memory only */
+    const char *state_dir;        /* this context's tokens, locks, pending authorizations;
+                                     NULL: $MAILCONN_STATE_DIR, $STATE_DIRECTORY, XDG */
+    const mc_token_store_ops *token_store;   /* an application's store, or NULL */
+    void       *token_store_payload;         /* its `store` argument */
 } mc_context_options;
 
-#define MC_CONTEXT_OPTIONS_VERSION 1
-#define MC_CONTEXT_OPTIONS_INIT { MC_CONTEXT_OPTIONS_VERSION, NULL, NULL, 0, NULL, MC_LOG_WARN, NULL, NULL }
+#define MC_CONTEXT_OPTIONS_VERSION 2
+#define MC_CONTEXT_OPTIONS_INIT { MC_CONTEXT_OPTIONS_VERSION, NULL, NULL, 0, NULL, MC_LOG_WARN, \
+                                  NULL, NULL, NULL, NULL, NULL, NULL }
 
 /** Load every plugin and validate every server (what `check` does). */
 #define MC_CONTEXT_ALL_PLUGINS   (1u << 0)
@@ -224,6 +239,10 @@ typedef struct mc_context_options {
 #define MC_CONTEXT_ONE_SERVER    (1u << 2)
 /** No config at all: only the plugins (what `plugins` does). */
 #define MC_CONTEXT_NO_CONFIG     (1u << 3)
+/** The config alone: its shape validated, no plugin loaded, no provider
+ *  validation, no token store or network touched (what `servers --names`
+ *  does, so a shell's TAB never waits). */
+#define MC_CONTEXT_CONFIG_ONLY   (1u << 4)
 
 /**
  * Create a context: read and validate the config, find the plugins.
@@ -232,6 +251,22 @@ typedef struct mc_context_options {
  * Thread-safe once created.
  */
 int mc_context_new(mc_context **out, const mc_context_options *opts, mc_err **err);
+/** The config file mc_context_new() would read for explicit_path (NULL:
+ *  $MAILCONN_CONFIG, XDG, /etc, as DESIGN.md says), whether or not it
+ *  exists. @return a path (release with mc_free), NULL when out of memory.
+ *  Thread-safe. */
+char *mc_config_find(const char *explicit_path);
+/**
+ * A failure the application reports itself (a bad command line, a message
+ * it could not read, a config that does not load), written as one line
+ * "command=... outcome=failed exit=N stage=... error=\"...\"" to the
+ * top-level log_file / syslog of the config at config_path (NULL: where
+ * mc_context_new looks), even when that config fails to load but its log
+ * keys are valid. err: the error (skipped when the library logged it
+ * already, as mc_send does), or NULL with `text`. Thread-safe.
+ */
+void mc_log_failure(const char *config_path, const char *command, int exit_code,
+                    const mc_err *err, const char *text);
 /**
  * Release a context: stop and join its idle reaper thread, QUIT every
  * pooled connection, free its config and unload its plugins. NULL is fine.
@@ -394,6 +429,186 @@ int mc_config_check(const char *json, unsigned flags, mc_err **err);
 typedef void mc_plugin_visit_fn(const char *kind, const char *name, const char *version,
                                 const char *summary, const char *file, void *payload);
 void mc_context_plugins(mc_context *ctx, mc_plugin_visit_fn *fn, void *payload);
+
+/* ------------------------------------------------------------- lifecycle */
+
+/**
+ * Swap in a new config atomically ("rebuild gateway"): opts as for
+ * mc_context_new (config_path or config_json; plugin_dir, flags and the log
+ * sink of the context stay). Calls in flight finish on the old config, new
+ * calls use the new one; pooled connections of servers that changed or
+ * disappeared are closed (QUIT). On error the old config stays.
+ * @return 0, MC_ECONFIG (err->diags), MC_EPLUGIN, MC_ENOMEM. Thread-safe.
+ */
+int mc_context_reload(mc_context *ctx, const mc_context_options *opts, mc_err **err);
+/** QUIT and close the idle pooled connections of `server` (NULL: of every
+ *  server). Connections in use close when they come back. Thread-safe. */
+void mc_context_disconnect(mc_context *ctx, const char *server);
+
+/* ------------------------------------------------------------- testing */
+
+/** Called for each stage of mc_server_test as it happens: the server's
+ *  reply (untrusted, as mc_err.server_text), or the TLS facts
+ *  ("TLSv1.3 TLS_AES_256_GCM_SHA384, certificate verified"). */
+typedef void mc_test_fn(mc_stage stage, const char *line, void *payload);
+
+/**
+ * The staged check behind `mailconn test`: connect, TLS, greeting, EHLO,
+ * STARTTLS, AUTH over a new, non-pooled connection, bounded by the server's
+ * deadlines; with `to`, a short test message to it (else no transaction).
+ * @param fn  each stage's line, or NULL
+ * @return 0, or the failing stage's error (err->stage, smtp_code, action).
+ * Thread-safe.
+ */
+int mc_server_test(mc_context *ctx, const char *server, const char *to, mc_test_fn *fn,
+                   void *payload, mc_err **err);
+
+/* ------------------------------------------------------------- OAuth */
+
+/** OAuth flows (bit set: what a provider allows; one: what to run). */
+#define MC_FLOW_AUTH_CODE          (1u << 0)   /* browser + loopback redirect */
+#define MC_FLOW_PASTE              (1u << 1)   /* paste the redirect URL back */
+#define MC_FLOW_DEVICE             (1u << 2)
+#define MC_FLOW_CLIENT_CREDENTIALS (1u << 3)
+
+/** What is stored for a server's grant (never a token). Version first:
+ *  set it to MC_TOKEN_STATUS_VERSION; members are only appended. */
+typedef struct mc_token_status {
+    unsigned  version;            /* MC_TOKEN_STATUS_VERSION */
+    bool      stored;             /* a record for this server's identity */
+    bool      identity_mismatch;  /* a record for another identity */
+    long long access_expires;     /* Unix time, 0 = none */
+    long long refresh_issued;     /* Unix time, 0 = none */
+    long long refresh_used;
+    int       days_left;          /* before the provider's known refresh-token cliff
+                                     (Microsoft 90 days, Google "Testing" 7); -1: none */
+    char      warning[64];        /* "refresh-token-near-90-day-limit", or "" */
+    int       store_code;         /* 0, or the MC_E* code of the store's trouble */
+    char      store_message[256]; /* what is wrong with the store, or "" */
+    char      grant[32];          /* the server's grant: "authorization_code",
+                                     "device_code", "client_credentials"; or
+                                     "access_token_command" (with MC_ENOTSUP) */
+} mc_token_status;
+
+#define MC_TOKEN_STATUS_VERSION 1
+
+/** A device authorization in progress (RFC 8628), allocated by the library:
+ *  release with mc_oauth_device_free(). Show user_code and verification_uri
+ *  (or verification_uri_complete) to the person. */
+typedef struct mc_oauth_device {
+    char     *user_code;
+    char     *verification_uri;
+    char     *verification_uri_complete;   /* or NULL */
+    int       expires_in;                  /* seconds */
+    int       interval;                    /* polling, seconds */
+    char     *device_code;                 /* the library's: never show it */
+} mc_oauth_device;
+
+/** How mc_oauth_authorize() runs an interactive flow. */
+typedef struct mc_oauth_authorize_options {
+    unsigned    version;          /* MC_OAUTH_AUTHORIZE_OPTIONS_VERSION */
+    unsigned    flow;             /* one MC_FLOW_*; 0: browser, or the provider's
+                                     headless default without a display */
+    int         port;             /* loopback redirect port; 0: any */
+    const char *browser;          /* command given the URL; NULL: say it only */
+    int         wait_s;           /* bound on waiting for the person; 0: 300 */
+    void      (*say)(const char *line, void *payload);     /* prompts, the URL */
+    char     *(*ask)(const char *prompt, void *payload);   /* a malloc'd line, or NULL */
+    void       *payload;
+} mc_oauth_authorize_options;
+
+#define MC_OAUTH_AUTHORIZE_OPTIONS_VERSION 1
+#define MC_OAUTH_AUTHORIZE_OPTIONS_INIT { MC_OAUTH_AUTHORIZE_OPTIONS_VERSION, 0, 0, NULL, 0, \
+                                          NULL, NULL, NULL }
+
+/**
+ * Start the authorization code flow for a web application's own callback:
+ * a PKCE verifier and a `state` are kept by the token store as a pending
+ * authorization for 600 s; send the browser to *authorization_url
+ * (release with mc_free). redirect_uri: the application's callback URL,
+ * registered with the provider.
+ * @return 0, MC_ENOSERVER, MC_ENOTSUP (not an OAuth server), MC_ECONFIG,
+ *         MC_EFILE (store), MC_ENOMEM. Thread-safe.
+ */
+int mc_oauth_begin(char **authorization_url, mc_context *ctx, const char *server,
+                   const char *redirect_uri, mc_err **err);
+/**
+ * The browser came back: callback_url is the whole URL it arrived at. The
+ * pending authorization its state names is taken (once, from this or
+ * another process sharing the store), the code redeemed with the verifier,
+ * the tokens stored. A wrong, reused or expired state, and
+ * error=access_denied, store nothing.
+ * @return 0, MC_EAUTH (denied: action GRANT_CONSENT), MC_EOAUTH (state
+ *         unknown, reused or expired; the token endpoint refused),
+ *         MC_EINVAL, MC_ENOSERVER, MC_ENOTSUP. Thread-safe.
+ */
+int mc_oauth_finish(mc_context *ctx, const char *server, const char *callback_url, mc_err **err);
+/** Device flow, first half (the provider's device endpoint). */
+int mc_oauth_device_begin(mc_oauth_device **out, mc_context *ctx, const char *server,
+                          mc_err **err);
+/** Device flow, second half: poll until approved (tokens stored), denied
+ *  (MC_EAUTH), expired or wait_s passed (MC_ETIMEOUT). */
+int mc_oauth_device_wait(mc_context *ctx, const char *server, const mc_oauth_device *dev,
+                         int wait_s, mc_err **err);
+void mc_oauth_device_free(mc_oauth_device *dev);
+/** Store a refresh token obtained elsewhere, after redeeming it once. */
+int mc_oauth_import(mc_context *ctx, const char *server, const char *refresh_token, mc_err **err);
+/** Revoke the grant at the provider (when it has a revocation endpoint)
+ *  and delete the stored record. */
+int mc_oauth_revoke(mc_context *ctx, const char *server, mc_err **err);
+/** What is stored for server. @return 0, MC_ENOSERVER, MC_ENOTSUP (not
+ *  an OAuth server, or access_token_command), MC_EINVAL (version). */
+int mc_oauth_get_status(mc_token_status *status, mc_context *ctx, const char *server);
+/** An interactive flow as the CLI runs it (loopback browser, paste, device). */
+int mc_oauth_authorize(mc_context *ctx, const char *server, const mc_oauth_authorize_options *opts,
+                       mc_err **err);
+
+/* ------------------------------------------------------------- token stores */
+
+/** Whose record it is: stored with it and checked on load, and for a store
+ *  that encrypts, the associated data it binds the record to. */
+typedef struct mc_token_identity {
+    const char *server;           /* the server's name: the record's key */
+    const char *provider;
+    const char *client_id;
+    const char *user;             /* "" when none */
+    const char *token_url;
+} mc_token_identity;
+
+/**
+ * A token store (DESIGN.md "Token stores and fleets"): the built-in file
+ * store, a token-store plugin, or an application's own
+ * (mc_context_options.token_store). Records are opaque bytes. `store` is
+ * the payload given with the ops. Every op may be called from several
+ * threads at once. Errors: fill *err (use a code such as MC_EFILE with
+ * outcome CONFIG for a store that is unsafe or misconfigured, TRANSIENT for
+ * one that is down). Memory returned in *data is malloc'd by the store and
+ * wiped and freed by the library.
+ */
+struct mc_token_store_ops {
+    size_t size;                  /* sizeof(mc_token_store_ops) */
+    /** Take id->server's refresh lock by deadline_ms (CLOCK_MONOTONIC, ms):
+     *  single flight across threads, processes and, for a shared store,
+     *  machines; a holder that dies must not keep it.
+     *  @return 0, MC_ETIMEOUT, or the store's error. */
+    int  (*lock)(void *store, const mc_token_identity *id, long long deadline_ms, mc_err **err);
+    void (*unlock)(void *store, const mc_token_identity *id);
+    /** The record: *data and *len; none: 0 with *data NULL. */
+    int  (*load)(void *store, const mc_token_identity *id, char **data, size_t *len,
+                 mc_err **err);
+    /** Replace the record atomically (called inside the lock). */
+    int  (*save)(void *store, const mc_token_identity *id, const char *data, size_t len,
+                 mc_err **err);
+    /** Delete the record (none: 0). */
+    int  (*remove)(void *store, const mc_token_identity *id, mc_err **err);
+    /** Keep a pending authorization under `state` until `expires` (Unix s). */
+    int  (*pending_put)(void *store, const char *state, const char *data, size_t len,
+                        long long expires, mc_err **err);
+    /** Take (read and delete: once) the pending authorization under state;
+     *  none or expired: 0 with *data NULL. */
+    int  (*pending_take)(void *store, const char *state, char **data, size_t *len,
+                         mc_err **err);
+};
 
 /* ------------------------------------------------------------- messages */
 

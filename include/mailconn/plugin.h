@@ -21,8 +21,10 @@
 extern "C" {
 #endif
 
-#define MC_PLUGIN_ABI_MAJOR 1
-#define MC_PLUGIN_ABI_MINOR 1   /* 1.1: mc_connect_opts.deadline_ms,
+#define MC_PLUGIN_ABI_MAJOR 2
+#define MC_PLUGIN_ABI_MINOR 0   /* 2.0: the context handle (mc_host_ctx) passed
+                                  to every op and host call that needs it;
+                                  1.1 had mc_connect_opts.deadline_ms and
                                   mc_stream_ops.set_read_deadline */
 
 /** Whether the table or options at `p` (starting with its `size`) are large
@@ -38,6 +40,14 @@ extern "C" {
 #define MC_PLUGIN_EXPORT
 #define MC__PRINTF(a, b)
 #endif
+
+/** The context a plugin op serves: its log sink and level, its redaction
+ *  list, its state folder and token store. Opaque. Every op gets it as its
+ *  first parameter, and passes it on to the host calls that need it; a
+ *  plugin keeps no context of its own (a stream keeps its connect's handle
+ *  in mc_stream.hc: a connection never outlives its context). Valid for
+ *  the duration of the op. */
+typedef struct mc_host_ctx mc_host_ctx;
 
 typedef enum mc_plugin_kind {
     MC_PLUGIN_TRANSPORT = 1,
@@ -81,6 +91,8 @@ struct mc_stream {
     bool  peer_verified;      /* chain and host name verified */
     char  tls_version[16];    /* "TLSv1.3" when encrypted */
     char  tls_cipher[64];
+    mc_host_ctx *hc;          /* the context of the connect() that made it: the
+                                 transport sets it, for its read/write logging */
 };
 
 typedef struct mc_connect_opts {
@@ -103,12 +115,12 @@ typedef struct mc_transport_ops {
     uint16_t default_port;
     /** Connect (and for implicit TLS, handshake). @return 0, MC_ENET,
      *  MC_ETIMEOUT (stage connect), MC_ETLS (stage tls). */
-    int (*connect)(mc_stream **out, const mc_connect_opts *o, mc_err **err);
+    int (*connect)(mc_host_ctx *hc, mc_stream **out, const mc_connect_opts *o, mc_err **err);
     /** Upgrade `s` in place after the server's 220 to STARTTLS; NULL when
      *  the transport has no STARTTLS. Bytes already waiting from the server
      *  are an error (response injection). On failure the caller closes s.
      *  @return 0, MC_ETLS. */
-    int (*starttls)(mc_stream *s, const mc_connect_opts *o, mc_err **err);
+    int (*starttls)(mc_host_ctx *hc, mc_stream *s, const mc_connect_opts *o, mc_err **err);
 } mc_transport_ops;
 
 /* ------------------------------------------------------------- auth */
@@ -123,11 +135,7 @@ typedef struct mc_credentials {
     char *password;
 } mc_credentials;
 
-/** OAuth flows a provider allows (bit set). */
-#define MC_FLOW_AUTH_CODE          (1u << 0)   /* browser + loopback redirect */
-#define MC_FLOW_PASTE              (1u << 1)   /* paste the redirect URL back */
-#define MC_FLOW_DEVICE             (1u << 2)
-#define MC_FLOW_CLIENT_CREDENTIALS (1u << 3)
+/* OAuth flows a provider allows: MC_FLOW_* in mailconn.h. */
 
 #define MC_URL_MAX 2048
 
@@ -175,11 +183,13 @@ typedef struct mc_auth_ops {
     bool        oauth;             /* tokens come from the OAuth engine */
     /** Check the provider's semantic rules; report each problem with
      *  host->cfg_error() (which prefixes the JSON path). */
-    void (*validate)(const mc_plugin_cfg *cfg);
+    void (*validate)(mc_host_ctx *hc, const mc_plugin_cfg *cfg);
     /** basic: user + password. @return 0, MC_ESECRET, MC_ECONFIG. */
-    int (*credentials)(const mc_plugin_cfg *cfg, mc_credentials *out, mc_err **err);
+    int (*credentials)(mc_host_ctx *hc, const mc_plugin_cfg *cfg, mc_credentials *out,
+                       mc_err **err);
     /** OAuth providers: the profile. @return 0, MC_ECONFIG. */
-    int (*oauth_profile)(const mc_plugin_cfg *cfg, mc_oauth_profile *out, mc_err **err);
+    int (*oauth_profile)(mc_host_ctx *hc, const mc_plugin_cfg *cfg, mc_oauth_profile *out,
+                         mc_err **err);
 } mc_auth_ops;
 
 /* ------------------------------------------------------------- OAuth engine */
@@ -202,52 +212,61 @@ typedef struct mc_oauth_request {
     const mc_oauth_profile *profile;
 } mc_oauth_request;
 
-/** Options of an interactive authorization (`mailconn auth`). */
-typedef struct mc_oauth_authorize_opts {
-    size_t      size;
-    unsigned    flow;            /* one MC_FLOW_* */
-    int         port;            /* loopback port, 0 = ephemeral */
-    const char *browser;         /* command given the URL, or NULL: print only */
-    int         wait_s;          /* bound on waiting for the person */
-    /* prompts and the pasted URL go through these (the CLI: stderr/stdin) */
-    void      (*say)(void *payload, const char *line);
-    char     *(*ask)(void *payload, const char *prompt);   /* malloc'd line or NULL */
-    void       *payload;
-} mc_oauth_authorize_opts;
-
-/** What `mailconn servers` shows (never a token). */
-typedef struct mc_oauth_status {
-    bool     stored;             /* a token file for this identity */
-    bool     identity_mismatch;  /* a file for another identity */
-    long long access_expires;    /* unix time, 0 = none */
-    long long refresh_issued;    /* unix time, 0 = none */
-    long long refresh_used;
-} mc_oauth_status;
+/* The interactive flows take mc_oauth_authorize_options, the status is an
+ * mc_token_status, the device flow an mc_oauth_device: the public structs
+ * of mailconn.h, which the engine fills for the application directly. */
 
 typedef struct mc_oauth_engine_ops {
     size_t size;
     /** A current access token: cached while further than refresh_margin_s
      *  from expiry, else refreshed (or, for client_credentials, fetched);
-     *  single-flight across threads and processes (flock on <server>.lock).
+     *  single-flight across threads and processes (the token store's lock).
      *  *out from host->strdup, release with host->free_secret.
-     *  @return 0, MC_EAUTH (no token stored, identity mismatch,
-     *  invalid_grant: outcome AUTH with a hint to run `mailconn auth`),
+     *  @return 0, MC_EAUTH (no token stored: action AUTHORIZE; identity
+     *  mismatch, invalid_grant: action REAUTHORIZE; outcome AUTH),
      *  MC_ECONFIG (invalid_client, invalid_scope: outcome CONFIG),
      *  MC_EOAUTH (endpoint down, slow, 5xx: outcome TRANSIENT). */
-    int (*token)(const mc_oauth_request *req, char **out, mc_err **err);
+    int (*token)(mc_host_ctx *hc, const mc_oauth_request *req, char **out, mc_err **err);
     /** Forget `token` as the cached access token (the server refused it),
      *  so the next token() refreshes. */
-    int (*invalidate)(const mc_oauth_request *req, const char *token, mc_err **err);
-    /** Run an interactive flow and store the tokens. */
-    int (*authorize)(const mc_oauth_request *req, const mc_oauth_authorize_opts *o,
-                     mc_err **err);
+    int (*invalidate)(mc_host_ctx *hc, const mc_oauth_request *req, const char *token,
+                      mc_err **err);
+    /** Run an interactive flow (loopback browser, paste, device) and store
+     *  the tokens. */
+    int (*authorize)(mc_host_ctx *hc, const mc_oauth_request *req,
+                     const mc_oauth_authorize_options *o, mc_err **err);
     /** Store a refresh token obtained elsewhere (and redeem it once). */
-    int (*import_refresh)(const mc_oauth_request *req, const char *refresh_token,
-                          mc_err **err);
+    int (*import_refresh)(mc_host_ctx *hc, const mc_oauth_request *req,
+                          const char *refresh_token, mc_err **err);
     /** Revoke at the provider when it has a revocation endpoint, then delete
      *  the stored tokens. */
-    int (*revoke)(const mc_oauth_request *req, mc_err **err);
-    int (*status)(const mc_oauth_request *req, mc_oauth_status *out);
+    int (*revoke)(mc_host_ctx *hc, const mc_oauth_request *req, mc_err **err);
+    /** What is stored (never a token). @return 0, MC_EFILE (store unsafe). */
+    int (*status)(mc_host_ctx *hc, const mc_oauth_request *req, mc_token_status *out);
+    /** Authorization code flow for a web application's own callback: a
+     *  PKCE verifier and a state, kept by the token store as a pending
+     *  authorization for 600 s; *url_out (host->strdup) is where to send
+     *  the browser. req->redirect_uri is the application's callback.
+     *  @return 0, MC_ECONFIG (no authorization endpoint), MC_ENOMEM. */
+    int (*begin)(mc_host_ctx *hc, const mc_oauth_request *req, char **url_out, mc_err **err);
+    /** The browser came back to callback_url (the whole URL): take the
+     *  pending authorization its state names (once), redeem the code, store
+     *  the tokens. A wrong, reused or expired state, or error=access_denied,
+     *  stores nothing. @return 0, MC_EAUTH (access_denied: action
+     *  GRANT_CONSENT), MC_EOAUTH (bad/expired state; the endpoint's
+     *  refusal), MC_EINVAL (not a callback URL). */
+    int (*finish)(mc_host_ctx *hc, const mc_oauth_request *req, const char *callback_url,
+                  mc_err **err);
+    /** Device flow, first half: ask the device authorization endpoint.
+     *  *out filled (strings from host->strdup; release with
+     *  mc_oauth_device_free semantics: host->free each). */
+    int (*device_begin)(mc_host_ctx *hc, const mc_oauth_request *req, mc_oauth_device *out,
+                        mc_err **err);
+    /** Device flow, second half: poll (at dev->interval, slow_down obeyed)
+     *  until the person approved, denied, dev expired or wait_s passed;
+     *  store the tokens. @return 0, MC_EAUTH (denied), MC_ETIMEOUT. */
+    int (*device_wait)(mc_host_ctx *hc, const mc_oauth_request *req,
+                       const mc_oauth_device *dev, int wait_s, mc_err **err);
 } mc_oauth_engine_ops;
 
 /* ------------------------------------------------------------- host API */
@@ -256,10 +275,11 @@ typedef struct mc_host_api {
     size_t   size;
     uint16_t abi_major, abi_minor;
 
-    /* logging: redacted against every registered secret */
-    void (*log)(mc_log_level level, const char *fmt, ...) MC__PRINTF(2, 3);
-    /** Register a secret so no log line shows it. */
-    void (*redact)(const char *secret);
+    /* logging: to hc's sink at hc's level, redacted against every secret
+     * registered in hc (hc NULL: nothing is logged) */
+    void (*log)(mc_host_ctx *hc, mc_log_level level, const char *fmt, ...) MC__PRINTF(3, 4);
+    /** Register a secret (length >= 4) in hc so none of hc's log lines shows it. */
+    void (*redact)(mc_host_ctx *hc, const char *secret);
 
     /* memory */
     void *(*alloc)(size_t n);          /* zeroed; NULL on failure */
@@ -289,14 +309,15 @@ typedef struct mc_host_api {
      *  source (inline, _file, _env, _command). *out from host->strdup;
      *  release with free_secret. Absent: 0 and *out = NULL.
      *  @return 0, MC_ESECRET. */
-    int (*secret)(const mc_plugin_cfg *cfg, const char *name, char **out, mc_err **err);
+    int (*secret)(mc_host_ctx *hc, const mc_plugin_cfg *cfg, const char *name, char **out,
+                  mc_err **err);
 
     /** TCP connect trying every resolved address, all by o->deadline_ms
      *  (1.1; 0: timeout_ms from the call); the socket is blocking with
      *  SO_RCVTIMEO/SO_SNDTIMEO = timeout_ms and TCP_NODELAY (poll it and
      *  use MSG_DONTWAIT to keep a deadline). @return 0, MC_ENET,
      *  MC_ETIMEOUT. */
-    int (*tcp_connect)(const mc_connect_opts *o, int *fd_out, mc_err **err);
+    int (*tcp_connect)(mc_host_ctx *hc, const mc_connect_opts *o, int *fd_out, mc_err **err);
 
     /** Replace `path` atomically with data (temp file in the same folder,
      *  fsync, rename; a symlink replaced at its target) with file mode
@@ -306,6 +327,15 @@ typedef struct mc_host_api {
     /** Run a command with /bin/sh -c; first line of stdout in *out (release
      *  with free_secret); bounded by timeout_ms. @return 0, MC_ESECRET. */
     int (*run_command)(const char *command, int timeout_ms, char **out, mc_err **err);
+
+    /* ABI 2.0 */
+    /** hc's state folder (<state>: tokens/, pending/), borrowed. */
+    const char *(*state_dir)(mc_host_ctx *hc);
+    /** hc's token store: the application's (mc_context_options.token_store)
+     *  or, later, a token-store plugin the config names; *store_out is the
+     *  `store` argument of its ops. NULL: none, the engine uses its
+     *  built-in file store under state_dir(hc). */
+    const mc_token_store_ops *(*token_store)(mc_host_ctx *hc, void **store_out);
 } mc_host_api;
 
 /* ------------------------------------------------------------- descriptor */

@@ -243,7 +243,8 @@ static int load_trust(tls_stream *ts, const mc_connect_opts *o, mc_err **err)
     if (!dir || !dir[0])
         dir = X509_get_default_cert_dir();
     if (SSL_CTX_load_verify_locations(ts->ctx, NULL, dir) != 1)
-        host->log(MC_LOG_DEBUG, "TLS: cannot use the system certificate directory %s", dir);
+        host->log(ts->base.hc, MC_LOG_DEBUG, "TLS: cannot use the system certificate directory %s",
+                  dir);
     ERR_clear_error();
     return 0;
 }
@@ -366,7 +367,7 @@ static int handshake(tls_stream *ts, const mc_connect_opts *o, int64_t deadline,
     snprintf(ts->base.tls_version, sizeof(ts->base.tls_version), "%s", SSL_get_version(ts->ssl));
     const char *cipher = SSL_get_cipher_name(ts->ssl);
     snprintf(ts->base.tls_cipher, sizeof(ts->base.tls_cipher), "%s", cipher ? cipher : "");
-    host->log(MC_LOG_DEBUG, "TLS: %s: %s %s, certificate verified", ts->peer,
+    host->log(ts->base.hc, MC_LOG_DEBUG, "TLS: %s: %s %s, certificate verified", ts->peer,
               ts->base.tls_version, ts->base.tls_cipher);
     return 0;
 
@@ -378,8 +379,8 @@ fail:
 
 /* ------------------------------------------------------------ ops */
 
-int mc__tls_stream_open(mc_stream **out, const mc_connect_opts *o, bool implicit,
-                        mc_err **err)
+int mc__tls_stream_open(mc_host_ctx *hc, mc_stream **out, const mc_connect_opts *o,
+                        bool implicit, mc_err **err)
 {
     if (!out || !o || !o->host)
         return host->error(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_CONNECT,
@@ -393,7 +394,7 @@ int mc__tls_stream_open(mc_stream **out, const mc_connect_opts *o, bool implicit
     if (c.deadline_ms <= 0)
         c.deadline_ms = mc__mono_now_ms() + timeout_ms;
     int fd = -1;
-    int rc = host->tcp_connect(&c, &fd, err);
+    int rc = host->tcp_connect(hc, &c, &fd, err);
     if (rc < 0)
         return rc;
     tls_stream *ts = host->alloc(sizeof(*ts));
@@ -403,6 +404,7 @@ int mc__tls_stream_open(mc_stream **out, const mc_connect_opts *o, bool implicit
                            "out of memory");
     }
     ts->base.ops = &stream_ops;
+    ts->base.hc = hc;
     ts->io.fd = fd;
     ts->timeout_ms = timeout_ms;
     peer_name(ts->peer, sizeof(ts->peer), o->host, o->port);
@@ -414,12 +416,15 @@ int mc__tls_stream_open(mc_stream **out, const mc_connect_opts *o, bool implicit
     return 0;
 }
 
-int mc__tls_stream_upgrade(mc_stream *s, const mc_connect_opts *o, mc_err **err)
+int mc__tls_stream_upgrade(mc_host_ctx *hc, mc_stream *s, const mc_connect_opts *o,
+                           mc_err **err)
 {
     if (!s || s->ops != &stream_ops || !o || !o->host)
         return host->error(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_STARTTLS,
                            "starttls: not a stream of this transport");
     tls_stream *ts = (tls_stream *)s;
+    if (hc)
+        ts->base.hc = hc;
     if (ts->ssl)
         return host->error(err, MC_ETLS, MC_OUTCOME_PERMANENT, MC_STAGE_STARTTLS,
                            "%s: STARTTLS on a stream that is already encrypted", ts->peer);

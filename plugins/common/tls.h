@@ -9,7 +9,9 @@
 #include <stdbool.h>
 #include "mailconn/plugin.h"
 
-/** Remember the host table (called by each plugin's entry). */
+/** Remember the host table (called by each plugin's entry): the process's
+ *  one table, the same for every context. Everything per context comes
+ *  with each call (hc) and stays in the stream (mc_stream.hc). */
 void mc__tls_set_host(const mc_host_api *host);
 
 /** Connect over TCP (host->tcp_connect); with `implicit`, do the TLS
@@ -19,15 +21,16 @@ void mc__tls_set_host(const mc_host_api *host);
  *  @return 0, MC_ENET, MC_ETIMEOUT (stage connect or tls),
  *  MC_ETLS (stage tls, outcome PERMANENT), MC_ECONFIG (ca_file unreadable:
  *  outcome CONFIG, stage tls), MC_ENOMEM. */
-int mc__tls_stream_open(mc_stream **out, const mc_connect_opts *o, bool implicit,
+int mc__tls_stream_open(mc_host_ctx *hc, mc_stream **out, const mc_connect_opts *o, bool implicit,
                         mc_err **err);
 
 /** STARTTLS: upgrade a clear stream opened by mc__tls_stream_open in place,
  *  the handshake by o->deadline_ms (0: timeout_ms from the call).
  *  Bytes already waiting from the server: MC_EREFUSED, outcome PERMANENT,
- *  stage starttls (response injection). On failure the stream stays in the
+ *  stage starttls (response injection). hc: the context logging the
+ *  handshake (the stream's own, s->hc, when NULL). On failure the stream stays in the
  *  clear and the caller closes it. @return 0, MC_EREFUSED, MC_ETLS,
  *  MC_ECONFIG, MC_ENET, MC_ETIMEOUT. */
-int mc__tls_stream_upgrade(mc_stream *s, const mc_connect_opts *o, mc_err **err);
+int mc__tls_stream_upgrade(mc_host_ctx *hc, mc_stream *s, const mc_connect_opts *o, mc_err **err);
 
 #endif

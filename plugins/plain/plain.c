@@ -112,14 +112,15 @@ static const mc_stream_ops plain_stream_ops = {
     .set_read_deadline = plain_set_read_deadline,
 };
 
-static int plain_connect(mc_stream **out, const mc_connect_opts *o, mc_err **err)
+static int plain_connect(mc_host_ctx *hc, mc_stream **out, const mc_connect_opts *o,
+                         mc_err **err)
 {
     if (!out || !o || !o->host)
         return host->error(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_CONNECT,
                            "transport plain: no host given");
     *out = NULL;
     int fd = -1;
-    int rc = host->tcp_connect(o, &fd, err);
+    int rc = host->tcp_connect(hc, o, &fd, err);
     if (rc < 0)
         return rc;
     plain_stream *ps = host->alloc(sizeof(*ps));
@@ -129,6 +130,7 @@ static int plain_connect(mc_stream **out, const mc_connect_opts *o, mc_err **err
                            "out of memory");
     }
     ps->base.ops = &plain_stream_ops;
+    ps->base.hc = hc;
     ps->fd = fd;
     ps->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 60000;
     if (strchr(o->host, ':'))

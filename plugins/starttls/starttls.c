@@ -3,14 +3,16 @@
 #include "mailconn/plugin.h"
 #include "../common/tls.h"
 
-static int starttls_connect(mc_stream **out, const mc_connect_opts *o, mc_err **err)
+static int starttls_connect(mc_host_ctx *hc, mc_stream **out, const mc_connect_opts *o,
+                            mc_err **err)
 {
-    return mc__tls_stream_open(out, o, false, err);
+    return mc__tls_stream_open(hc, out, o, false, err);
 }
 
-static int starttls_upgrade(mc_stream *s, const mc_connect_opts *o, mc_err **err)
+static int starttls_upgrade(mc_host_ctx *hc, mc_stream *s, const mc_connect_opts *o,
+                            mc_err **err)
 {
-    return mc__tls_stream_upgrade(s, o, err);
+    return mc__tls_stream_upgrade(hc, s, o, err);
 }
 
 static const mc_transport_ops starttls_ops = {

@@ -2,9 +2,10 @@
 #include "mailconn/plugin.h"
 #include "../common/tls.h"
 
-static int tls_connect(mc_stream **out, const mc_connect_opts *o, mc_err **err)
+static int tls_connect(mc_host_ctx *hc, mc_stream **out, const mc_connect_opts *o,
+                       mc_err **err)
 {
-    return mc__tls_stream_open(out, o, true, err);
+    return mc__tls_stream_open(hc, out, o, true, err);
 }
 
 static const mc_transport_ops tls_ops = {

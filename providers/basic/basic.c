@@ -15,8 +15,9 @@ static const char *const password_sources[] = {
     "password", "password_file", "password_env", "password_command", NULL,
 };
 
-static void basic_validate(const mc_plugin_cfg *cfg)
+static void basic_validate(mc_host_ctx *hc, const mc_plugin_cfg *cfg)
 {
+    (void)hc;
     const char *s;
     if (!host->cfg_has(cfg, "user"))
         host->cfg_error(cfg, "user", "required (the user name to log in with)");
@@ -35,7 +36,8 @@ static void basic_validate(const mc_plugin_cfg *cfg)
         host->cfg_error(cfg, "mechanism", "must be \"PLAIN\" or \"LOGIN\", got \"%s\"", s);
 }
 
-static int basic_credentials(const mc_plugin_cfg *cfg, mc_credentials *out, mc_err **err)
+static int basic_credentials(mc_host_ctx *hc, const mc_plugin_cfg *cfg, mc_credentials *out,
+                             mc_err **err)
 {
     out->user = NULL;
     out->password = NULL;
@@ -44,7 +46,7 @@ static int basic_credentials(const mc_plugin_cfg *cfg, mc_credentials *out, mc_e
         return host->error(err, MC_ECONFIG, MC_OUTCOME_CONFIG, MC_STAGE_CONFIG,
                            "auth.user: required (the user name to log in with)");
     char *password = NULL;
-    int rc = host->secret(cfg, "password", &password, err);
+    int rc = host->secret(hc, cfg, "password", &password, err);
     if (rc < 0)
         return rc;
     if (!password)

@@ -32,8 +32,9 @@ static const mc_hint google_hints[] = {
     { NULL, NULL },
 };
 
-static void google_validate(const mc_plugin_cfg *cfg)
+static void google_validate(mc_host_ctx *hc, const mc_plugin_cfg *cfg)
 {
+    (void)hc;
     mc__oauth_validate(cfg);
     const char *grant = host->cfg_string(cfg, "grant");
     if (grant && strcmp(grant, "device_code") == 0)
@@ -47,8 +48,10 @@ static void google_validate(const mc_plugin_cfg *cfg)
                         "\"authorization_code\" (browser or paste)");
 }
 
-static int google_profile(const mc_plugin_cfg *cfg, mc_oauth_profile *out, mc_err **err)
+static int google_profile(mc_host_ctx *hc, const mc_plugin_cfg *cfg,
+                          mc_oauth_profile *out, mc_err **err)
 {
+    (void)hc;
     memset(out, 0, sizeof(*out));
     out->size = sizeof(*out);
     const char *s;

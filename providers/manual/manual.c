@@ -14,8 +14,9 @@ static bool client_credentials(const mc_plugin_cfg *cfg)
     return strcmp(mc__oauth_grant(cfg), "client_credentials") == 0;
 }
 
-static void manual_validate(const mc_plugin_cfg *cfg)
+static void manual_validate(mc_host_ctx *hc, const mc_plugin_cfg *cfg)
 {
+    (void)hc;
     mc__oauth_validate(cfg);
     if (mc__oauth_external_token(cfg))
         return;   /* tokens come from access_token_command: no endpoint is used */
@@ -33,8 +34,10 @@ static void manual_validate(const mc_plugin_cfg *cfg)
                         "required when \"grant\" is \"device_code\"");
 }
 
-static int manual_profile(const mc_plugin_cfg *cfg, mc_oauth_profile *out, mc_err **err)
+static int manual_profile(mc_host_ctx *hc, const mc_plugin_cfg *cfg,
+                          mc_oauth_profile *out, mc_err **err)
 {
+    (void)hc;
     memset(out, 0, sizeof(*out));
     out->size = sizeof(*out);
     int rc;

@@ -95,8 +95,9 @@ static int build_url(const mc_plugin_cfg *cfg, const char *what, char *out, size
     return n < 0 || (size_t)n >= size ? -1 : 0;
 }
 
-static void ms_validate(const mc_plugin_cfg *cfg)
+static void ms_validate(mc_host_ctx *hc, const mc_plugin_cfg *cfg)
 {
+    (void)hc;
     mc__oauth_validate(cfg);
     const char *t = host->cfg_string(cfg, "tenant");
     if (t && !tenant_ok(t))
@@ -110,8 +111,10 @@ static void ms_validate(const mc_plugin_cfg *cfg)
     }
 }
 
-static int ms_profile(const mc_plugin_cfg *cfg, mc_oauth_profile *out, mc_err **err)
+static int ms_profile(mc_host_ctx *hc, const mc_plugin_cfg *cfg,
+                      mc_oauth_profile *out, mc_err **err)
 {
+    (void)hc;
     static const struct { const char *key, *what; size_t off; } urls[] = {
         { "authorization_url", "authorize", offsetof(mc_oauth_profile, authorization_url) },
         { "token_url", "token", offsetof(mc_oauth_profile, token_url) },

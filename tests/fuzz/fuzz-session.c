@@ -157,8 +157,10 @@ static const mc_stream_ops fs_ops = {
     .set_read_deadline = fs_set_read_deadline,
 };
 
-static int fake_starttls(mc_stream *st, const mc_connect_opts *o, mc_err **err)
+static int fake_starttls(mc_host_ctx *hc, mc_stream *st, const mc_connect_opts *o,
+                         mc_err **err)
 {
+    (void)hc;
     (void)o;
     (void)err;
     st->encrypted = true;

@@ -70,13 +70,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     req.state_dir = state_dir;
     req.refresh_margin_s = size ? data[0] * 10 : 600;
     req.profile = &prof;
+    mc__oauth_op op;
+    FUZZ_CHECK(mc__oauth_op_init(&op, NULL, &req, NULL) == 0);
 
     static bool made;
     if (!made) {
         /* the folders, made by the store itself (0700) */
         mc__oauth_store empty;
         memset(&empty, 0, sizeof empty);
-        FUZZ_CHECK(mc__oauth_store_save(&req, &empty, NULL) == 0);
+        FUZZ_CHECK(mc__oauth_store_save(&op, &req, &empty, NULL) == 0);
         made = true;
     }
     put_file(data, size);
@@ -84,7 +86,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     mc__oauth_store s;
     bool found = false;
     mc_err *err = NULL;
-    int rc = mc__oauth_store_load(&req, &s, &found, &err);
+    int rc = mc__oauth_store_load(&op, &req, &s, &found, &err);
     if (rc) {
         FUZZ_CHECK(rc == MC_EFILE || rc == MC_ENOMEM);
         FUZZ_CHECK(!found && err && err->message && err->stage == MC_STAGE_OAUTH);
@@ -107,9 +109,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     /* saved and loaded again: the same record */
-    FUZZ_CHECK(mc__oauth_store_save(&req, &s, NULL) == 0);
+    FUZZ_CHECK(mc__oauth_store_save(&op, &req, &s, NULL) == 0);
     mc__oauth_store b;
-    FUZZ_CHECK(mc__oauth_store_load(&req, &b, &found, NULL) == 0 && found);
+    FUZZ_CHECK(mc__oauth_store_load(&op, &req, &b, &found, NULL) == 0 && found);
     FUZZ_CHECK(mc__oauth_store_identity_matches(&req, &b));
     FUZZ_CHECK(same(b.access_token, s.access_token) && same(b.refresh_token, s.refresh_token));
     FUZZ_CHECK(same(b.scope, s.scope));

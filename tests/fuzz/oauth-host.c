@@ -10,8 +10,9 @@
 #include "oauth.h"
 #include "oauth-host.h"
 
-static void f_log(mc_log_level level, const char *fmt, ...)
+static void f_log(mc_host_ctx *hc, mc_log_level level, const char *fmt, ...)
 {
+    (void)hc;
     (void)level;
     /* format it all the same, so a bad argument still shows */
     char line[512];
@@ -21,7 +22,7 @@ static void f_log(mc_log_level level, const char *fmt, ...)
     va_end(ap);
 }
 
-static void f_redact(const char *s) { (void)s; }
+static void f_redact(mc_host_ctx *hc, const char *s) { (void)hc; (void)s; }
 static void *f_alloc(size_t n) { return calloc(1, n ? n : 1); }
 static char *f_strdup(const char *s) { return s ? strdup(s) : NULL; }
 static void f_free(void *p) { free(p); }

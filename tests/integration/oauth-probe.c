@@ -81,14 +81,14 @@ static int report(mc_err *err, int rc)
     return code;
 }
 
-static void say(void *payload, const char *line)
+static void say(const char *line, void *payload)
 {
     (void)payload;
     printf("say %s\n", line);
     fflush(stdout);
 }
 
-static char *ask(void *payload, const char *prompt)
+static char *ask(const char *prompt, void *payload)
 {
     (void)payload;
     printf("ask %s\n", prompt);
@@ -105,6 +105,10 @@ static char *ask(void *payload, const char *prompt)
     return line;
 }
 
+/* The probe's own context (what a mc_context hands the engine): its lines
+ * to stderr, --state as its state folder, no token store of an application. */
+static mc_host_ctx hc;
+
 typedef struct worker {
     probe     *p;
     pthread_t  th;
@@ -116,7 +120,7 @@ typedef struct worker {
 static void *work(void *arg)
 {
     worker *w = arg;
-    w->rc = w->p->engine->token(&w->p->req, &w->token, &w->err);
+    w->rc = w->p->engine->token(&hc, &w->p->req, &w->token, &w->err);
     return NULL;
 }
 
@@ -235,7 +239,9 @@ int main(int argc, char **argv)
     if (!server || !state || !provider || !auth)
         return usage();
     setvbuf(stdout, NULL, _IOLBF, 0);
-    mc__log_setup(verbose ? MC_LOG_DEBUG : MC_LOG_WARN, NULL, NULL);
+    mc__hc_init(&hc, verbose ? MC_LOG_DEBUG : MC_LOG_WARN, NULL, NULL);
+    if (!(hc.state_dir = strdup(state)))
+        return 2;
 
     json_object *cfg_obj = json_tokener_parse(auth);
     if (!cfg_obj || !json_object_is_type(cfg_obj, json_type_object)) {
@@ -253,6 +259,7 @@ int main(int argc, char **argv)
     const mc__plugin *auth_plugin = NULL, *engine_plugin = NULL;
     int code = 0;
     int rc = mc__registry_new(&reg, NULL, &err);
+    mc__registry_set_log(reg, &hc);
     if (!rc)
         rc = mc__registry_get(reg, MC_PLUGIN_AUTH, provider, &auth_plugin, &err);
     if (!rc)
@@ -262,10 +269,10 @@ int main(int argc, char **argv)
     if (!rc) {
         const mc_auth_ops *aops = auth_plugin->desc->ops;
         if (aops->validate)
-            aops->validate(&cfg);
+            aops->validate(&hc, &cfg);
         for (size_t i = 0; i < diag.n; i++)
             fprintf(stderr, "oauth-probe: config: %s\n", diag.lines[i]);
-        rc = aops->oauth_profile(&cfg, &p.profile, &err);
+        rc = aops->oauth_profile(&hc, &cfg, &p.profile, &err);
     }
     if (rc) {
         code = report(err, rc);
@@ -274,7 +281,7 @@ int main(int argc, char **argv)
     p.engine = engine_plugin->desc->ops;
     const char *secret = jstr(cfg_obj, "client_secret");
     if (secret)
-        mc__redact_add(secret);
+        mc__redact_add(&hc, secret);
     p.req = (mc_oauth_request){
         .size = sizeof(mc_oauth_request),
         .server = server,
@@ -297,7 +304,7 @@ int main(int argc, char **argv)
         code = op_token(&p, threads);
     } else if (!strcmp(op, "invalidate")) {
         char *t = token_file ? read_file_trimmed(token_file) : NULL;
-        rc = p.engine->invalidate(&p.req, t, &err);
+        rc = p.engine->invalidate(&hc, &p.req, t, &err);
         if (t) {
             OPENSSL_cleanse(t, strlen(t));
             free(t);
@@ -306,8 +313,8 @@ int main(int argc, char **argv)
         if (!rc)
             printf("ok invalidate\n");
     } else if (!strcmp(op, "browser") || !strcmp(op, "paste") || !strcmp(op, "device")) {
-        mc_oauth_authorize_opts o = {
-            .size = sizeof o,
+        mc_oauth_authorize_options o = {
+            .version = MC_OAUTH_AUTHORIZE_OPTIONS_VERSION,
             .flow = !strcmp(op, "browser") ? MC_FLOW_AUTH_CODE
                     : !strcmp(op, "paste") ? MC_FLOW_PASTE : MC_FLOW_DEVICE,
             .port = port,
@@ -316,7 +323,7 @@ int main(int argc, char **argv)
             .say = say,
             .ask = ask,
         };
-        rc = p.engine->authorize(&p.req, &o, &err);
+        rc = p.engine->authorize(&hc, &p.req, &o, &err);
         code = report(err, rc);
         if (!rc)
             printf("ok %s\n", op);
@@ -327,20 +334,20 @@ int main(int argc, char **argv)
             code = 2;
             goto done;
         }
-        rc = p.engine->import_refresh(&p.req, t, &err);
+        rc = p.engine->import_refresh(&hc, &p.req, t, &err);
         OPENSSL_cleanse(t, strlen(t));
         free(t);
         code = report(err, rc);
         if (!rc)
             printf("ok import\n");
     } else if (!strcmp(op, "revoke")) {
-        rc = p.engine->revoke(&p.req, &err);
+        rc = p.engine->revoke(&hc, &p.req, &err);
         code = report(err, rc);
         if (!rc)
             printf("ok revoke\n");
     } else if (!strcmp(op, "status")) {
-        mc_oauth_status st;
-        rc = p.engine->status(&p.req, &st);
+        mc_token_status st = { .version = MC_TOKEN_STATUS_VERSION };
+        rc = p.engine->status(&hc, &p.req, &st);
         if (rc) {
             printf("error code=%s\n", mc_error_name(rc));
             code = 1;
@@ -357,5 +364,6 @@ done:
     mc__registry_free(reg);
     mc__diag_free(&diag);
     json_object_put(cfg_obj);
+    mc__hc_destroy(&hc);
     return code;
 }

@@ -135,7 +135,7 @@ static int dialogue(mc_stream *s, const mc_transport_ops *ops, const mc_connect_
                                  "the server does not offer STARTTLS");
         if ((rc = command(s, "STARTTLS", MC_STAGE_STARTTLS, 220, text, sizeof(text), err)) < 0)
             return rc;
-        if ((rc = ops->starttls(s, o, err)) < 0)
+        if ((rc = ops->starttls(s->hc, s, o, err)) < 0)
             return rc;
         if ((rc = command(s, "EHLO tls-probe.test", MC_STAGE_EHLO, 250, text, sizeof(text),
                           err)) < 0)
@@ -179,19 +179,21 @@ int main(int argc, char **argv)
         else
             return usage();
     }
-    mc__log_setup(getenv("TLS_PROBE_DEBUG") ? MC_LOG_DEBUG : MC_LOG_WARN, NULL, NULL);
+    mc_host_ctx hc;   /* the probe's own context: its lines to stderr */
+    mc__hc_init(&hc, getenv("TLS_PROBE_DEBUG") ? MC_LOG_DEBUG : MC_LOG_WARN, NULL, NULL);
 
     mc_err *err = NULL;
     mc__registry *reg = NULL;
     const mc__plugin *plugin = NULL;
     mc_stream *s = NULL;
     int rc = mc__registry_new(&reg, NULL, &err);
+    mc__registry_set_log(reg, &hc);
     if (rc == 0)
         rc = mc__registry_get(reg, MC_PLUGIN_TRANSPORT, transport, &plugin, &err);
     if (rc == 0) {
         const mc_transport_ops *ops = plugin->desc->ops;
         bool starttls = ops->starttls != NULL;
-        rc = ops->connect(&s, &o, &err);
+        rc = ops->connect(&hc, &s, &o, &err);
         if (rc == 0)
             rc = dialogue(s, ops, &o, starttls, flood_bytes, &err);
         if (rc == 0)
@@ -211,5 +213,6 @@ int main(int argc, char **argv)
     }
     mc_error_free(err);
     mc__registry_free(reg);
+    mc__hc_destroy(&hc);
     return status;
 }

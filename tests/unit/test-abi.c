@@ -11,6 +11,15 @@
  *
  * 1.1 appended mc_stream_ops.set_read_deadline and mc_connect_opts.deadline_ms
  * (the 1.0 members are where they were; see test_minor_growth).
+ *
+ * 2.0: every transport, auth and engine op and the host's log, redact,
+ * secret and tcp_connect take the context (mc_host_ctx *) first; mc_stream
+ * gained hc; mc_host_api gained state_dir and token_store; the engine ops
+ * gained begin, finish, device_begin and device_wait; the authorize options,
+ * the token status and the device authorization are the public structs of
+ * mailconn.h (mc_oauth_authorize_options, mc_token_status, mc_oauth_device),
+ * frozen here with mc_token_store_ops and mc_token_identity, which reach the
+ * engine through host->token_store.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -41,7 +50,7 @@ typedef struct abi_num {
 
 static const abi_num struct_sizes[] = {
     SIZE(mc_stream_ops, 40, 8),
-    SIZE(mc_stream, 96, 8),
+    SIZE(mc_stream, 104, 8),
     SIZE(mc_connect_opts, 48, 8),
     SIZE(mc_transport_ops, 32, 8),
     SIZE(mc_credentials, 16, 8),
@@ -49,10 +58,13 @@ static const abi_num struct_sizes[] = {
     SIZE(mc_oauth_profile, 9264, 8),
     SIZE(mc_auth_ops, 80, 8),
     SIZE(mc_oauth_request, 104, 8),
-    SIZE(mc_oauth_authorize_opts, 56, 8),
-    SIZE(mc_oauth_status, 32, 8),
-    SIZE(mc_oauth_engine_ops, 56, 8),
-    SIZE(mc_host_api, 144, 8),
+    SIZE(mc_oauth_authorize_options, 56, 8),
+    SIZE_MIN(mc_token_status, 392, 8),   /* versioned: only appended to */
+    SIZE(mc_oauth_device, 40, 8),
+    SIZE(mc_oauth_engine_ops, 88, 8),
+    SIZE(mc_token_store_ops, 64, 8),
+    SIZE(mc_token_identity, 40, 8),
+    SIZE(mc_host_api, 160, 8),
     SIZE(mc_plugin_desc, 40, 8),
     SIZE_MIN(mc_err, 120, 8),
     SIZE_MIN(mc_rcpt_result, 40, 8),
@@ -69,6 +81,7 @@ static const abi_num struct_members[] = {
     MEMBER(mc_stream, peer_verified, 9, 1),
     MEMBER(mc_stream, tls_version, 10, 16),
     MEMBER(mc_stream, tls_cipher, 26, 64),
+    MEMBER(mc_stream, hc, 96, 8),                        /* 2.0 */
     MEMBER(mc_connect_opts, size, 0, 8),
     MEMBER(mc_connect_opts, host, 8, 8),
     MEMBER(mc_connect_opts, port, 16, 2),
@@ -122,19 +135,44 @@ static const abi_num struct_members[] = {
     MEMBER(mc_oauth_request, timeout_s, 88, 4),
     MEMBER(mc_oauth_request, refresh_margin_s, 92, 4),
     MEMBER(mc_oauth_request, profile, 96, 8),
-    MEMBER(mc_oauth_authorize_opts, size, 0, 8),
-    MEMBER(mc_oauth_authorize_opts, flow, 8, 4),
-    MEMBER(mc_oauth_authorize_opts, port, 12, 4),
-    MEMBER(mc_oauth_authorize_opts, browser, 16, 8),
-    MEMBER(mc_oauth_authorize_opts, wait_s, 24, 4),
-    MEMBER(mc_oauth_authorize_opts, say, 32, 8),
-    MEMBER(mc_oauth_authorize_opts, ask, 40, 8),
-    MEMBER(mc_oauth_authorize_opts, payload, 48, 8),
-    MEMBER(mc_oauth_status, stored, 0, 1),
-    MEMBER(mc_oauth_status, identity_mismatch, 1, 1),
-    MEMBER(mc_oauth_status, access_expires, 8, 8),
-    MEMBER(mc_oauth_status, refresh_issued, 16, 8),
-    MEMBER(mc_oauth_status, refresh_used, 24, 8),
+    MEMBER(mc_oauth_authorize_options, version, 0, 4),
+    MEMBER(mc_oauth_authorize_options, flow, 4, 4),
+    MEMBER(mc_oauth_authorize_options, port, 8, 4),
+    MEMBER(mc_oauth_authorize_options, browser, 16, 8),
+    MEMBER(mc_oauth_authorize_options, wait_s, 24, 4),
+    MEMBER(mc_oauth_authorize_options, say, 32, 8),
+    MEMBER(mc_oauth_authorize_options, ask, 40, 8),
+    MEMBER(mc_oauth_authorize_options, payload, 48, 8),
+    MEMBER(mc_token_status, version, 0, 4),
+    MEMBER(mc_token_status, stored, 4, 1),
+    MEMBER(mc_token_status, identity_mismatch, 5, 1),
+    MEMBER(mc_token_status, access_expires, 8, 8),
+    MEMBER(mc_token_status, refresh_issued, 16, 8),
+    MEMBER(mc_token_status, refresh_used, 24, 8),
+    MEMBER(mc_token_status, days_left, 32, 4),
+    MEMBER(mc_token_status, warning, 36, 64),
+    MEMBER(mc_token_status, store_code, 100, 4),
+    MEMBER(mc_token_status, store_message, 104, 256),
+    MEMBER(mc_token_status, grant, 360, 32),
+    MEMBER(mc_oauth_device, user_code, 0, 8),
+    MEMBER(mc_oauth_device, verification_uri, 8, 8),
+    MEMBER(mc_oauth_device, verification_uri_complete, 16, 8),
+    MEMBER(mc_oauth_device, expires_in, 24, 4),
+    MEMBER(mc_oauth_device, interval, 28, 4),
+    MEMBER(mc_oauth_device, device_code, 32, 8),
+    MEMBER(mc_token_store_ops, size, 0, 8),
+    MEMBER(mc_token_store_ops, lock, 8, 8),
+    MEMBER(mc_token_store_ops, unlock, 16, 8),
+    MEMBER(mc_token_store_ops, load, 24, 8),
+    MEMBER(mc_token_store_ops, save, 32, 8),
+    MEMBER(mc_token_store_ops, remove, 40, 8),
+    MEMBER(mc_token_store_ops, pending_put, 48, 8),
+    MEMBER(mc_token_store_ops, pending_take, 56, 8),
+    MEMBER(mc_token_identity, server, 0, 8),
+    MEMBER(mc_token_identity, provider, 8, 8),
+    MEMBER(mc_token_identity, client_id, 16, 8),
+    MEMBER(mc_token_identity, user, 24, 8),
+    MEMBER(mc_token_identity, token_url, 32, 8),
     MEMBER(mc_oauth_engine_ops, size, 0, 8),
     MEMBER(mc_oauth_engine_ops, token, 8, 8),
     MEMBER(mc_oauth_engine_ops, invalidate, 16, 8),
@@ -142,6 +180,10 @@ static const abi_num struct_members[] = {
     MEMBER(mc_oauth_engine_ops, import_refresh, 32, 8),
     MEMBER(mc_oauth_engine_ops, revoke, 40, 8),
     MEMBER(mc_oauth_engine_ops, status, 48, 8),
+    MEMBER(mc_oauth_engine_ops, begin, 56, 8),           /* 2.0 */
+    MEMBER(mc_oauth_engine_ops, finish, 64, 8),
+    MEMBER(mc_oauth_engine_ops, device_begin, 72, 8),
+    MEMBER(mc_oauth_engine_ops, device_wait, 80, 8),
     MEMBER(mc_host_api, size, 0, 8),
     MEMBER(mc_host_api, abi_major, 8, 2),
     MEMBER(mc_host_api, abi_minor, 10, 2),
@@ -161,6 +203,8 @@ static const abi_num struct_members[] = {
     MEMBER(mc_host_api, tcp_connect, 120, 8),
     MEMBER(mc_host_api, file_replace, 128, 8),
     MEMBER(mc_host_api, run_command, 136, 8),
+    MEMBER(mc_host_api, state_dir, 144, 8),              /* 2.0 */
+    MEMBER(mc_host_api, token_store, 152, 8),
     MEMBER(mc_plugin_desc, abi_major, 0, 2),
     MEMBER(mc_plugin_desc, abi_minor, 2, 2),
     MEMBER(mc_plugin_desc, kind, 4, 4),
@@ -192,8 +236,8 @@ static const abi_num struct_members[] = {
 };
 
 static const abi_num constants[] = {
-    CONST(MC_PLUGIN_ABI_MAJOR, 1),
-    CONST(MC_PLUGIN_ABI_MINOR, 1),
+    CONST(MC_PLUGIN_ABI_MAJOR, 2),
+    CONST(MC_PLUGIN_ABI_MINOR, 0),
     CONST(MC_PLUGIN_TRANSPORT, 1),
     CONST(MC_PLUGIN_AUTH, 2),
     CONST(MC_PLUGIN_OAUTH_ENGINE, 3),
@@ -202,6 +246,8 @@ static const abi_num constants[] = {
     CONST(MC_FLOW_DEVICE, 4),
     CONST(MC_FLOW_CLIENT_CREDENTIALS, 8),
     CONST(MC_URL_MAX, 2048),
+    CONST(MC_TOKEN_STATUS_VERSION, 1),
+    CONST(MC_OAUTH_AUTHORIZE_OPTIONS_VERSION, 1),
     CONST(MC_LOG_ERROR, 0),
     CONST(MC_LOG_WARN, 1),
     CONST(MC_LOG_INFO, 2),
@@ -274,8 +320,8 @@ static void check_table(const abi_num *t, size_t n)
 static void test_abi_version(void **state)
 {
     (void)state;
-    assert_int_equal(MC_PLUGIN_ABI_MAJOR, 1);
-    assert_int_equal(MC_PLUGIN_ABI_MINOR, 1);
+    assert_int_equal(MC_PLUGIN_ABI_MAJOR, 2);
+    assert_int_equal(MC_PLUGIN_ABI_MINOR, 0);
     assert_string_equal(MC_PLUGIN_ENTRY_SYMBOL, "mc_plugin_entry");
 }
 
@@ -312,12 +358,15 @@ static void test_descriptor_head(void **state)
     assert_int_equal(offsetof(mc_oauth_profile, size), 0);
     assert_int_equal(offsetof(mc_oauth_request, size), 0);
     assert_int_equal(offsetof(mc_connect_opts, size), 0);
-    assert_int_equal(offsetof(mc_oauth_authorize_opts, size), 0);
+    assert_int_equal(offsetof(mc_oauth_authorize_options, version), 0);
+    assert_int_equal(offsetof(mc_token_status, version), 0);
+    assert_int_equal(offsetof(mc_token_store_ops, size), 0);
     assert_int_equal(offsetof(mc_stream, ops), 0);
 }
 
 /* A member added in a minor is read only when the table is large enough:
- * a 1.0 table (its size as 1.0 compiled it) has no 1.1 member. */
+ * a table of an older minor (its size as that minor compiled it) lacks the
+ * newer members. (1.0 -> 1.1 is the example kept: 2.0 has no minor yet.) */
 static void test_minor_growth(void **state)
 {
     (void)state;

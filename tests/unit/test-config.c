@@ -79,7 +79,6 @@ static int group_teardown(void **state)
 {
     (void)state;
     mc__registry_free(reg);
-    mc__redact_reset();
     return 0;
 }
 

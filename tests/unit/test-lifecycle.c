@@ -136,6 +136,31 @@ static char *write_tmp(const char *text)
     return path;
 }
 
+/* Options version 2: a context whose config is held in memory reloads
+ * from new text (config_json), still in memory; bad text keeps the old. */
+static void test_reload_config_json(void **state)
+{
+    (void)state;
+    mc_err *err = NULL;
+    mc_context_options o = MC_CONTEXT_OPTIONS_INIT;
+    o.config_json = "{\"servers\": [" SRV("a", ", \"default\": true") "]}";
+    mc_context *ctx = NULL;
+    assert_int_equal(mc_context_new(&ctx, &o, &err), 0);
+    mc_context_options n = MC_CONTEXT_OPTIONS_INIT;
+    n.config_json = "{\"servers\": [" SRV("a", "") ", " SRV("b", ", \"default\": true") "]}";
+    assert_int_equal(mc_context_reload(ctx, &n, &err), 0);
+    assert_non_null(mc_context_server(ctx, "b"));
+    assert_string_equal(mc_server_name(mc_context_server(ctx, NULL)), "b");
+    assert_null(mc_context_config_path(ctx));
+    n.config_json = "{\"servers\": [{\"name\": \"c\", \"port\": 0}]}";
+    assert_int_equal(mc_context_reload(ctx, &n, &err), MC_ECONFIG);
+    assert_true(err->n_diags >= 1);
+    mc_error_free(err);
+    assert_non_null(mc_context_server(ctx, "b"));
+    assert_null(mc_context_server(ctx, "c"));
+    mc_context_free(ctx);
+}
+
 static void test_reload_errors_keep_the_old_config(void **state)
 {
     (void)state;
@@ -210,6 +235,7 @@ int main(void)
         cmocka_unit_test(test_swap_keeps_unchanged_pools),
         cmocka_unit_test(test_swap_refuses_null),
         cmocka_unit_test(test_reload_errors_keep_the_old_config),
+        cmocka_unit_test(test_reload_config_json),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

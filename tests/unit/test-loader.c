@@ -4,7 +4,9 @@
  * Purpose-made plugins come from tests/unit/badplugins (built into
  * <build>/tests/unit/badplugins): one per defect, plus auth-probe, a well
  * formed plugin whose constructor counts opens in $MC_TEST_PLUGIN_OPENS and
- * whose entry logs one line, so a test can tell whether a file was opened.
+ * whose entry notes its name in $MC_TEST_PLUGIN_ENTRIES, so a test can tell
+ * whether a file was opened and its entry called. The registry's lines go
+ * to a host context of the test's own (thc).
  * Each test that copies plugins gets its own temporary folder.
  */
 #include <stdarg.h>
@@ -45,6 +47,7 @@ typedef struct captured {
 } captured;
 
 static captured logs;
+static mc_host_ctx thc;
 
 static void capture(mc_log_level level, const char *line, void *payload)
 {
@@ -65,6 +68,7 @@ static void logs_clear(void)
     free(logs.lines);
     logs.lines = NULL;
     logs.n = 0;
+    unsetenv("MC_TEST_PLUGIN_ENTRIES");   /* the entries called go with the lines */
 }
 
 /* Lines containing every one of the (NULL-terminated) substrings. */
@@ -85,6 +89,20 @@ static size_t count_lines(const char *first, ...)
     return n;
 }
 
+/* How many times the entry of test plugin `name` (NULL: any) was called. */
+static size_t entry_count(const char *name)
+{
+    const char *v = getenv("MC_TEST_PLUGIN_ENTRIES");
+    size_t n = 0;
+    for (const char *p = v; p && *p;) {
+        size_t len = strcspn(p, ";");
+        if (!name || (strlen(name) == len && strncmp(p, name, len) == 0))
+            n++;
+        p += len + (p[len] == ';');
+    }
+    return n;
+}
+
 static void dump_logs(void)
 {
     for (size_t i = 0; i < logs.n; i++)
@@ -95,14 +113,15 @@ static int setup(void **state)
 {
     (void)state;
     logs_clear();
-    mc__log_setup(MC_LOG_DEBUG, capture, &logs);
+    mc__hc_init(&thc, MC_LOG_DEBUG, capture, &logs);
+    unsetenv("MC_TEST_PLUGIN_ENTRIES");
     return 0;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    mc__log_setup(MC_LOG_WARN, NULL, NULL);
+    mc__hc_destroy(&thc);
     logs_clear();
     return 0;
 }
@@ -212,6 +231,7 @@ static mc__registry *registry_of(const char *const *dirs, size_t n)
     assert_int_equal(mc__registry_new_dirs(&reg, dirs, n, &err), 0);
     assert_null(err);
     assert_non_null(reg);
+    mc__registry_set_log(reg, &thc);
     return reg;
 }
 
@@ -254,16 +274,19 @@ static const struct {
     const char *file;
     const char *reason;
     bool        entry_called;
+    bool        abi_line;     /* the line is "<file>: <reason>" */
 } bad_cases[] = {
-    { "auth-abimajor.so", "wrong ABI version 2.0 (the core speaks 1.1: the major must match)", true },
-    { "auth-abiminor.so", "wrong ABI version 1.2 (newer than the core's 1.1)", true },
-    { "auth-noentry.so", "missing entry symbol mc_plugin_entry", false },
-    { "auth-badkind.so", "unknown kind 9", true },
-    { "auth-misnamed.so", "descriptor name \"other\" differs from the file name (\"misnamed\")", true },
-    { "auth-nullops.so", "NULL ops table", true },
-    { "auth-smallops.so", "ops table too small (size 8, ABI 1.0 needs 80)", true },
-    { "auth-nodesc.so", "mc_plugin_entry returned no descriptor", true },
-    { "transport-wrongkind.so", "kind auth does not match the file name (expected transport)", true },
+    { "auth-abimajor.so", "built for ABI 3.0, this is 2.0", true, true },
+    { "auth-abiminor.so", "wrong ABI version 2.1 (newer than the core's 2.0)", true, false },
+    { "auth-noentry.so", "missing entry symbol mc_plugin_entry", false, false },
+    { "auth-badkind.so", "unknown kind 9", true, false },
+    { "auth-misnamed.so", "descriptor name \"other\" differs from the file name (\"misnamed\")", true, false },
+    { "auth-nullops.so", "NULL ops table", true, false },
+    { "auth-smallops.so", "ops table too small (size 8, ABI 2.0 needs 80)", true, false },
+    { "auth-nodesc.so", "mc_plugin_entry returned no descriptor", true, false },
+    { "transport-wrongkind.so", "kind auth does not match the file name (expected transport)", true, false },
+    { "auth-abi1.so", "built for ABI 1.0, this is 2.0", true, true },
+    { "auth-abi1-1.so", "built for ABI 1.1, this is 2.0", true, true },
 };
 #define N_BAD (sizeof(bad_cases) / sizeof(bad_cases[0]))
 
@@ -280,7 +303,10 @@ static void test_bad_plugins_rejected(void **state)
     for (size_t i = 0; i < N_BAD; i++) {
         char *path = path_join(bad_dir, bad_cases[i].file);
         char *line = NULL;
-        assert_true(asprintf(&line, "plugin %s rejected: %s", path, bad_cases[i].reason) > 0);
+        if (bad_cases[i].abi_line)
+            assert_true(asprintf(&line, "%s: %s", path, bad_cases[i].reason) > 0);
+        else
+            assert_true(asprintf(&line, "plugin %s rejected: %s", path, bad_cases[i].reason) > 0);
         if (count_lines(line, NULL) != 1) {
             dump_logs();
             fail_msg("expected one line: %s", line);
@@ -288,9 +314,12 @@ static void test_bad_plugins_rejected(void **state)
         free(line);
         free(path);
     }
-    assert_int_equal(count_lines("rejected", NULL), N_BAD);
+    assert_int_equal(count_lines("rejected", NULL) + count_lines(": built for ABI ", NULL), N_BAD);
+    /* one line each, and nothing else of these plugins is called */
+    assert_int_equal(count_lines("auth-abi1.so: built for ABI 1.0, this is 2.0", NULL), 1);
+    assert_int_equal(entry_count("abi1"), 1);
     /* the entry of a plugin without the entry symbol is never called */
-    assert_int_equal(count_lines("test plugin entry called: noentry", NULL), 0);
+    assert_int_equal(entry_count("noentry"), 0);
 
     /* the good one beside them loaded */
     const mc__plugin *p = NULL;
@@ -311,7 +340,8 @@ static void test_bad_plugins_rejected(void **state)
         { MC_PLUGIN_AUTH, "noentry", 2 },  { MC_PLUGIN_AUTH, "badkind", 3 },
         { MC_PLUGIN_AUTH, "misnamed", 4 }, { MC_PLUGIN_AUTH, "nullops", 5 },
         { MC_PLUGIN_AUTH, "smallops", 6 }, { MC_PLUGIN_AUTH, "nodesc", 7 },
-        { MC_PLUGIN_TRANSPORT, "wrongkind", 8 },
+        { MC_PLUGIN_TRANSPORT, "wrongkind", 8 }, { MC_PLUGIN_AUTH, "abi1", 9 },
+        { MC_PLUGIN_AUTH, "abi1-1", 10 },
     };
     for (size_t i = 0; i < sizeof(again) / sizeof(again[0]); i++) {
         err = NULL;
@@ -327,7 +357,7 @@ static void test_bad_plugins_rejected(void **state)
         mc_error_free(err);
     }
     assert_int_equal(logs.n, lines_before);
-    assert_int_equal(count_lines("test plugin entry called: abimajor", NULL), 1);
+    assert_int_equal(entry_count("abimajor"), 1);
     mc__registry_free(reg);
 }
 
@@ -342,15 +372,42 @@ static void test_lazy_get_rejects_once(void **state)
         const mc__plugin *p = NULL;
         mc_err *err = NULL;
         assert_int_equal(mc__registry_get(reg, MC_PLUGIN_AUTH, "abimajor", &p, &err), MC_EPLUGIN);
-        assert_non_null(strstr(err->message, "/auth-abimajor.so rejected: wrong ABI version 2.0"));
+        assert_non_null(strstr(err->message, "/auth-abimajor.so: built for ABI 3.0, this is 2.0"));
         mc_error_free(err);
     }
-    assert_int_equal(count_lines("test plugin entry called: abimajor", NULL), 1);
-    assert_int_equal(count_lines("auth-abimajor.so rejected", NULL), 1);
+    assert_int_equal(entry_count("abimajor"), 1);
+    assert_int_equal(count_lines("auth-abimajor.so: built for ABI", NULL), 1);
     /* nothing else in the folder was opened */
-    assert_int_equal(count_lines("test plugin entry called", NULL), 1);
+    assert_int_equal(entry_count(NULL), 1);
     assert_int_equal(visit_all(reg, NULL).n, 0);
     mc__registry_free(reg);
+}
+
+/* Two registries (two contexts) with one module: its entry runs once while
+ * either holds it (the entry writes the module's globals: calling it again
+ * under another context's running ops would race), again after both let
+ * it go. */
+static void test_entry_once_per_process(void **state)
+{
+    (void)state;
+    const char *dirs[] = { bad_dir };
+    mc__registry *r1 = registry_of(dirs, 1), *r2 = registry_of(dirs, 1);
+    const mc__plugin *p1 = NULL, *p2 = NULL;
+    mc_err *err = NULL;
+    assert_int_equal(mc__registry_get(r1, MC_PLUGIN_AUTH, "probe", &p1, &err), 0);
+    assert_int_equal(mc__registry_get(r2, MC_PLUGIN_AUTH, "probe", &p2, &err), 0);
+    assert_ptr_equal(p1->desc, p2->desc);
+    assert_int_equal(entry_count("probe"), 1);
+    mc__registry_free(r1);
+    mc__registry *r3 = registry_of(dirs, 1);
+    assert_int_equal(mc__registry_get(r3, MC_PLUGIN_AUTH, "probe", &p1, &err), 0);
+    assert_int_equal(entry_count("probe"), 1);   /* r2 still holds it */
+    mc__registry_free(r2);
+    mc__registry_free(r3);
+    mc__registry *r4 = registry_of(dirs, 1);
+    assert_int_equal(mc__registry_get(r4, MC_PLUGIN_AUTH, "probe", &p1, &err), 0);
+    assert_int_equal(entry_count("probe"), 2);   /* all let go: entered afresh */
+    mc__registry_free(r4);
 }
 
 static void test_missing_and_invalid_names(void **state)
@@ -384,7 +441,7 @@ static void test_missing_and_invalid_names(void **state)
     assert_false(mc__registry_exists(reg, MC_PLUGIN_AUTH, "nothere"));
     assert_false(mc__registry_exists(reg, MC_PLUGIN_TRANSPORT, "probe"));
     assert_int_equal(opens(), before);
-    assert_int_equal(count_lines("test plugin entry called", NULL), 0);
+    assert_int_equal(entry_count(NULL), 0);
 
     mc__registry_free(reg);
     rm_tree(a);
@@ -435,7 +492,7 @@ static void expect_mode_rejection(const char *dir, const char *file, const char 
     mc_error_free(err);
     /* checked with stat before dlopen: the file was never opened */
     assert_int_equal(opens(), before);
-    assert_int_equal(count_lines("test plugin entry called", NULL), 0);
+    assert_int_equal(entry_count(NULL), 0);
     assert_int_equal(mc__registry_load_all(reg), 0);
     assert_int_equal(visit_all(reg, NULL).n, 0);
     mc__registry_free(reg);
@@ -537,7 +594,7 @@ static void test_same_file_loaded_once(void **state)
     assert_string_equal(v.last->file, real);
     free(real);
     assert_int_equal(opens(), before + 1);
-    assert_int_equal(count_lines("test plugin entry called: probe", NULL), 1);
+    assert_int_equal(entry_count("probe"), 1);
     assert_int_equal(count_lines("skipped", NULL), 0);
     assert_int_equal(count_lines("rejected", NULL), 0);
 
@@ -710,7 +767,7 @@ static void test_good_plugins_load_beside_bad(void **state)
     const char *dirs[] = { bad_dir, providers_dir, transports_dir };
     mc__registry *reg = registry_of(dirs, 3);
     assert_int_equal(mc__registry_load_all(reg), 0);
-    assert_int_equal(count_lines("rejected", NULL), N_BAD);
+    assert_int_equal(count_lines("rejected", NULL) + count_lines(": built for ABI ", NULL), N_BAD);
 
     static const char *const providers[] = { "basic", "google", "manual", "microsoft" };
     for (size_t i = 0; i < 4; i++) {
@@ -829,7 +886,7 @@ static void expect_validate(const mc_auth_ops *ops, const char *json, const char
 {
     tcfg t;
     tcfg_init(&t, json);
-    ops->validate(&t.cfg);
+    ops->validate(&thc, &t.cfg);
     size_t n = 0;
     while (want[n])
         n++;
@@ -955,7 +1012,7 @@ static void test_manual_profile(void **state)
                   "\"scope\":\"smtp offline\",\"params\":{\"audience\":\"mail\"}}");
     mc_oauth_profile prof;
     mc_err *err = NULL;
-    assert_int_equal(ops->oauth_profile(&t.cfg, &prof, &err), 0);
+    assert_int_equal(ops->oauth_profile(&thc, &t.cfg, &prof, &err), 0);
     assert_int_equal(prof.size, sizeof(prof));
     assert_string_equal(prof.token_url, "https://idp.example/token");
     assert_string_equal(prof.device_authorization_url, "https://idp.example/device");
@@ -995,7 +1052,7 @@ static void test_google(void **state)
     tcfg_init(&t, "{\"user\":\"me@gmail.com\",\"client_id\":\"id\"}");
     mc_oauth_profile prof;
     mc_err *err = NULL;
-    assert_int_equal(ops->oauth_profile(&t.cfg, &prof, &err), 0);
+    assert_int_equal(ops->oauth_profile(&thc, &t.cfg, &prof, &err), 0);
     assert_string_equal(prof.authorization_url, "https://accounts.google.com/o/oauth2/v2/auth");
     assert_string_equal(prof.token_url, "https://oauth2.googleapis.com/token");
     assert_string_equal(prof.device_authorization_url, "https://oauth2.googleapis.com/device/code");
@@ -1026,7 +1083,7 @@ static void test_google(void **state)
                   "\"token_url\":\"http://127.0.0.1:9999/token\",\"scope\":\"s1 s2\","
                   "\"authorization_url\":\"http://localhost:9999/auth\","
                   "\"params\":{\"login_hint\":\"me@gmail.com\",\"prompt\":\"select_account\"}}");
-    assert_int_equal(ops->oauth_profile(&t.cfg, &prof, &err), 0);
+    assert_int_equal(ops->oauth_profile(&thc, &t.cfg, &prof, &err), 0);
     assert_string_equal(prof.token_url, "http://127.0.0.1:9999/token");
     assert_string_equal(prof.authorization_url, "http://localhost:9999/auth");
     assert_string_equal(prof.revocation_url, "https://oauth2.googleapis.com/revoke");
@@ -1037,7 +1094,7 @@ static void test_google(void **state)
     assert_null(prof.params[3]);
     /* the same parameters are handed out once (the profile borrows them) */
     mc_oauth_profile again;
-    assert_int_equal(ops->oauth_profile(&t.cfg, &again, &err), 0);
+    assert_int_equal(ops->oauth_profile(&thc, &t.cfg, &again, &err), 0);
     assert_ptr_equal(again.params, prof.params);
     assert_null(err);
     tcfg_free(&t);
@@ -1061,7 +1118,7 @@ static void test_microsoft(void **state)
 
     /* defaults: login.microsoftonline.com, tenant common */
     tcfg_init(&t, "{\"user\":\"me@contoso.com\",\"client_id\":\"id\"}");
-    assert_int_equal(ops->oauth_profile(&t.cfg, &prof, &err), 0);
+    assert_int_equal(ops->oauth_profile(&thc, &t.cfg, &prof, &err), 0);
     assert_string_equal(prof.authorization_url,
                         "https://login.microsoftonline.com/common/oauth2/v2.0/authorize");
     assert_string_equal(prof.token_url, "https://login.microsoftonline.com/common/oauth2/v2.0/token");
@@ -1131,7 +1188,7 @@ static void test_microsoft(void **state)
     EXPECT_OK(ops, "{\"user\":\"me@contoso.com\",\"client_id\":\"id\","
                 "\"authority\":\"https://login.microsoftonline.us/\","
                 "\"tenant\":\"contoso.onmicrosoft.com\"}");
-    assert_int_equal(ops->oauth_profile(&t.cfg, &prof, &err), 0);
+    assert_int_equal(ops->oauth_profile(&thc, &t.cfg, &prof, &err), 0);
     assert_string_equal(prof.authorization_url,
                         "https://login.microsoftonline.us/contoso.onmicrosoft.com/oauth2/v2.0/authorize");
     assert_string_equal(prof.token_url,
@@ -1143,7 +1200,7 @@ static void test_microsoft(void **state)
     /* an explicit token_url wins over authority + tenant */
     tcfg_init(&t, "{\"user\":\"me@contoso.com\",\"client_id\":\"id\",\"tenant\":\"organizations\","
                   "\"token_url\":\"http://127.0.0.1:8080/mock/token\"}");
-    assert_int_equal(ops->oauth_profile(&t.cfg, &prof, &err), 0);
+    assert_int_equal(ops->oauth_profile(&thc, &t.cfg, &prof, &err), 0);
     assert_string_equal(prof.token_url, "http://127.0.0.1:8080/mock/token");
     assert_string_equal(prof.authorization_url,
                         "https://login.microsoftonline.com/organizations/oauth2/v2.0/authorize");
@@ -1154,12 +1211,12 @@ static void test_microsoft(void **state)
                   "\"grant\":\"client_credentials\",\"client_secret_env\":\"MS_SECRET\"}");
     EXPECT_OK(ops, "{\"user\":\"me@contoso.com\",\"client_id\":\"id\",\"tenant\":\"contoso.com\","
                 "\"grant\":\"client_credentials\",\"client_secret_env\":\"MS_SECRET\"}");
-    assert_int_equal(ops->oauth_profile(&t.cfg, &prof, &err), 0);
+    assert_int_equal(ops->oauth_profile(&thc, &t.cfg, &prof, &err), 0);
     assert_string_equal(prof.scope, "https://outlook.office365.com/.default");
     tcfg_free(&t);
     tcfg_init(&t, "{\"user\":\"me@contoso.com\",\"client_id\":\"id\",\"grant\":\"client_credentials\","
                   "\"client_secret_env\":\"MS_SECRET\",\"scope\":\"https://outlook.office365.us/.default\"}");
-    assert_int_equal(ops->oauth_profile(&t.cfg, &prof, &err), 0);
+    assert_int_equal(ops->oauth_profile(&thc, &t.cfg, &prof, &err), 0);
     assert_string_equal(prof.scope, "https://outlook.office365.us/.default");
     tcfg_free(&t);
     assert_null(err);
@@ -1203,7 +1260,7 @@ static void test_basic(void **state)
     tcfg_init(&t, "{\"user\":\"app\",\"password_env\":\"MC_TEST_LOADER_PW\"}");
     mc_credentials cred = { NULL, NULL };
     mc_err *err = NULL;
-    if (ops->credentials(&t.cfg, &cred, &err) != 0)
+    if (ops->credentials(&thc, &t.cfg, &cred, &err) != 0)
         fail_msg("credentials: %s", err ? err->message : "?");
     assert_string_equal(cred.user, "app");
     assert_string_equal(cred.password, "s3cret-relay-pw");
@@ -1216,7 +1273,7 @@ static void test_basic(void **state)
     assert_int_equal(unsetenv("MC_TEST_LOADER_PW"), 0);
     tcfg_init(&t, "{\"user\":\"app\",\"password_env\":\"MC_TEST_LOADER_PW\"}");
     cred = (mc_credentials){ NULL, NULL };
-    assert_int_equal(ops->credentials(&t.cfg, &cred, &err), MC_ESECRET);
+    assert_int_equal(ops->credentials(&thc, &t.cfg, &cred, &err), MC_ESECRET);
     assert_non_null(err);
     assert_null(cred.password);
     mc_error_free(err);
@@ -1229,6 +1286,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_bad_plugins_rejected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lazy_get_rejects_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_entry_once_per_process, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_and_invalid_names, setup, teardown),
         cmocka_unit_test_setup_teardown(test_file_names, setup, teardown),
         cmocka_unit_test_setup_teardown(test_writable_file_rejected, setup, teardown),

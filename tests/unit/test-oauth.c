@@ -26,8 +26,9 @@ static char log_text[16384];
 static char *redacted[64];
 static size_t n_redacted;
 
-static void t_log(mc_log_level level, const char *fmt, ...)
+static void t_log(mc_host_ctx *hc, mc_log_level level, const char *fmt, ...)
 {
+    (void)hc;
     (void)level;
     va_list ap;
     va_start(ap, fmt);
@@ -39,8 +40,9 @@ static void t_log(mc_log_level level, const char *fmt, ...)
     va_end(ap);
 }
 
-static void t_redact(const char *s)
+static void t_redact(mc_host_ctx *hc, const char *s)
 {
+    (void)hc;
     if (n_redacted < 64)
         redacted[n_redacted++] = strdup(s);
 }
@@ -107,6 +109,25 @@ static int t_run_command(const char *c, int t, char **out, mc_err **err)
     return t_error(err, MC_ESECRET, MC_OUTCOME_CONFIG, MC_STAGE_OAUTH, "no commands here");
 }
 
+/* the context handle the tests pass: a state folder and, when set, an
+ * application's token store (the engine asks the host for both) */
+struct mc_host_ctx {
+    const char               *state_dir;
+    const mc_token_store_ops *store;
+    void                     *store_arg;
+};
+
+static const char *t_state_dir(mc_host_ctx *hc)
+{
+    return hc ? hc->state_dir : NULL;
+}
+
+static const mc_token_store_ops *t_token_store(mc_host_ctx *hc, void **store_out)
+{
+    *store_out = hc ? hc->store_arg : NULL;
+    return hc ? hc->store : NULL;
+}
+
 static const mc_host_api test_host = {
     .size = sizeof(mc_host_api),
     .abi_major = MC_PLUGIN_ABI_MAJOR,
@@ -120,6 +141,8 @@ static const mc_host_api test_host = {
     .error = t_error,
     .file_replace = t_file_replace,
     .run_command = t_run_command,
+    .state_dir = t_state_dir,
+    .token_store = t_token_store,
 };
 
 static const mc_oauth_engine_ops *engine;
@@ -141,7 +164,15 @@ typedef struct fixture {
     char             state[300];
     mc_oauth_profile profile;
     mc_oauth_request req;
+    mc__oauth_op     op;
 } fixture;
+
+/* the op the store functions work with, for the request as it is now */
+static mc__oauth_op *OP(fixture *f)
+{
+    assert_int_equal(mc__oauth_op_init(&f->op, NULL, &f->req, NULL), 0);
+    return &f->op;
+}
 
 static int setup(void **state)
 {
@@ -458,7 +489,7 @@ static void store_tokens(fixture *f, const char *at, long long expires_at, const
     s.refresh_used_at = 1700000500;
     s.scope = strdup("https://mail.google.com/");
     mc_err *err = NULL;
-    assert_int_equal(mc__oauth_store_save(&f->req, &s, &err), 0);
+    assert_int_equal(mc__oauth_store_save(OP(f), &f->req, &s, &err), 0);
     assert_null(err);
     mc__oauth_store_clear(&s);
 }
@@ -476,7 +507,7 @@ static void store_round_trip_modes(void **state)
 
     mc__oauth_store s;
     bool found = false;
-    assert_int_equal(mc__oauth_store_load(&f->req, &s, &found, NULL), 0);
+    assert_int_equal(mc__oauth_store_load(OP(f), &f->req, &s, &found, NULL), 0);
     assert_true(found);
     assert_true(mc__oauth_store_identity_matches(&f->req, &s));
     assert_string_equal(s.provider, "microsoft");
@@ -494,12 +525,12 @@ static void store_round_trip_modes(void **state)
     /* the engine hands out the cached token without any request */
     char *tok = NULL;
     mc_err *err = NULL;
-    assert_int_equal(engine->token(&f->req, &tok, &err), 0);
+    assert_int_equal(engine->token(NULL, &f->req, &tok, &err), 0);
     assert_string_equal(tok, "AT-stored");
     mc__oauth_wipe_free(tok);
 
-    mc_oauth_status st;
-    assert_int_equal(engine->status(&f->req, &st), 0);
+    mc_token_status st = { .version = MC_TOKEN_STATUS_VERSION };
+    assert_int_equal(engine->status(NULL, &f->req, &st), 0);
     assert_true(st.stored);
     assert_false(st.identity_mismatch);
     assert_true(st.access_expires == 1900000000LL);
@@ -511,7 +542,7 @@ static void store_round_trip_modes(void **state)
     assert_non_null(fp);
     fputs("{\"identity\":", fp);
     fclose(fp);
-    assert_int_equal(mc__oauth_store_load(&f->req, &s, &found, &err), MC_EFILE);
+    assert_int_equal(mc__oauth_store_load(OP(f), &f->req, &s, &found, &err), MC_EFILE);
     assert_non_null(err);
     err_free(err);
 }
@@ -523,7 +554,7 @@ static void store_identity_mismatch_refused(void **state)
     f->req.user = "someone-else@example.org";
     char *tok = NULL;
     mc_err *err = NULL;
-    assert_int_equal(engine->token(&f->req, &tok, &err), MC_EAUTH);
+    assert_int_equal(engine->token(NULL, &f->req, &tok, &err), MC_EAUTH);
     assert_null(tok);
     assert_int_equal(err->outcome, MC_OUTCOME_AUTH);
     assert_non_null(strstr(err->message, "another identity"));
@@ -531,15 +562,15 @@ static void store_identity_mismatch_refused(void **state)
     assert_string_equal(err->hint, "authorize server s1 again");
     assert_int_equal(err->action, MC_ACTION_REAUTHORIZE);
     err_free(err);
-    mc_oauth_status st;
-    assert_int_equal(engine->status(&f->req, &st), 0);
+    mc_token_status st = { .version = MC_TOKEN_STATUS_VERSION };
+    assert_int_equal(engine->status(NULL, &f->req, &st), 0);
     assert_false(st.stored);
     assert_true(st.identity_mismatch);
     /* another token endpoint is another identity too */
     f->req.user = "me@example.org";
     snprintf(f->profile.token_url, MC_URL_MAX, "http://127.0.0.1:2/token");
     err = NULL;
-    assert_int_equal(engine->token(&f->req, &tok, &err), MC_EAUTH);
+    assert_int_equal(engine->token(NULL, &f->req, &tok, &err), MC_EAUTH);
     err_free(err);
 }
 
@@ -548,7 +579,7 @@ static void no_token_stored(void **state)
     fixture *f = *state;
     char *tok = NULL;
     mc_err *err = NULL;
-    assert_int_equal(engine->token(&f->req, &tok, &err), MC_EAUTH);
+    assert_int_equal(engine->token(NULL, &f->req, &tok, &err), MC_EAUTH);
     assert_int_equal(err->outcome, MC_OUTCOME_AUTH);
     assert_string_equal(err->message, "no token stored for server s1");
     assert_string_equal(err->hint, "authorize server s1");
@@ -563,7 +594,7 @@ static void refresh_margin_and_endpoint_down(void **state)
     store_tokens(f, "AT-nearly-expired", mc__oauth_now() + 100, "RT-secret-value");
     char *tok = NULL;
     mc_err *err = NULL;
-    assert_int_equal(engine->token(&f->req, &tok, &err), MC_EOAUTH);
+    assert_int_equal(engine->token(NULL, &f->req, &tok, &err), MC_EOAUTH);
     assert_null(tok);
     assert_int_equal(err->outcome, MC_OUTCOME_TRANSIENT);
     assert_true(err->transient);
@@ -572,7 +603,7 @@ static void refresh_margin_and_endpoint_down(void **state)
     /* with a margin of 60 s, the same token is still good */
     f->req.refresh_margin_s = 60;
     err = NULL;
-    assert_int_equal(engine->token(&f->req, &tok, &err), 0);
+    assert_int_equal(engine->token(NULL, &f->req, &tok, &err), 0);
     assert_string_equal(tok, "AT-nearly-expired");
     mc__oauth_wipe_free(tok);
     /* tokens never reach the log */
@@ -585,15 +616,15 @@ static void invalidate_only_matching(void **state)
     fixture *f = *state;
     store_tokens(f, "AT-current", 1900000000LL, "RT-x");
     mc_err *err = NULL;
-    assert_int_equal(engine->invalidate(&f->req, "AT-older", &err), 0);
+    assert_int_equal(engine->invalidate(NULL, &f->req, "AT-older", &err), 0);
     char *tok = NULL;
-    assert_int_equal(engine->token(&f->req, &tok, &err), 0);
+    assert_int_equal(engine->token(NULL, &f->req, &tok, &err), 0);
     assert_string_equal(tok, "AT-current");
     mc__oauth_wipe_free(tok);
-    assert_int_equal(engine->invalidate(&f->req, "AT-current", &err), 0);
+    assert_int_equal(engine->invalidate(NULL, &f->req, "AT-current", &err), 0);
     mc__oauth_store s;
     bool found = false;
-    assert_int_equal(mc__oauth_store_load(&f->req, &s, &found, NULL), 0);
+    assert_int_equal(mc__oauth_store_load(OP(f), &f->req, &s, &found, NULL), 0);
     assert_true(found);
     assert_null(s.access_token);
     assert_string_equal(s.refresh_token, "RT-x");    /* the refresh token stays */
@@ -605,7 +636,7 @@ static void revoke_without_endpoint_deletes(void **state)
     fixture *f = *state;
     store_tokens(f, "AT-r", 1900000000LL, "RT-r");
     mc_err *err = NULL;
-    assert_int_equal(engine->revoke(&f->req, &err), 0);
+    assert_int_equal(engine->revoke(NULL, &f->req, &err), 0);
     assert_null(err);
     char path[600];
     snprintf(path, sizeof path, "%s/tokens/s1.json", f->state);
@@ -620,7 +651,7 @@ static void bad_server_name_refused(void **state)
     f->req.server = "../escape";
     char *tok = NULL;
     mc_err *err = NULL;
-    assert_int_not_equal(engine->token(&f->req, &tok, &err), 0);
+    assert_int_not_equal(engine->token(NULL, &f->req, &tok, &err), 0);
     assert_non_null(err);
     err_free(err);
 }
@@ -801,41 +832,41 @@ static void refresh_margin_half_lifetime(void **state)
     mc__oauth_store s;
     memset(&s, 0, sizeof s);
     mc_err *err = NULL;
-    assert_int_equal(mc__oauth_store_tokens(&f->req, &s, &t, false, &err), 0);
+    assert_int_equal(mc__oauth_store_tokens(OP(f), &f->req, &s, &t, false, &err), 0);
     mc__oauth_tokens_clear(&t);
     assert_true(s.expires_at - s.access_issued_at == 300);
     s.access_issued_at -= 10;
     s.expires_at -= 10;
-    assert_int_equal(mc__oauth_store_save(&f->req, &s, &err), 0);
+    assert_int_equal(mc__oauth_store_save(OP(f), &f->req, &s, &err), 0);
     char *tok = NULL;
-    assert_int_equal(engine->token(&f->req, &tok, &err), 0);
+    assert_int_equal(engine->token(NULL, &f->req, &tok, &err), 0);
     assert_null(err);
     assert_string_equal(tok, "AT-short");
     mc__oauth_wipe_free(tok);
     /* 100 s left of 300: under half, refreshed (the endpoint is down) */
     s.access_issued_at -= 190;
     s.expires_at -= 190;
-    assert_int_equal(mc__oauth_store_save(&f->req, &s, &err), 0);
-    assert_int_equal(engine->token(&f->req, &tok, &err), MC_EOAUTH);
+    assert_int_equal(mc__oauth_store_save(OP(f), &f->req, &s, &err), 0);
+    assert_int_equal(engine->token(NULL, &f->req, &tok, &err), MC_EOAUTH);
     assert_null(tok);
     err_free(err);
     err = NULL;
     /* expires_at from a hostile file: no overflow, just expired */
     s.access_issued_at = -9223372036854775807LL;
     s.expires_at = 9223372036854775807LL;
-    assert_int_equal(mc__oauth_store_save(&f->req, &s, &err), 0);
-    assert_int_equal(engine->token(&f->req, &tok, &err), 0);
+    assert_int_equal(mc__oauth_store_save(OP(f), &f->req, &s, &err), 0);
+    assert_int_equal(engine->token(NULL, &f->req, &tok, &err), 0);
     mc__oauth_wipe_free(tok);
     s.expires_at = -9223372036854775807LL - 1;
-    assert_int_equal(mc__oauth_store_save(&f->req, &s, &err), 0);
-    assert_int_equal(engine->token(&f->req, &tok, &err), MC_EOAUTH);
+    assert_int_equal(mc__oauth_store_save(OP(f), &f->req, &s, &err), 0);
+    assert_int_equal(engine->token(NULL, &f->req, &tok, &err), MC_EOAUTH);
     err_free(err);
     mc__oauth_store_clear(&s);
     /* the store clamps what a grant says (expires_in arrives clamped) */
     mc__oauth_tokens big = { strdup("AT-big"), NULL, NULL, 9223372036854775807LL };
     memset(&s, 0, sizeof s);
     err = NULL;
-    assert_int_equal(mc__oauth_store_tokens(&f->req, &s, &big, false, &err), 0);
+    assert_int_equal(mc__oauth_store_tokens(OP(f), &f->req, &s, &big, false, &err), 0);
     assert_true(s.expires_at - s.access_issued_at == 365LL * 86400);
     mc__oauth_tokens_clear(&big);
     mc__oauth_store_clear(&s);
@@ -853,7 +884,7 @@ static void expect_refused(fixture *f, const char *path, const char *what)
     mc__oauth_store s;
     bool found = true;
     mc_err *err = NULL;
-    assert_int_equal(mc__oauth_store_load(&f->req, &s, &found, &err), MC_EFILE);
+    assert_int_equal(mc__oauth_store_load(OP(f), &f->req, &s, &found, &err), MC_EFILE);
     assert_false(found);
     assert_non_null(err);
     if (!strstr(err->message, path) || !strstr(err->message, what))
@@ -867,20 +898,20 @@ static void expect_refused(fixture *f, const char *path, const char *what)
     memset(&s, 0, sizeof s);
     s.access_token = strdup("AT-root");
     s.refresh_token = strdup("RT-root");
-    assert_int_equal(mc__oauth_store_save(&f->req, &s, &err), MC_EFILE);
+    assert_int_equal(mc__oauth_store_save(OP(f), &f->req, &s, &err), MC_EFILE);
     assert_non_null(strstr(err->message, path));
     mc__oauth_store_clear(&s);
     err_free(err);
     err = NULL;
     char *tok = NULL;
-    assert_int_equal(engine->token(&f->req, &tok, &err), MC_EFILE);
+    assert_int_equal(engine->token(NULL, &f->req, &tok, &err), MC_EFILE);
     assert_null(tok);
     assert_int_equal(err->outcome, MC_OUTCOME_CONFIG);
     err_free(err);
     /* status() has no error record: the log names what is wrong */
     log_text[0] = '\0';
-    mc_oauth_status st;
-    assert_int_equal(engine->status(&f->req, &st), MC_EFILE);
+    mc_token_status st = { .version = MC_TOKEN_STATUS_VERSION };
+    assert_int_equal(engine->status(NULL, &f->req, &st), MC_EFILE);
     assert_false(st.stored);
     assert_non_null(strstr(log_text, path));
 }
@@ -900,7 +931,7 @@ static void store_refuses_what_it_does_not_own(void **state)
     assert_int_equal(chmod(f->state, 0755), 0);     /* readable is fine */
     mc__oauth_store s;
     bool found = false;
-    assert_int_equal(mc__oauth_store_load(&f->req, &s, &found, NULL), 0);
+    assert_int_equal(mc__oauth_store_load(OP(f), &f->req, &s, &found, NULL), 0);
     assert_true(found);
     mc__oauth_store_clear(&s);
 
@@ -956,6 +987,288 @@ static void store_refuses_what_it_does_not_own(void **state)
     free(file);
 }
 
+/* ------------------------------------------------------------ pending authorizations */
+
+/* the state= value of an authorization URL (malloc'd) */
+static char *state_of(const char *url)
+{
+    const char *p = strstr(url, "&state=");
+    if (!p)
+        p = strstr(url, "?state=");
+    assert_non_null(p);
+    p += 7;
+    return strndup(p, strcspn(p, "&"));
+}
+
+static void pending_file_store_once_private_expiring(void **state)
+{
+    fixture *f = *state;
+    mc__oauth_op *op = OP(f);
+    mc_err *err = NULL;
+    long long now = mc__oauth_now();
+    assert_int_equal(mc__oauth_pending_put(op, "state-one", "{\"x\":1}", 7, now + 600, &err), 0);
+    assert_null(err);
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/pending", f->state);
+    assert_int_equal(mode_of(dir), 0700);
+    /* named by the hex SHA-256 of the state, never by the state */
+    char cmd[2000];
+    snprintf(cmd, sizeof cmd, "test \"$(ls '%s' | wc -l)\" = 1 && ! ls '%s' | grep -q state-one",
+             dir, dir);
+    assert_int_equal(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, "test \"$(stat -c %%a '%s'/*)\" = 600", dir);
+    assert_int_equal(system(cmd), 0);
+    char *data = NULL;
+    size_t len = 0;
+    assert_int_equal(mc__oauth_pending_take(op, "state-other", &data, &len, &err), 0);
+    assert_null(data);
+    assert_int_equal(mc__oauth_pending_take(op, "state-one", &data, &len, &err), 0);
+    assert_non_null(data);
+    assert_int_equal(len, 7);
+    assert_memory_equal(data, "{\"x\":1}", 7);
+    free(data);
+    /* taken once */
+    assert_int_equal(mc__oauth_pending_take(op, "state-one", &data, &len, &err), 0);
+    assert_null(data);
+    /* an expired one is refused */
+    assert_int_equal(mc__oauth_pending_put(op, "state-two", "old", 3, now - 1, &err), 0);
+    assert_int_equal(mc__oauth_pending_take(op, "state-two", &data, &len, &err), 0);
+    assert_null(data);
+    /* one older than 600 s (by its file) is swept by the next put */
+    assert_int_equal(mc__oauth_pending_put(op, "state-three", "aged", 4, now + 600, &err), 0);
+    snprintf(cmd, sizeof cmd, "touch -d @%lld '%s'/*", now - 700, dir);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(mc__oauth_pending_put(op, "state-four", "new", 3, now + 600, &err), 0);
+    snprintf(cmd, sizeof cmd, "test \"$(ls '%s' | wc -l)\" = 1", dir);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(mc__oauth_pending_take(op, "state-three", &data, &len, &err), 0);
+    assert_null(data);
+    /* an unsafe folder is refused like tokens/ */
+    assert_int_equal(chmod(dir, 0755), 0);
+    assert_int_equal(mc__oauth_pending_put(op, "state-five", "x", 1, now + 600, &err), MC_EFILE);
+    assert_non_null(strstr(err->message, "open to group or others"));
+    err_free(err);
+}
+
+static void begin_finish_state_checked(void **state)
+{
+    fixture *f = *state;
+    f->req.redirect_uri = "http://127.0.0.1:9/callback";
+    char *url = NULL;
+    mc_err *err = NULL;
+    assert_int_equal(engine->begin(NULL, &f->req, &url, &err), 0);
+    assert_null(err);
+    assert_non_null(strcasestr(url, "&redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcallback"));
+    assert_non_null(strstr(url, "code_challenge_method=S256"));
+    char *st = state_of(url);
+    free(url);
+    char cb[512];
+    /* a wrong state: refused, nothing stored */
+    snprintf(cb, sizeof cb, "http://127.0.0.1:9/callback?code=C1&state=%s-not", st);
+    assert_int_equal(engine->finish(NULL, &f->req, cb, &err), MC_EOAUTH);
+    assert_non_null(strstr(err->message, "unknown"));
+    err_free(err);
+    err = NULL;
+    /* another identity's pending authorization is not this one's */
+    f->req.client_id = "client-2";
+    snprintf(cb, sizeof cb, "http://127.0.0.1:9/callback?code=C1&state=%s", st);
+    assert_int_equal(engine->finish(NULL, &f->req, cb, &err), MC_EOAUTH);
+    assert_non_null(strstr(err->message, "another server or identity"));
+    err_free(err);
+    err = NULL;
+    /* ...and that used it up */
+    f->req.client_id = "client-1";
+    assert_int_equal(engine->finish(NULL, &f->req, cb, &err), MC_EOAUTH);
+    assert_non_null(strstr(err->message, "used already"));
+    err_free(err);
+    err = NULL;
+    free(st);
+
+    /* the right state reaches the token endpoint (closed here) with the
+     * verifier; the state is used up whatever the endpoint says */
+    assert_int_equal(engine->begin(NULL, &f->req, &url, &err), 0);
+    st = state_of(url);
+    free(url);
+    snprintf(cb, sizeof cb, "http://127.0.0.1:9/callback?code=C2&state=%s", st);
+    log_text[0] = '\0';
+    assert_int_equal(engine->finish(NULL, &f->req, cb, &err), MC_EOAUTH);
+    assert_int_equal(err->outcome, MC_OUTCOME_TRANSIENT);
+    assert_non_null(strstr(log_text, "POST http://127.0.0.1:1/token"));
+    err_free(err);
+    err = NULL;
+    assert_int_equal(engine->finish(NULL, &f->req, cb, &err), MC_EOAUTH);
+    assert_non_null(strstr(err->message, "used already"));
+    err_free(err);
+    err = NULL;
+    free(st);
+
+    /* access_denied: MC_EAUTH, and the pending one is gone */
+    assert_int_equal(engine->begin(NULL, &f->req, &url, &err), 0);
+    st = state_of(url);
+    free(url);
+    snprintf(cb, sizeof cb, "http://127.0.0.1:9/callback?error=access_denied&state=%s", st);
+    assert_int_equal(engine->finish(NULL, &f->req, cb, &err), MC_EAUTH);
+    assert_int_equal(err->outcome, MC_OUTCOME_AUTH);
+    assert_non_null(strstr(err->message, "denied"));
+    err_free(err);
+    err = NULL;
+    snprintf(cb, sizeof cb, "http://127.0.0.1:9/callback?code=C3&state=%s", st);
+    assert_int_equal(engine->finish(NULL, &f->req, cb, &err), MC_EOAUTH);
+    err_free(err);
+    err = NULL;
+    free(st);
+    /* not a URL at all */
+    assert_int_equal(engine->finish(NULL, &f->req, "not a url", &err), MC_EINVAL);
+    err_free(err);
+    err = NULL;
+    /* nothing was ever stored */
+    mc_token_status ts = { .version = MC_TOKEN_STATUS_VERSION };
+    assert_int_equal(engine->status(NULL, &f->req, &ts), 0);
+    assert_false(ts.stored);
+    /* without a redirect_uri there is nothing to begin */
+    f->req.redirect_uri = NULL;
+    assert_int_equal(engine->begin(NULL, &f->req, &url, &err), MC_EINVAL);
+    err_free(err);
+}
+
+/* an application's own store: records in memory, nothing on disk */
+typedef struct mem_store {
+    char  *rec;
+    size_t len;
+    char   pend_state[64];
+    char  *pend;
+    size_t pend_len;
+    int    locks, unlocks, saves, takes;
+} mem_store;
+
+static int m_lock(void *st, const mc_token_identity *id, long long d, mc_err **err)
+{
+    (void)id; (void)d; (void)err;
+    ((mem_store *)st)->locks++;
+    return 0;
+}
+static void m_unlock(void *st, const mc_token_identity *id)
+{
+    (void)id;
+    ((mem_store *)st)->unlocks++;
+}
+static int m_load(void *st, const mc_token_identity *id, char **data, size_t *len, mc_err **err)
+{
+    (void)err;
+    mem_store *m = st;
+    assert_string_equal(id->server, "s1");
+    assert_string_equal(id->client_id, "client-1");
+    *data = NULL;
+    *len = 0;
+    if (m->rec) {
+        *data = malloc(m->len + 1);
+        memcpy(*data, m->rec, m->len + 1);
+        *len = m->len;
+    }
+    return 0;
+}
+static int m_save(void *st, const mc_token_identity *id, const char *data, size_t len,
+                  mc_err **err)
+{
+    (void)id; (void)err;
+    mem_store *m = st;
+    free(m->rec);
+    m->rec = strndup(data, len);
+    m->len = len;
+    m->saves++;
+    return 0;
+}
+static int m_remove(void *st, const mc_token_identity *id, mc_err **err)
+{
+    (void)id; (void)err;
+    mem_store *m = st;
+    free(m->rec);
+    m->rec = NULL;
+    return 0;
+}
+static int m_put(void *st, const char *state, const char *data, size_t len, long long exp,
+                 mc_err **err)
+{
+    (void)exp; (void)err;
+    mem_store *m = st;
+    snprintf(m->pend_state, sizeof m->pend_state, "%s", state);
+    free(m->pend);
+    m->pend = strndup(data, len);
+    m->pend_len = len;
+    return 0;
+}
+static int m_take(void *st, const char *state, char **data, size_t *len, mc_err **err)
+{
+    (void)err;
+    mem_store *m = st;
+    m->takes++;
+    *data = NULL;
+    if (m->pend && !strcmp(state, m->pend_state)) {
+        *data = m->pend;
+        *len = m->pend_len;
+        m->pend = NULL;
+    }
+    return 0;
+}
+
+static const mc_token_store_ops mem_ops = {
+    sizeof(mc_token_store_ops), m_lock, m_unlock, m_load, m_save, m_remove, m_put, m_take,
+};
+
+static void application_store_used(void **state)
+{
+    fixture *f = *state;
+    mem_store m;
+    memset(&m, 0, sizeof m);
+    mc_host_ctx hc = { NULL, &mem_ops, &m };
+    mc__oauth_op op;
+    assert_int_equal(mc__oauth_op_init(&op, &hc, &f->req, NULL), 0);
+    assert_false(op.builtin);
+    /* a record saved through the ops is what the engine hands out */
+    mc__oauth_store s;
+    memset(&s, 0, sizeof s);
+    s.access_token = strdup("AT-in-memory");
+    s.expires_at = 1900000000LL;
+    s.refresh_token = strdup("RT-in-memory");
+    mc_err *err = NULL;
+    assert_int_equal(mc__oauth_store_save(&op, &f->req, &s, &err), 0);
+    mc__oauth_store_clear(&s);
+    assert_non_null(strstr(m.rec, "\"identity\""));
+    char *tok = NULL;
+    assert_int_equal(engine->token(&hc, &f->req, &tok, &err), 0);
+    assert_string_equal(tok, "AT-in-memory");
+    mc__oauth_wipe_free(tok);
+    mc_token_status ts = { .version = MC_TOKEN_STATUS_VERSION };
+    assert_int_equal(engine->status(&hc, &f->req, &ts), 0);
+    assert_true(ts.stored);
+    /* an invalidate goes through its lock */
+    assert_int_equal(engine->invalidate(&hc, &f->req, "AT-in-memory", &err), 0);
+    assert_int_equal(m.locks, 1);
+    assert_int_equal(m.unlocks, 1);
+    assert_null(strstr(m.rec, "AT-in-memory"));
+    /* pending authorizations too */
+    f->req.redirect_uri = "https://app.example/cb";
+    char *url = NULL;
+    assert_int_equal(engine->begin(&hc, &f->req, &url, &err), 0);
+    char *st = state_of(url);
+    assert_string_equal(st, m.pend_state);
+    assert_non_null(strstr(m.pend, "\"verifier\""));
+    char cb[256];
+    snprintf(cb, sizeof cb, "https://app.example/cb?error=access_denied&state=%s", st);
+    assert_int_equal(engine->finish(&hc, &f->req, cb, &err), MC_EAUTH);
+    err_free(err);
+    err = NULL;
+    assert_int_equal(m.takes, 1);
+    assert_null(m.pend);
+    free(st);
+    free(url);
+    /* revoke (no endpoint) removes the record */
+    assert_int_equal(engine->revoke(&hc, &f->req, &err), 0);
+    assert_null(m.rec);
+    /* and not a file was written */
+    assert_int_equal(access(f->state, F_OK), -1);
+}
+
 static void store_save_creates_private_and_leaves_no_temp(void **state)
 {
     fixture *f = *state;
@@ -973,7 +1286,7 @@ static void store_save_creates_private_and_leaves_no_temp(void **state)
     assert_int_equal(system(cmd), 0);
     mc__oauth_store s;
     bool found = false;
-    assert_int_equal(mc__oauth_store_load(&f->req, &s, &found, NULL), 0);
+    assert_int_equal(mc__oauth_store_load(OP(f), &f->req, &s, &found, NULL), 0);
     assert_string_equal(s.access_token, "AT-2");
     mc__oauth_store_clear(&s);
     /* a token file whose token would break SASL framing is not valid */
@@ -984,11 +1297,11 @@ static void store_save_creates_private_and_leaves_no_temp(void **state)
           "\"access_token\":\"AT\\r\\nQUIT\",\"expires_at\":1900000000}", fp);
     fclose(fp);
     mc_err *err = NULL;
-    assert_int_equal(mc__oauth_store_load(&f->req, &s, &found, &err), MC_EFILE);
+    assert_int_equal(mc__oauth_store_load(OP(f), &f->req, &s, &found, &err), MC_EFILE);
     err_free(err);
     /* an import with a control character is refused before any request */
     err = NULL;
-    assert_int_equal(engine->import_refresh(&f->req, "RT\r\nX", &err), MC_EINVAL);
+    assert_int_equal(engine->import_refresh(NULL, &f->req, "RT\r\nX", &err), MC_EINVAL);
     assert_non_null(strstr(err->message, "control character"));
     err_free(err);
     free(tokens);
@@ -1026,6 +1339,9 @@ int main(void)
         cmocka_unit_test(device_answer_clamped),
         cmocka_unit_test_setup_teardown(refresh_margin_half_lifetime, setup, teardown),
         cmocka_unit_test_setup_teardown(store_refuses_what_it_does_not_own, setup, teardown),
+        cmocka_unit_test_setup_teardown(pending_file_store_once_private_expiring, setup, teardown),
+        cmocka_unit_test_setup_teardown(begin_finish_state_checked, setup, teardown),
+        cmocka_unit_test_setup_teardown(application_store_used, setup, teardown),
         cmocka_unit_test_setup_teardown(store_save_creates_private_and_leaves_no_temp, setup,
                                         teardown),
     };

@@ -87,13 +87,16 @@ static void auth_free(authcfg *a)
     free(a->cfg.path);
 }
 
+/* The context secrets are registered in. */
+static mc_host_ctx thc;
+
 /* Resolve `name` from `json`; on failure *msg gets the error message. */
 static int resolve(const char *json, const char *name, char **out, char **msg)
 {
     authcfg a;
     auth_new(&a, json);
     mc_err *err = NULL;
-    int rc = mc__secret_resolve(&a.cfg, name, out, &err);
+    int rc = mc__secret_resolve(&thc, &a.cfg, name, out, &err);
     if (msg)
         *msg = err ? strdup(err->message) : NULL;
     if (rc < 0) {
@@ -122,7 +125,7 @@ static void test_inline_is_registered_for_redaction(void **state)
     char *v = NULL;
     assert_int_equal(resolve("{\"password\":\"inline-Pa55word\"}", "password", &v, NULL), 0);
     assert_string_equal(v, "inline-Pa55word");
-    char *red = mc__redact_dup("AUTH with inline-Pa55word now");
+    char *red = mc__redact_dup(&thc, "AUTH with inline-Pa55word now");
     assert_string_equal(red, "AUTH with <redacted> now");
     free(red);
     mc__secret_free(v);
@@ -258,7 +261,7 @@ static void test_command_first_line(void **state)
     assert_int_equal(resolve("{\"client_secret_command\":\"printf 'cmd-secret-7\\\\r\\\\nnext\\\\n'\"}",
                              "client_secret", &v, NULL), 0);
     assert_string_equal(v, "cmd-secret-7");
-    char *red = mc__redact_dup("x=cmd-secret-7");
+    char *red = mc__redact_dup(&thc, "x=cmd-secret-7");
     assert_string_equal(red, "x=<redacted>");
     free(red);
     mc__secret_free(v);
@@ -525,10 +528,10 @@ static void capture(mc_log_level level, const char *line, void *payload)
 static void test_log_and_error_escaped(void **state)
 {
     (void)state;
-    mc__log_setup(MC_LOG_DEBUG, capture, NULL);
-    mc__log(MC_LOG_TRANSCRIPT, "S: %s", "554 \x1b]0;pwn\x07 \x1b[2J");
+    mc__log_setup(&thc, MC_LOG_DEBUG, capture, NULL);
+    mc__log(&thc, MC_LOG_TRANSCRIPT, "S: %s", "554 \x1b]0;pwn\x07 \x1b[2J");
     assert_string_equal(last_line, "S: 554 \\x1b]0;pwn\\x07 \\x1b[2J");
-    mc__log_setup(MC_LOG_WARN, NULL, NULL);
+    mc__log_setup(&thc, MC_LOG_WARN, NULL, NULL);
     free(last_line);
     last_line = NULL;
 
@@ -574,7 +577,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_escape, setup, teardown),
         cmocka_unit_test_setup_teardown(test_log_and_error_escaped, setup, teardown),
     };
+    mc__hc_init(&thc, MC_LOG_WARN, NULL, NULL);
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    mc__redact_reset();
+    mc__hc_destroy(&thc);
     return rc;
 }

@@ -1,7 +1,9 @@
 /* Purpose-made plugins for test-loader: one source, each variant built with
- * its own -D flags (see meson.build). Every variant logs one line from its
- * entry and bumps $MC_TEST_PLUGIN_OPENS from a constructor, so the test can
- * tell whether the loader opened the file and called the entry. */
+ * its own -D flags (see meson.build). Every variant notes a call of its
+ * entry (appending "<name>;" to $MC_TEST_PLUGIN_ENTRIES: at entry there is
+ * no context to log to) and bumps $MC_TEST_PLUGIN_OPENS from a constructor,
+ * so the test can tell whether the loader opened the file and called the
+ * entry. */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -62,6 +64,10 @@ __attribute__((constructor)) static void count_open(void)
 MC_PLUGIN_EXPORT const mc_plugin_desc *BAD_ENTRY(const mc_host_api *host);
 const mc_plugin_desc *BAD_ENTRY(const mc_host_api *host)
 {
-    host->log(MC_LOG_WARN, "test plugin entry called: %s", BAD_NAME);
+    (void)host;
+    const char *v = getenv("MC_TEST_PLUGIN_ENTRIES");
+    char buf[1024];
+    snprintf(buf, sizeof(buf), "%s%s;", v ? v : "", BAD_NAME);
+    setenv("MC_TEST_PLUGIN_ENTRIES", buf, 1);
     return BAD_DESC;
 }
