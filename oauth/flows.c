@@ -105,12 +105,15 @@ static int check_redirect(const mc_oauth_request *req, const mc__oauth_redirect 
 {
     if (r->error) {
         int rc;
-        if (!strcmp(r->error, "access_denied"))
+        mc_err *before = err ? *err : NULL;
+        if (!strcmp(r->error, "access_denied")) {
             rc = mc__oauth_fail(err, MC_EAUTH, MC_OUTCOME_AUTH, NULL,
                                 "authorization for server %s was denied (%s%s%s)", req->server,
                                 r->error, r->error_description ? ": " : "",
                                 r->error_description ? r->error_description : "");
-        else
+            if (err && *err && *err != before)
+                (*err)->action = MC_ACTION_GRANT_CONSENT;
+        } else
             rc = mc__oauth_fail(err, MC_EOAUTH, MC_OUTCOME_PERMANENT, NULL,
                                 "authorization for server %s failed (%s%s%s)", req->server,
                                 r->error, r->error_description ? ": " : "",
@@ -821,15 +824,16 @@ int mc__oauth_finish(mc__oauth_op *op, const mc_oauth_request *req, const char *
     if (rc)
         goto out;
     if (r.error) {
-        if (!strcmp(r.error, "access_denied"))
-            /* TODO(action): set err->action = GRANT_CONSENT once mc_err has
-             * `action` (another part of issue 10 adds it) */
+        if (!strcmp(r.error, "access_denied")) {
+            mc_err *before = err ? *err : NULL;
             rc = mc__oauth_fail(err, MC_EAUTH, MC_OUTCOME_AUTH,
                                 "the person did not grant consent: start again and accept",
                                 "authorization for server %s was denied (%s%s%s)", req->server,
                                 r.error, r.error_description ? ": " : "",
                                 r.error_description ? r.error_description : "");
-        else
+            if (err && *err && *err != before)
+                (*err)->action = MC_ACTION_GRANT_CONSENT;
+        } else
             rc = mc__oauth_fail(err, MC_EOAUTH, MC_OUTCOME_PERMANENT, NULL,
                                 "authorization for server %s failed (%s%s%s)", req->server,
                                 r.error, r.error_description ? ": " : "",

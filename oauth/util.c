@@ -758,8 +758,11 @@ int mc__oauth_error_from(long status, const char *body, size_t len,
         code = mc__oauth_fail(err, MC_ECONFIG, MC_OUTCOME_CONFIG, h,
                               "OAuth server for server %s refused the client (%s)", server, shown);
     } else if (!strcmp(error, "access_denied")) {
+        mc_err *before = err ? *err : NULL;
         code = mc__oauth_fail(err, MC_EAUTH, MC_OUTCOME_AUTH, phint,
                               "authorization for server %s was denied (%s)", server, shown);
+        if (err && *err && *err != before)
+            (*err)->action = MC_ACTION_GRANT_CONSENT;
     } else if (!strcmp(error, "expired_token")) {
         code = mc__oauth_fail(err, MC_EOAUTH, MC_OUTCOME_TRANSIENT, phint,
                               "authorization for server %s expired before it was approved (%s)",
