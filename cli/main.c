@@ -123,6 +123,8 @@ static char *cli_hint(const char *hint)
         { "the browser or paste flow", "`mailconn auth --paste` or `mailconn auth --browser`" },
         { "the paste or device flow", "--paste or --device" },
         { "the device flow again", "`mailconn auth --device` again" },
+        { "use the device flow", "use `mailconn auth --device`" },
+        { "give its path explicitly or in $MAILCONN_CONFIG", "name it with --config or $MAILCONN_CONFIG" },
     };
     static const char srv[] = "authorize server ";
     const char *p = hint;

@@ -1712,8 +1712,8 @@ int mc__config_load(mc__config **out, const char *path, mc_err **err)
         mc__error_set(err, MC_EFILE, MC_OUTCOME_CONFIG, MC_STAGE_CONFIG,
                       "%s: cannot read the config: %s", path, strerror(e));
         if (e == ENOENT && err)
-            mc__error_hint(*err, "write one (see examples/ and README \"Configuration\"), or name "
-                                 "it with --config or $MAILCONN_CONFIG; mailconn looks in "
+            mc__error_hint(*err, "write one (see examples/ and README \"Configuration\"), or give "
+                                 "its path explicitly or in $MAILCONN_CONFIG; mailconn looks in "
                                  "$XDG_CONFIG_HOME/mailconn/config.json, then "
                                  "/etc/mailconn/config.json");
         return MC_EFILE;

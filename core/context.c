@@ -114,7 +114,7 @@ int mc_context_new(mc_context **out, const mc_context_options *opts_in, mc_err *
                                    "no server named \"%s\" in %s", opts.server, where);
             else
                 rc = mc__error_set(err, MC_ENOSERVER, MC_OUTCOME_USAGE, MC_STAGE_CONFIG,
-                                   "no default server in %s: name one with --server, or mark one "
+                                   "no default server in %s: name a server, or mark one "
                                    "\"default\": true", where);
             goto fail;
         }

@@ -267,7 +267,7 @@ int mc_oauth_authorize(mc_context *ctx, const char *server, const mc_oauth_autho
                            flow_name(flow),
                            flow == MC_FLOW_DEVICE && strcmp(srv->auth_provider, "google") == 0
                                ? " (Google does not grant the Gmail scope to devices: use "
-                                 "--paste or --browser)" : "");
+                                 "the paste or browser flow)" : "");
         mc__oauth_request_free(&r);
         return rc;
     }

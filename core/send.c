@@ -425,7 +425,7 @@ static mc_server *find_server(mc__gen *gen, const char *name, mc_err **err)
                           "no server named \"%s\"", name);
         else
             mc__error_set(err, MC_ENOSERVER, MC_OUTCOME_USAGE, MC_STAGE_CONFIG,
-                          "no default server: name one with --server, or mark one \"default\": true");
+                          "no default server: name a server, or mark one \"default\": true");
     }
     return srv;
 }

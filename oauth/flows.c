@@ -686,7 +686,7 @@ int mc__oauth_authorize(mc__oauth_op *op, const mc_oauth_request *req,
     }
     if (p->flows && !(p->flows & o->flow))
         return mc__oauth_fail(err, MC_ECONFIG, MC_OUTCOME_CONFIG,
-                              o->flow == MC_FLOW_DEVICE ? "use --browser or --paste" : "use --device",
+                              o->flow == MC_FLOW_DEVICE ? "use the browser or paste flow" : "use the device flow",
                               "the provider of server %s does not allow this flow", req->server);
     if (o->flow == MC_FLOW_DEVICE)
         return flow_device(op, req, o, err);

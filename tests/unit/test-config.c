@@ -889,7 +889,8 @@ static void test_load_missing(void **state)
     snprintf(want, sizeof(want), "%s: cannot read the config: %s", path, strerror(ENOENT));
     assert_string_equal(err->message, want);
     assert_non_null(err->hint);                  /* says where mailconn looks */
-    assert_non_null(strstr(err->hint, "--config"));
+    assert_non_null(strstr(err->hint, "$MAILCONN_CONFIG"));
+    assert_null(strstr(err->hint, "--config"));   /* UI-neutral: no CLI option */
     mc_error_free(err);
 
     /* a syntax error names the file */
