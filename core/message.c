@@ -1261,8 +1261,12 @@ int mc__message_parse_sendmail(mc_message **out, const char *data, size_t len, m
 {
     if (!out || (!data && len))
         return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_MESSAGE, "no data");
-    /* an mbox "From " line first: dropped */
-    if (len >= 5 && memcmp(data, "From ", 5) == 0) {
+    /* an mbox "From " line first: dropped; "From  : a@b" is a header (the
+     * obsolete syntax allows blanks before the colon), not an mbox line */
+    size_t k = 4;
+    while (k < len && (data[k] == ' ' || data[k] == '\t'))
+        k++;
+    if (len >= 5 && memcmp(data, "From ", 5) == 0 && !(k < len && data[k] == ':')) {
         const char *nl = memchr(data, '\n', len);
         size_t skip = nl ? (size_t)(nl - data) + 1 : len;
         data += skip;
