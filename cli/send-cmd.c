@@ -154,7 +154,7 @@ static void batch_one(batch *b, const char *file)
             addr = NULL;
         if (rc == 0)
             rc = mc_message_set_envelope_from(msg, addr ? addr : b->from, &err);
-        free(addr);
+        mc_free(addr);
     }
     if (rc == 0 && (b->dsn[0] || b->dsn[1] || b->dsn[2]))
         rc = mc_message_set_dsn(msg, b->dsn[0], b->dsn[1], b->dsn[2], &err);
@@ -220,8 +220,8 @@ static int set_from(mc_message *msg, const char *from, mc_err **err)
     rc = mc_message_set_from(msg, addr, name && *name ? name : NULL, err);
     if (rc == 0)
         rc = mc_message_set_envelope_from(msg, addr, err);
-    free(name);
-    free(addr);
+    mc_free(name);
+    mc_free(addr);
     return rc;
 }
 

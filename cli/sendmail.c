@@ -25,7 +25,7 @@ static const char *submit_helper(const cli *c)
         return NULL;
     char *path = mc_config_find(NULL);
     bool readable = path && access(path, R_OK) == 0;
-    free(path);   /* mc_free once the library has it (another helper's work): free() */
+    mc_free(path);
     if (readable)
         return NULL;
     return mc_submit_helper_path();

@@ -38,15 +38,16 @@ static int apply_text(mc_context *ctx, char *text, size_t len, mc_err **err)
     return rc;
 }
 
-int mc_context_put_server(mc_context *ctx, const char *server_json, mc_err **err)
+/* One edit: build the next config's text from the current one (put or
+ * remove), then apply it; ctx->edit_lock held from the read to the swap. */
+typedef int edit_fn(char **text, size_t *len, const mc__config *cfg, const char *arg, mc_err **err);
+
+static int edit(mc_context *ctx, edit_fn *fn, const char *arg, mc_err **err)
 {
-    if (!ctx || !server_json)
-        return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_NONE,
-                             "no context or server");
     pthread_mutex_lock(&ctx->edit_lock);
     char *text = NULL;
     size_t len = 0;
-    int rc = ctx->cfg ? mc__config_put_text(&text, &len, ctx->cfg, server_json, err)
+    int rc = ctx->cfg ? fn(&text, &len, ctx->cfg, arg, err)
                       : mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_NONE,
                                       "the context has no config");
     if (rc < 0) {
@@ -56,22 +57,20 @@ int mc_context_put_server(mc_context *ctx, const char *server_json, mc_err **err
     return apply_text(ctx, text, len, err);
 }
 
+int mc_context_put_server(mc_context *ctx, const char *server_json, mc_err **err)
+{
+    if (!ctx || !server_json)
+        return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_NONE,
+                             "no context or server");
+    return edit(ctx, mc__config_put_text, server_json, err);
+}
+
 int mc_context_remove_server(mc_context *ctx, const char *name, mc_err **err)
 {
     if (!ctx || !name)
         return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_NONE,
                              "no context or server name");
-    pthread_mutex_lock(&ctx->edit_lock);
-    char *text = NULL;
-    size_t len = 0;
-    int rc = ctx->cfg ? mc__config_remove_text(&text, &len, ctx->cfg, name, err)
-                      : mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_NONE,
-                                      "the context has no config");
-    if (rc < 0) {
-        pthread_mutex_unlock(&ctx->edit_lock);
-        return rc;
-    }
-    return apply_text(ctx, text, len, err);
+    return edit(ctx, mc__config_remove_text, name, err);
 }
 
 int mc_context_config_json(char **out, const mc_context *ctx)

@@ -737,9 +737,9 @@ int  mc_message_set_dsn(mc_message *msg, const char *notify, const char *ret, co
  * without a domain passes); an obsolete source route "<@a:b@c>" is dropped.
  * Use it for what a user typed (mailconn send --from 'Name <a@b>'):
  * mc_message_set_from(msg, address, display_name, &err).
- * @param address       out: the address; release with free()
+ * @param address       out: the address; release with mc_free()
  * @param display_name  out: the name, or NULL when there is none (release
- *                      with free()); pass NULL when only the address is wanted
+ *                      with mc_free()); pass NULL when only the address is wanted
  * @param mailbox       one mailbox (not a list, no line break)
  * @return 0, MC_EMESSAGE (no address, "<>", more than one mailbox,
  *         unbalanced quotes, comment or angle brackets, a line break, a bad

@@ -192,7 +192,7 @@ int main(int argc, char **argv)
         rc = mc_oauth_begin(&url, ctx, server, arg, &err);
         if (rc == 0)
             printf("url %s\n", url);
-        free(url);   /* TODO: mc_free once mailconn.h declares it */
+        mc_free(url);
     } else if (!strcmp(cmd, "finish") && arg) {
         if ((rc = mc_oauth_finish(ctx, server, arg, &err)) == 0)
             printf("ok finish\n");
