@@ -56,7 +56,7 @@ const char *mc_stage_name(mc_stage stage)
         [MC_STAGE_AUTH] = "auth",       [MC_STAGE_MAIL] = "mail",
         [MC_STAGE_RCPT] = "rcpt",       [MC_STAGE_DATA] = "data",
         [MC_STAGE_QUIT] = "quit",       [MC_STAGE_OAUTH] = "oauth",
-        [MC_STAGE_MESSAGE] = "message", [MC_STAGE_QUEUE] = "queue",
+        [MC_STAGE_MESSAGE] = "message", [MC_STAGE_QUEUE] = "queue", [MC_STAGE_PROXY] = "proxy",
     };
     if ((unsigned)stage < sizeof(names) / sizeof(names[0]) && names[stage])
         return names[stage];

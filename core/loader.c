@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -150,7 +151,7 @@ static const struct {
     const char    *prefix;
     size_t         ops_min;   /* size of the ops table of ABI 2.0 */
 } kinds[] = {
-    { MC_PLUGIN_TRANSPORT,    "transport-", sizeof(mc_transport_ops) },
+    { MC_PLUGIN_TRANSPORT,    "transport-", offsetof(mc_transport_ops, keys) },
     { MC_PLUGIN_AUTH,         "auth-",      sizeof(mc_auth_ops) },
     { MC_PLUGIN_OAUTH_ENGINE, "engine-",    sizeof(mc_oauth_engine_ops) },
 };
@@ -162,6 +163,9 @@ const char *mc__plugin_kind_name(mc_plugin_kind kind)
     case MC_PLUGIN_TRANSPORT: return "transport";
     case MC_PLUGIN_AUTH: return "auth";
     case MC_PLUGIN_OAUTH_ENGINE: return "oauth-engine";
+    case MC_PLUGIN_PROXY: return "proxy";
+    case MC_PLUGIN_TOKEN_STORE: return "token-store";
+    case MC_PLUGIN_TLS_ENGINE: return "tls-engine";
     }
     return "unknown";
 }

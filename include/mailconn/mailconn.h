@@ -85,6 +85,7 @@ typedef enum mc_stage {
     MC_STAGE_OAUTH,
     MC_STAGE_MESSAGE,
     MC_STAGE_QUEUE,         /* the spool: writing, reading, locking a queued message */
+    MC_STAGE_PROXY,         /* reaching the server through its proxy (SOCKS5, HTTP CONNECT) */
 } mc_stage;
 
 /** The server's reply to one recipient. */

@@ -22,7 +22,10 @@ extern "C" {
 #endif
 
 #define MC_PLUGIN_ABI_MAJOR 2
-#define MC_PLUGIN_ABI_MINOR 0   /* 2.0: the context handle (mc_host_ctx) passed
+#define MC_PLUGIN_ABI_MINOR 1   /* 2.1: kinds proxy and token-store; init/fini;
+                                  transport keys/validate/security and
+                                  connect options/proxy; the host's TLS layer.
+                                  2.0: the context handle (mc_host_ctx) passed
                                   to every op and host call that needs it;
                                   1.1 had mc_connect_opts.deadline_ms and
                                   mc_stream_ops.set_read_deadline */
@@ -53,11 +56,18 @@ typedef enum mc_plugin_kind {
     MC_PLUGIN_TRANSPORT = 1,
     MC_PLUGIN_AUTH = 2,
     MC_PLUGIN_OAUTH_ENGINE = 3,   /* internal: engine-oauth.so */
+    MC_PLUGIN_PROXY = 4,          /* 2.1: proxy-<name>.so, ops mc_proxy_ops */
+    MC_PLUGIN_TOKEN_STORE = 5,    /* 2.1: store-<name>.so, ops mc_store_plugin_ops */
+    MC_PLUGIN_TLS_ENGINE = 6,     /* 2.1, internal: engine-tls.so, the host's TLS layer */
 } mc_plugin_kind;
 
 /* ------------------------------------------------------------- streams */
 
 typedef struct mc_stream mc_stream;
+
+/** A plugin's part of the config (a server's "auth", "proxy" or
+ *  "transport_options" object, the top-level "token_store"). Opaque. */
+typedef struct mc_plugin_cfg mc_plugin_cfg;
 
 typedef struct mc_stream_ops {
     size_t size;
@@ -108,7 +118,26 @@ typedef struct mc_connect_opts {
      *  milliseconds, in total; 0: timeout_ms from the call. A transport that
      *  connects through another (a proxy) passes the same deadline on. */
     int64_t     deadline_ms;
+    /* ABI 2.1 (MC_SIZE_HAS) */
+    /** The server's "transport_options" object (validated by the
+     *  transport's validate), or NULL; read with host->cfg_*. */
+    const mc_plugin_cfg *options;
+    /** The route through the server's proxy, or NULL: opaque; a transport
+     *  passes `o` on to host->tcp_connect, which tunnels through it, so
+     *  every transport composes with every proxy. */
+    const struct mc_proxy_route *proxy;
 } mc_connect_opts;
+
+/** What a transport's stream is (ABI 2.1): `check` applies the rule
+ *  "no credentials over an unencrypted connection" from it without
+ *  connecting, and `send` asserts that the stream agrees (encrypted before
+ *  AUTH). */
+typedef enum mc_transport_security {
+    MC_SECURITY_UNDECLARED = 0,   /* a 2.0 transport: judged by its name */
+    MC_SECURITY_PLAINTEXT = 1,
+    MC_SECURITY_TLS = 2,          /* encrypted from the first byte */
+    MC_SECURITY_STARTTLS = 3,     /* upgraded before EHLO's AUTH, never falls back */
+} mc_transport_security;
 
 typedef struct mc_transport_ops {
     size_t   size;
@@ -121,12 +150,61 @@ typedef struct mc_transport_ops {
      *  are an error (response injection). On failure the caller closes s.
      *  @return 0, MC_ETLS. */
     int (*starttls)(mc_host_ctx *hc, mc_stream *s, const mc_connect_opts *o, mc_err **err);
+    /* ABI 2.1 (MC_SIZE_HAS; NULL / 0: none) */
+    /** Keys of the server's "transport_options" object, NULL-terminated;
+     *  NULL: the transport takes none (the object is then an error). */
+    const char *const *keys;
+    /** Check the options' semantic rules; report with host->cfg_error. */
+    void (*validate)(mc_host_ctx *hc, const mc_plugin_cfg *options);
+    mc_transport_security security;
 } mc_transport_ops;
+
+/* ------------------------------------------------------------- proxies (2.1) */
+
+/** Credentials for the proxy (resolved by the core from the proxy object's
+ *  "user" and its password source), or NULL members. Borrowed. */
+typedef struct mc_proxy_auth {
+    const char *user;
+    const char *password;
+} mc_proxy_auth;
+
+typedef struct mc_proxy_ops {
+    size_t   size;
+    uint16_t default_port;
+    /** Keys the proxy object takes besides the common ones ("type", "host",
+     *  "port", "user", "password" and its sources, "allow_plaintext_auth"),
+     *  NULL-terminated, or NULL. */
+    const char *const *keys;
+    void (*validate)(mc_host_ctx *hc, const mc_plugin_cfg *cfg);
+    /** fd is connected to the proxy: make it a tunnel to host:port (the
+     *  name as given: the proxy resolves it) by deadline_ms. Stage
+     *  MC_STAGE_PROXY; @return 0, MC_ENET / MC_ETIMEOUT (outcome
+     *  TRANSIENT), MC_EAUTH (the proxy refused the credentials; outcome
+     *  AUTH), MC_EREFUSED (the proxy refused the tunnel; outcome PERMANENT,
+     *  the message gives its status), MC_EPROTO. Each names the proxy. */
+    int (*tunnel)(mc_host_ctx *hc, int fd, const char *host, uint16_t port,
+                  const mc_proxy_auth *auth, const mc_plugin_cfg *cfg, int64_t deadline_ms,
+                  mc_err **err);
+} mc_proxy_ops;
+
+/* ------------------------------------------------------------- token stores (2.1) */
+
+/** A token-store plugin: the config's top-level "token_store" object
+ *  ({"type": NAME, ...}) names store-NAME.so. */
+typedef struct mc_store_plugin_ops {
+    size_t size;
+    /** Keys besides "type", NULL-terminated, or NULL. */
+    const char *const *keys;
+    void (*validate)(mc_host_ctx *hc, const mc_plugin_cfg *cfg);
+    /** Open the store for a context: *store is the `store` argument of
+     *  ops. @return 0, or the store's error (MC_ECONFIG, MC_EFILE...). */
+    int  (*open)(mc_host_ctx *hc, const mc_plugin_cfg *cfg, void **store, mc_err **err);
+    void (*close)(void *store);
+    const mc_token_store_ops *ops;
+} mc_store_plugin_ops;
 
 /* ------------------------------------------------------------- auth */
 
-/** A plugin's part of the config (a server's "auth" object). Opaque. */
-typedef struct mc_plugin_cfg mc_plugin_cfg;
 
 /** Basic credentials; strings from host->strdup, released by the core
  *  (wiped first). */
@@ -336,6 +414,23 @@ typedef struct mc_host_api {
      *  `store` argument of its ops. NULL: none, the engine uses its
      *  built-in file store under state_dir(hc). */
     const mc_token_store_ops *(*token_store)(mc_host_ctx *hc, void **store_out);
+
+    /* ABI 2.1: the TLS layer of the bundled transports, for any transport
+     * (verification of chain and host name, SNI for names, IP SANs for
+     * literals, o->ca_file, o->tls_min, no SIGPIPE); a plugin never
+     * re-implements certificate checks. */
+    /** Wrap the connected fd in a verified TLS client stream, handshake
+     *  done by o->deadline_ms. On success *out owns fd (its close closes
+     *  fd); on failure the caller still owns fd. @return 0, MC_ETLS (stage
+     *  tls), MC_ETIMEOUT, MC_ENET. */
+    int (*tls_client)(mc_host_ctx *hc, int fd, const mc_connect_opts *o, mc_stream **out,
+                      mc_err **err);
+    /** STARTTLS: replace *s with a verified TLS stream over it (the new
+     *  stream owns the old one and closes it with itself). Bytes already
+     *  waiting from the server are an error (response injection). On
+     *  failure *s is unchanged and the caller closes it. @return 0,
+     *  MC_ETLS. */
+    int (*tls_upgrade)(mc_host_ctx *hc, mc_stream **s, const mc_connect_opts *o, mc_err **err);
 } mc_host_api;
 
 /* ------------------------------------------------------------- descriptor */
@@ -347,6 +442,12 @@ typedef struct mc_plugin_desc {
     const char    *version;
     const char    *summary;
     const void    *ops;                    /* mc_transport_ops, mc_auth_ops, ... */
+    /* ABI 2.1 (read when abi_minor >= 1; NULL: none) */
+    /** Called once per process load, before any op, with the host table
+     *  the entry got. @return 0, or the plugin is refused (one line). */
+    int  (*init)(const mc_host_api *host, mc_err **err);
+    /** Called once, before the module is unloaded. */
+    void (*fini)(void);
 } mc_plugin_desc;
 
 #define MC_PLUGIN_ENTRY_SYMBOL "mc_plugin_entry"
