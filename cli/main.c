@@ -292,6 +292,19 @@ static int cmd_servers(cli *c, int argc, char **argv)
             cli_outcome(c, MC_OUTCOME_CONFIG);   /* the store refused: 78 */
         putchar('\n');
     }
+    /* the token store and its health: a plugin store is opened here */
+    char store[512];
+    mc_err *serr = NULL;
+    if (mc_context_token_store(ctx, store, sizeof(store), &serr) < 0) {
+        printf("token store: %s (unavailable: see the error above)\n", store);
+        fflush(stdout);
+        cli_print_line(stderr, "mailconn: %s", serr && serr->message ? serr->message
+                                                                     : "token store unavailable");
+        cli_outcome(c, serr ? serr->outcome : MC_OUTCOME_CONFIG);
+    } else {
+        printf("token store: %s\n", store);
+    }
+    mc_error_free(serr);
     mc_context_free(ctx);
     return cli_exit(c);
 }

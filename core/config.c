@@ -1169,7 +1169,50 @@ static void parse_aliases(pctx *p, json_object *v)
 }
 
 static const char *const top_keys[] = { "servers", "aliases", "log_file", "syslog", "queue",
-                                         "$schema", NULL };
+                                         "token_store", "$schema", NULL };
+
+/* "token_store": {"type": NAME, ...}: the shape here; the plugin's keys
+ * and rules in mc__config_prepare (prepare_token_store). */
+static void parse_token_store(pctx *p, json_object *v)
+{
+    const char *str;
+    json_object *t;
+    if (!want_object(p, "token_store", v))
+        return;
+    if (!json_object_object_get_ex(v, "type", &t)) {
+        bad(p, "token_store.type", "is required: \"file\" or a token-store plugin's name");
+        return;
+    }
+    if (!want_string(p, "token_store.type", t, false, false, &str))
+        return;
+    size_t n = strlen(str);
+    bool ok = n <= 64;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = (str[i] >= 'a' && str[i] <= 'z') || (str[i] >= '0' && str[i] <= '9') || str[i] == '-';
+    if (!ok) {
+        bad(p, "token_store.type", "must be \"file\" or a plugin name ([a-z0-9-]{1,64}), got \"%.64s\"",
+            str);
+        return;
+    }
+    set_str(p, &p->cfg->token_store_type, str);
+    p->cfg->token_store_cfg.obj = v;
+    free(p->cfg->token_store_cfg.path);
+    p->cfg->token_store_cfg.path = dup_or_flag(p, "token_store");
+    if (strcmp(str, "file") != 0)
+        return;
+    json_object_object_foreach(v, key, val) {
+        (void)val;
+        if (strcmp(key, "type") == 0)
+            continue;
+        char *kp = path_key("token_store", key);
+        if (!kp) {
+            p->nomem = true;
+            return;
+        }
+        bad_at(p, kp, kp, "unknown key (the file store takes only \"type\")");
+        free(kp);
+    }
+}
 
 /* "queue": {"max_age_s", "retry_s", "dir"} (DESIGN.md "System mail"). */
 static void parse_queue(pctx *p, json_object *v)
@@ -1273,6 +1316,8 @@ static void validate_doc(pctx *p, json_object *root)
             top_log_key(p, key, val);
         } else if (strcmp(key, "queue") == 0) {
             parse_queue(p, val);
+        } else if (strcmp(key, "token_store") == 0) {
+            parse_token_store(p, val);
         } else if (strcmp(key, "$schema") == 0) {
             want_string(p, "$schema", val, true, false, &str);
         } else {
@@ -1428,6 +1473,8 @@ void mc__config_free(mc__config *cfg)
     free(cfg->aliases);
     free(cfg->log_file);
     free(cfg->queue_dir);
+    free(cfg->token_store_type);
+    free(cfg->token_store_cfg.path);
     if (cfg->doc) {
         wipe_doc_secrets(cfg->doc);
         json_object_put(cfg->doc);
@@ -1985,12 +2032,72 @@ static void prepare_server(pctx *p, mc_server *s, mc__registry *reg)
     }
 }
 
+/* The config's token-store plugin: loaded (never opened: `check` must not
+ * reach a database), its keys checked, its validate run. */
+static void prepare_token_store(pctx *p, mc__config *cfg, mc__registry *reg)
+{
+    cfg->token_store_ops = NULL;
+    if (!cfg->token_store_type || strcmp(cfg->token_store_type, "file") == 0)
+        return;
+    const char *type = cfg->token_store_type;
+    const mc__plugin *pl = NULL;
+    mc_err *pe = NULL;
+    int rc = reg ? mc__registry_get(reg, MC_PLUGIN_TOKEN_STORE, type, &pl, &pe) : MC_EPLUGIN;
+    if (rc < 0 || !pl || !pl->desc || !pl->desc->ops) {
+        bad(p, "token_store.type", "token store \"%s\": %s", type,
+            pe && pe->message ? pe->message : mc_strerror(rc < 0 ? rc : MC_EPLUGIN));
+        mc_error_free(pe);
+        return;
+    }
+    mc_error_free(pe);
+    const mc_store_plugin_ops *ops = pl->desc->ops;
+    if (ops->size < sizeof(mc_store_plugin_ops) || !ops->open || !ops->ops
+        || ops->ops->size < sizeof(mc_token_store_ops) || !ops->ops->lock || !ops->ops->unlock
+        || !ops->ops->load || !ops->ops->save || !ops->ops->remove) {
+        bad(p, "token_store.type", "token store plugin \"%s\" lacks open or one of the store's "
+                                   "ops (lock, unlock, load, save, remove)", type);
+        return;
+    }
+    char what[96];
+    snprintf(what, sizeof(what), " for token store \"%s\"", type);
+    json_object_object_foreach(cfg->token_store_cfg.obj, key, val) {
+        (void)val;
+        if (strcmp(key, "type") == 0 || in_list(key, ops->keys))
+            continue;
+        char *kp = path_key("token_store", key);
+        char *q = quote_len(key, strlen(key));
+        if (!kp || !q) {
+            free(kp);
+            free(q);
+            p->nomem = true;
+            return;
+        }
+        const char *sug = suggest(key, ops->keys);
+        if (sug)
+            bad_at(p, kp, kp, "unknown key %s%s (did you mean \"%s\"?)", q, what, sug);
+        else
+            bad_at(p, kp, kp, "unknown key %s%s", q, what);
+        free(kp);
+        free(q);
+    }
+    if (ops->validate) {
+        size_t before = p->d->n;
+        cfg->token_store_cfg.diag = p->d;
+        ops->validate(mc__registry_hc(reg), &cfg->token_store_cfg);
+        cfg->token_store_cfg.diag = NULL;
+        if (p->d->n != before)
+            return;
+    }
+    cfg->token_store_ops = ops;
+}
+
 int mc__config_prepare(mc__config *cfg, mc__registry *reg, const mc_server *only, mc_err **err)
 {
     if (!cfg)
         return MC_EINVAL;
     mc__diag d = { 0 };
     pctx p = { .cfg = cfg, .d = &d };
+    prepare_token_store(&p, cfg, reg);
     for (size_t i = 0; i < cfg->n_servers; i++) {
         if (only && only != &cfg->servers[i])
             continue;

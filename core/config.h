@@ -104,6 +104,11 @@ typedef struct mc__config {
     int                 queue_max_age_s; /* 432000 */
     int                 queue_retry_s;   /* 60: the first pause, doubling up to 3600 */
     char               *queue_dir;      /* NULL: <state>/queue (system config: spooldir) */
+    /* top-level "token_store" (DESIGN.md "Token stores and fleets"):
+     * type NULL when absent (the built-in file store) */
+    char               *token_store_type;  /* "file" or a plugin's name */
+    mc_plugin_cfg       token_store_cfg;   /* obj borrowed from doc; path "token_store" */
+    const mc_store_plugin_ops *token_store_ops; /* after prepare; NULL: the file store */
 } mc__config;
 
 /** The system config: it may not name a queue "dir" (the system queue is

@@ -69,6 +69,8 @@ int mc_context_new(mc_context **out, const mc_context_options *opts_in, mc_err *
     mc__hc_init(&ctx->hc, opts.log_level, opts.log, opts.log_payload);
     ctx->hc.token_store = opts.token_store;
     ctx->hc.token_store_payload = opts.token_store ? opts.token_store_payload : NULL;
+    mc__store_init(&ctx->store);
+    ctx->hc.store = &ctx->store;
     pthread_mutex_init(&ctx->lock, NULL);
     pthread_mutex_init(&ctx->edit_lock, NULL);
     pthread_cond_init(&ctx->freed, NULL);
@@ -127,6 +129,8 @@ int mc_context_new(mc_context **out, const mc_context_options *opts_in, mc_err *
         if ((opts.flags & MC_CONTEXT_SECRETS)
             && (rc = mc__config_check_secrets(ctx->cfg, err)) < 0)
             goto fail;
+        if ((rc = mc__store_setup(&ctx->store, ctx->cfg, err)) < 0)
+            goto fail;
     }
 
     if ((rc = mc__life_adopt(ctx, err)) < 0)   /* the first generation: lifecycle.c */
@@ -154,6 +158,8 @@ void mc_context_free(mc_context *ctx)
     if (!ctx)
         return;
     mc__life_fini(ctx);   /* reaper, pooled connections, the config */
+    mc__store_fini(&ctx->store);   /* closed before its plugin is unloaded */
+    ctx->hc.store = NULL;
     mc__registry_free(ctx->reg);
     pthread_cond_destroy(&ctx->freed);
     pthread_mutex_destroy(&ctx->lock);
@@ -218,4 +224,32 @@ void mc_context_plugins(mc_context *ctx, mc_plugin_visit_fn *fn, void *payload)
         return;
     struct visit v = { fn, payload };
     mc__registry_each(ctx->reg, visit_one, &v);
+}
+
+int mc_context_token_store(mc_context *ctx, char *desc, size_t n, mc_err **err)
+{
+    if (!ctx || !desc || !n)
+        return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_NONE,
+                             "no context or buffer");
+    if (ctx->hc.token_store) {
+        snprintf(desc, n, "application");
+        return 0;
+    }
+    if (!ctx->store.plugin) {
+        snprintf(desc, n, "file %s/tokens", ctx->hc.state_dir ? ctx->hc.state_dir : "?");
+        return 0;
+    }
+    snprintf(desc, n, "%s", ctx->store.type);
+    void *arg = NULL;
+    mc__store_ops(&ctx->hc, &ctx->store, &arg);
+    pthread_mutex_lock(&ctx->store.lock);
+    bool open = ctx->store.open;
+    int code = ctx->store.fail_code ? ctx->store.fail_code : MC_EFILE;
+    mc_outcome outcome = (mc_outcome)ctx->store.fail_outcome;
+    char msg[sizeof(ctx->store.fail_message)];
+    memcpy(msg, ctx->store.fail_message, sizeof(msg));
+    pthread_mutex_unlock(&ctx->store.lock);
+    if (open)
+        return 0;
+    return mc__error_set(err, code, outcome, MC_STAGE_OAUTH, "%s", msg);
 }

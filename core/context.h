@@ -9,6 +9,7 @@
 #include "loader.h"
 #include "log.h"
 #include "smtp.h"
+#include "store.h"
 
 struct mc_context {
     mc_host_ctx     hc;        /* first: what plugins get; the log sink, level,
@@ -22,6 +23,7 @@ struct mc_context {
                                   current config and swaps it (never held by a send) */
     pthread_cond_t  freed;     /* a connection went back or closed */
     mc__life        life;      /* generations, pools, reaper: lifecycle.h */
+    mc__store       store;     /* the config's token-store plugin, opened on first use */
 };
 
 /** The context an hc belongs to (every hc the core hands out is a

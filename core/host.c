@@ -13,6 +13,7 @@
 #include "log.h"
 #include "net.h"
 #include "secret.h"
+#include "store.h"
 
 static void host_log(mc_host_ctx *hc, mc_log_level level, const char *fmt, ...)
 {
@@ -36,6 +37,14 @@ static const char *host_state_dir(mc_host_ctx *hc)
 
 static const mc_token_store_ops *host_token_store(mc_host_ctx *hc, void **store_out)
 {
+    /* precedence: the application's, the config's plugin, (NULL) the file store */
+    if (hc && !hc->token_store && hc->store) {
+        void *arg = NULL;
+        const mc_token_store_ops *ops = mc__store_ops(hc, hc->store, &arg);
+        if (store_out)
+            *store_out = arg;
+        return ops;
+    }
     if (store_out)
         *store_out = hc ? hc->token_store_payload : NULL;
     return hc ? hc->token_store : NULL;

@@ -466,6 +466,14 @@ static int reload(mc_context *ctx, const mc_context_options *opts_in, mc_err **e
         mc__registry_load_all(ctx->reg);
     if ((rc = mc__config_prepare(next, ctx->reg, only, err)) < 0)
         goto fail;
+    /* the token store is the context's, open for its whole life: a reload
+     * may not change it (DESIGN.md "Token stores and fleets") */
+    if (!mc__store_same(&ctx->store, next)) {
+        rc = mc__error_set(err, MC_ECONFIG, MC_OUTCOME_CONFIG, MC_STAGE_CONFIG,
+                           "token_store: a reload cannot change the token store (it stays "
+                           "what the context was made with): make a new context, or restart");
+        goto fail;
+    }
     if ((opts->flags & MC_CONTEXT_SECRETS) && (rc = mc__config_check_secrets(next, err)) < 0)
         goto fail;
     if ((rc = mc__context_swap_config(ctx, next, err)) < 0)

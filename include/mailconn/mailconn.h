@@ -431,6 +431,18 @@ typedef void mc_plugin_visit_fn(const char *kind, const char *name, const char *
                                 const char *summary, const char *file, void *payload);
 void mc_context_plugins(mc_context *ctx, mc_plugin_visit_fn *fn, void *payload);
 
+/**
+ * The context's token store (DESIGN.md "Token stores and fleets"), in
+ * `desc` (size n): "application" (mc_context_options.token_store), the
+ * config's token-store plugin's name ("postgresql"), or "file
+ * <state>/tokens" (the built-in store). A plugin store is opened here when
+ * it is not yet (else on the first OAuth op); it stays open until
+ * mc_context_free.
+ * @return 0, or why the plugin store cannot open (its error in *err).
+ * Thread-safe.
+ */
+int mc_context_token_store(mc_context *ctx, char *desc, size_t n, mc_err **err);
+
 /* ------------------------------------------------------------- lifecycle */
 
 /**

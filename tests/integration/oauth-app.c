@@ -8,6 +8,8 @@
  *       -> "status stored=0|1 mismatch=0|1 access_expires=N refresh_issued=N
  *           days_left=N warning=W grant=G store_code=N"
  *   oauth-app CONFIG STATE_DIR revoke SERVER              -> "ok revoke"
+ *   oauth-app CONFIG STATE_DIR reload SERVER NEW_CONFIG   -> status (the
+ *       store in use), then mc_context_reload(NEW_CONFIG): "ok reload"
  *   oauth-app CONFIG STATE_DIR device SERVER WAIT_S
  *       -> "device user_code=U uri=V interval=N expires_in=N" (flushed), then
  *          waits: "ok device"
@@ -203,6 +205,15 @@ int main(int argc, char **argv)
                    "days_left=%d warning=%s grant=%s store_code=%d\n", st.stored,
                    st.identity_mismatch, st.access_expires, st.refresh_issued, st.days_left,
                    st.warning[0] ? st.warning : "-", st.grant, st.store_code);
+    } else if (!strcmp(cmd, "reload") && arg) {
+        mc_token_status st = { .version = MC_TOKEN_STATUS_VERSION };
+        if ((rc = mc_oauth_get_status(&st, ctx, server)) == 0) {
+            printf("status stored=%d store_code=%d\n", st.stored, st.store_code);
+            mc_context_options ro = MC_CONTEXT_OPTIONS_INIT;
+            ro.config_path = arg;
+            if ((rc = mc_context_reload(ctx, &ro, &err)) == 0)
+                printf("ok reload\n");
+        }
     } else if (!strcmp(cmd, "revoke")) {
         if ((rc = mc_oauth_revoke(ctx, server, &err)) == 0)
             printf("ok revoke\n");
