@@ -154,6 +154,7 @@ static const struct {
     { MC_PLUGIN_TRANSPORT,    "transport-", offsetof(mc_transport_ops, keys) },
     { MC_PLUGIN_AUTH,         "auth-",      sizeof(mc_auth_ops) },
     { MC_PLUGIN_OAUTH_ENGINE, "engine-",    sizeof(mc_oauth_engine_ops) },
+    { MC_PLUGIN_PROXY,        "proxy-",     sizeof(mc_proxy_ops) },
 };
 #define N_KINDS (sizeof(kinds) / sizeof(kinds[0]))
 
