@@ -33,6 +33,7 @@
 #include "loader.h"
 #include "log.h"
 #include "message.h"   /* mc__charset_usable */
+#include "proxy.h"
 #include "secret.h"
 
 #define CONFIG_MAX (4 * 1024 * 1024)   /* a config larger than this is a mistake */
@@ -913,6 +914,21 @@ static void f_auth(pctx *p, mc_server *s, const char *path, json_object *v)
         if (strcmp(key, "provider") == 0) {
             if (want_string(p, kp, val, false, false, &str))
                 set_str(p, &s->auth_provider, str);
+        } else if (strcmp(key, "proxy") == 0) {
+            if (json_object_is_type(val, json_type_string)
+                && strcmp(json_object_get_string(val), "none") == 0) {
+                s->auth_proxy_mode = 1;
+            } else if (json_object_is_type(val, json_type_object)) {
+                s->auth_proxy_mode = 2;
+                s->auth_proxy_obj = val;
+                if (mc__proxy_has_inline_secret(val)) {
+                    p->cfg->inline_secret = true;
+                    if (!p->inline_at)
+                        p->inline_at = dup_or_flag(p, kp);
+                }
+            } else {
+                bad(p, kp, "must be a proxy object or \"none\", got %s", show(val, sb, sizeof(sb)));
+            }
         } else if (in_list(key, auth_secret_keys)) {
             if (want_string(p, kp, val, false, true, &str)) {
                 p->cfg->inline_secret = true;
@@ -1043,6 +1059,22 @@ static void f_log_file(pctx *p, mc_server *s, const char *path, json_object *v)
         set_str(p, &s->log_file, str);
 }
 
+static void f_proxy(pctx *p, mc_server *s, const char *path, json_object *v)
+{
+    if (!want_object(p, path, v))
+        return;
+    s->proxy_obj = v;   /* checked with its plugin by mc__config_prepare */
+    if (mc__proxy_has_inline_secret(v)) {
+        p->cfg->inline_secret = true;
+        if (!p->inline_at) {
+            char *kp = path_key(path, "password");
+            p->inline_at = kp;
+            if (!kp)
+                p->nomem = true;
+        }
+    }
+}
+
 static void f_default(pctx *p, mc_server *s, const char *path, json_object *v)
 {
     want_bool(p, path, v, &s->default_marked);
@@ -1071,6 +1103,7 @@ static const struct server_field {
     { "refresh_margin_s", f_refresh },
     { "log_file", f_log_file },
     { "default", f_default },
+    { "proxy", f_proxy },
 };
 #define N_SERVER_FIELDS (sizeof(server_fields) / sizeof(server_fields[0]))
 
@@ -1405,6 +1438,7 @@ static void validate_doc(pctx *p, json_object *root)
 static void wipe_server_secrets(json_object *s)
 {
     json_object *auth = NULL;
+    mc__proxy_wipe_secrets(s, false);
     if (!json_object_is_type(s, json_type_object)
         || !json_object_object_get_ex(s, "auth", &auth)
         || !json_object_is_type(auth, json_type_object))
@@ -1428,6 +1462,7 @@ static void wipe_doc_secrets(json_object *doc)
         return;
     for (size_t i = 0; i < json_object_array_length(servers); i++) {
         json_object *s = json_object_array_get_idx(servers, i), *auth = NULL;
+        mc__proxy_wipe_secrets(s, false);
         if (!json_object_is_type(s, json_type_object)
             || !json_object_object_get_ex(s, "auth", &auth)
             || !json_object_is_type(auth, json_type_object))
@@ -1457,6 +1492,8 @@ static void server_free(mc_server *s)
     free(s->helo);
     free(s->charset);
     free(s->log_file);
+    mc__proxy_route_free(s->proxy);
+    mc__proxy_route_free(s->auth_proxy_own);
 }
 
 void mc__config_free(mc__config *cfg)
@@ -1939,7 +1976,7 @@ static void prepare_auth(pctx *p, mc_server *s, const mc_auth_ops *ops, const ch
     snprintf(what, sizeof(what), " for provider \"%s\"", s->auth_provider);
     json_object_object_foreach(s->auth_cfg.obj, key, val) {
         (void)val;
-        if (strcmp(key, "provider") == 0 || in_list(key, ops->keys))
+        if (strcmp(key, "provider") == 0 || strcmp(key, "proxy") == 0 || in_list(key, ops->keys))
             continue;
         unknown_key(p, apath, key, ops->keys, what);
     }
@@ -2022,6 +2059,21 @@ static void prepare_server(pctx *p, mc_server *s, mc__registry *reg)
         else
             port = table_port(s->transport);
         s->port = port;
+    }
+
+    mc__proxy_route_free(s->proxy);
+    s->proxy = NULL;
+    mc__proxy_route_free(s->auth_proxy_own);
+    s->auth_proxy_own = NULL;
+    if (s->proxy_obj) {
+        snprintf(fpath, sizeof(fpath), "%s.proxy", spath);
+        if (mc__proxy_prepare(p->d, reg, s->proxy_obj, fpath, &s->proxy) < 0)
+            p->nomem = true;
+    }
+    if (s->auth_proxy_mode == 2 && s->auth_proxy_obj) {
+        snprintf(fpath, sizeof(fpath), "%s.auth.proxy", spath);
+        if (mc__proxy_prepare(p->d, reg, s->auth_proxy_obj, fpath, &s->auth_proxy_own) < 0)
+            p->nomem = true;
     }
 
     if (s->has_auth && s->transport && strcmp(s->transport, "plain") == 0
@@ -2662,6 +2714,8 @@ int mc__config_server_json(char **out, const mc__config *cfg, const char *name)
                 rc = MC_ENOMEM;
         }
     }
+    if (rc == 0)
+        rc = mc__proxy_wipe_secrets(copy, true);
     size_t len = 0;
     if (rc == 0)
         rc = doc_text(copy, out, &len);

@@ -79,6 +79,12 @@ struct mc_server {
     bool     is_default;       /* after the default rule */
     bool     default_marked;   /* "default": true in the file */
     bool     port_set, transport_set, host_set;
+    /* "proxy" and "auth.proxy" (core/proxy.c): objects borrowed from doc */
+    struct json_object    *proxy_obj;
+    struct mc_proxy_route *proxy;          /* after prepare; NULL: direct */
+    int                    auth_proxy_mode; /* 0 the server's, 1 "none", 2 its own */
+    struct json_object    *auth_proxy_obj;
+    struct mc_proxy_route *auth_proxy_own;
 };
 
 typedef struct mc__alias { char *name; char *address; } mc__alias;

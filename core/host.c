@@ -12,6 +12,7 @@
 #include "host.h"
 #include "log.h"
 #include "net.h"
+#include "proxy.h"
 #include "secret.h"
 #include "store.h"
 
@@ -150,7 +151,8 @@ static int host_secret(mc_host_ctx *hc, const mc_plugin_cfg *cfg, const char *na
 static int host_tcp_connect(mc_host_ctx *hc, const mc_connect_opts *o, int *fd_out,
                             mc_err **err)
 {
-    (void)hc;
+    if (o && MC_SIZE_HAS(o, mc_connect_opts, proxy) && o->proxy)
+        return mc__proxy_connect(hc, o, fd_out, err);
     return mc__tcp_connect(o, fd_out, err);
 }
 

@@ -155,6 +155,7 @@ static const struct {
     { MC_PLUGIN_AUTH,         "auth-",      sizeof(mc_auth_ops) },
     { MC_PLUGIN_OAUTH_ENGINE, "engine-",    sizeof(mc_oauth_engine_ops) },
     { MC_PLUGIN_TOKEN_STORE,  "store-",     sizeof(mc_store_plugin_ops) },
+    { MC_PLUGIN_PROXY,        "proxy-",     sizeof(mc_proxy_ops) },
 };
 #define N_KINDS (sizeof(kinds) / sizeof(kinds[0]))
 

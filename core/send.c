@@ -168,6 +168,8 @@ int mc__oauth_request_ex(mc_context *ctx, const mc_server *srv, bool resolve_sec
     r->timeout_s = (int)mc__host()->cfg_int(c, "timeout_s", 30);
     r->refresh_margin_s = srv->refresh_margin_s;
     r->profile = &out->profile;
+    r->proxy = srv->auth_proxy_mode == 1 ? NULL
+               : srv->auth_proxy_mode == 2 ? srv->auth_proxy_own : srv->proxy;
     return 0;
 }
 
@@ -411,6 +413,7 @@ static int session_new(mc_session **out, mc_context *ctx, mc__gen *gen, mc_serve
         .timeout_ms = srv->timeout_s * 1000,
         .ca_file = srv->ca_file,
         .tls_min = srv->tls_min,
+        .proxy = srv->proxy,
     };
     *out = s;
     return 0;

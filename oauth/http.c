@@ -101,6 +101,83 @@ static int curl_failure(mc_err **err, CURLcode cc, long verify, const char *url,
     }
 }
 
+/* The engine's HTTP through the server's proxy (mc_oauth_request.proxy,
+ * ABI 2.1): libcurl gets a socket the host tunnelled (host->tcp_connect
+ * with the route) from CURLOPT_OPENSOCKETFUNCTION, already connected; the
+ * proxy resolves the name (a CURLOPT_RESOLVE entry keeps libcurl from
+ * resolving it here; its address is never used). Environment proxies are
+ * off either way (CURLOPT_PROXY ""). */
+typedef struct tunnel_ctx {
+    mc_host_ctx *hc;
+    const mc_oauth_request *req;
+    char         host[256];
+    uint16_t     port;
+    int          timeout_ms;
+    long long    deadline_ms;
+    mc_err     **err;      /* the tunnel's failure goes here, instead of curl's */
+    int          rc;       /* and its code */
+} tunnel_ctx;
+
+static curl_socket_t open_tunnel(void *payload, curlsocktype purpose, struct curl_sockaddr *addr)
+{
+    (void)addr;
+    tunnel_ctx *t = payload;
+    if (purpose != CURLSOCKTYPE_IPCXN || t->rc)
+        return CURL_SOCKET_BAD;
+    mc_connect_opts o = {
+        .size = sizeof(o),
+        .host = t->host,
+        .port = t->port,
+        .timeout_ms = t->timeout_ms,
+        .deadline_ms = t->deadline_ms,
+        .proxy = t->req->proxy,
+    };
+    int fd = -1;
+    int rc = H->tcp_connect(t->hc, &o, &fd, t->err);
+    if (rc < 0) {
+        t->rc = rc;
+        return CURL_SOCKET_BAD;
+    }
+    return fd;
+}
+
+static int already_connected(void *payload, curl_socket_t fd, curlsocktype purpose)
+{
+    (void)payload;
+    (void)fd;
+    (void)purpose;
+    return CURL_SOCKOPT_ALREADY_CONNECTED;
+}
+
+/* host and port of url for the tunnel. @return 0, -1 not parsable. */
+static int url_target(const char *url, tunnel_ctx *t)
+{
+    CURLU *u = curl_url();
+    char *h = NULL, *p = NULL;
+    int rc = -1;
+    if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK
+        && curl_url_get(u, CURLUPART_HOST, &h, 0) == CURLUE_OK
+        && curl_url_get(u, CURLUPART_PORT, &p, CURLU_DEFAULT_PORT) == CURLUE_OK) {
+        size_t n = strlen(h);
+        const char *b = h;
+        if (n >= 2 && h[0] == '[' && h[n - 1] == ']') {
+            b = h + 1;
+            n -= 2;
+        }
+        long port = strtol(p, NULL, 10);
+        if (n > 0 && n < sizeof(t->host) && port > 0 && port < 65536) {
+            memcpy(t->host, b, n);
+            t->host[n] = 0;
+            t->port = (uint16_t)port;
+            rc = 0;
+        }
+    }
+    curl_free(h);
+    curl_free(p);
+    curl_url_cleanup(u);
+    return rc;
+}
+
 int mc__oauth_post(mc_host_ctx *hc, const mc_oauth_request *req, const char *url,
                    const char *form, mc__oauth_http *out, mc_err **err)
 {
@@ -125,7 +202,9 @@ int mc__oauth_post_until(mc_host_ctx *hc, const mc_oauth_request *req, const cha
 
     mc__obuf body = MC__OBUF_INIT;
     char *user = NULL, *pass = NULL;
-    struct curl_slist *headers = NULL;
+    struct curl_slist *headers = NULL, *resolve = NULL;
+    tunnel_ctx tun = { .hc = hc, .req = req, .err = err };
+    bool routed = MC_SIZE_HAS(req, mc_oauth_request, proxy) && req->proxy;
     const char *auth = req->client_auth;
     if (!auth)
         auth = req->client_secret ? "post" : "none";
@@ -165,6 +244,31 @@ int mc__oauth_post_until(mc_host_ctx *hc, const mc_oauth_request *req, const cha
     char errbuf[CURL_ERROR_SIZE] = "";
     sink s = { &out->body, false, false };
     curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_PROXY, "");   /* never http(s)_proxy from the environment */
+    if (routed) {
+        char entry[300];
+        if (url_target(url, &tun) < 0) {
+            rc = mc__oauth_fail(err, MC_ECONFIG, MC_OUTCOME_CONFIG, NULL,
+                                "cannot request %s: no host and port in it", url);
+            goto done;
+        }
+        tun.timeout_ms = (int)t_ms;
+        tun.deadline_ms = mc__oauth_mono_ms() + t_ms;
+        snprintf(entry, sizeof(entry), strchr(tun.host, ':') ? "[%s]:%u:127.0.0.1"
+                                                             : "%s:%u:127.0.0.1",
+                 tun.host, (unsigned)tun.port);
+        resolve = curl_slist_append(NULL, entry);
+        if (!resolve) {
+            rc = mc__oauth_fail(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, NULL, "out of memory");
+            goto done;
+        }
+        curl_easy_setopt(c, CURLOPT_RESOLVE, resolve);
+        curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, open_tunnel);
+        curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, &tun);
+        curl_easy_setopt(c, CURLOPT_SOCKOPTFUNCTION, already_connected);
+        curl_easy_setopt(c, CURLOPT_SOCKOPTDATA, &tun);
+        H->log(hc, MC_LOG_DEBUG, "oauth: %s through the server's proxy", url);
+    }
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https,http");
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
@@ -199,6 +303,8 @@ int mc__oauth_post_until(mc_host_ctx *hc, const mc_oauth_request *req, const cha
                             "%s answered a body over %d bytes", url, MC__OAUTH_BODY_MAX);
     } else if (s.oom) {
         rc = mc__oauth_fail(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, NULL, "out of memory");
+    } else if (cc != CURLE_OK && tun.rc) {
+        rc = tun.rc;   /* the proxy's failure (in *err): stage proxy, naming it */
     } else if (cc != CURLE_OK) {
         long verify = 0;
         curl_easy_getinfo(c, CURLINFO_SSL_VERIFYRESULT, &verify);
@@ -212,6 +318,7 @@ done:
     if (rc)
         mc__oauth_http_free(out);
     curl_slist_free_all(headers);
+    curl_slist_free_all(resolve);
     if (user) {
         OPENSSL_cleanse(user, strlen(user));
         curl_free(user);

@@ -288,6 +288,11 @@ typedef struct mc_oauth_request {
     int         timeout_s;       /* HTTP, each request */
     int         refresh_margin_s;
     const mc_oauth_profile *profile;
+    /* ABI 2.1 (MC_SIZE_HAS) */
+    /** The route for the engine's HTTP (auth.proxy, else the server's
+     *  proxy), or NULL: connect with host->tcp_connect and this route in
+     *  mc_connect_opts.proxy; never an environment proxy. */
+    const struct mc_proxy_route *proxy;
 } mc_oauth_request;
 
 /* The interactive flows take mc_oauth_authorize_options, the status is an

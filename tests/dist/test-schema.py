@@ -185,7 +185,7 @@ def code_keys():
         names = set(strings(m.group(1)))
         if "MC__OAUTH_COMMON_KEYS" in m.group(1):
             names |= set(common)
-        keys["providers"][d.group(1)] = names | {"provider"}
+        keys["providers"][d.group(1)] = names | {"provider", "proxy"}   # core/config.c owns auth.proxy
     return keys
 
 
