@@ -228,12 +228,87 @@ mc_context *cli_context(cli *c, unsigned flags, const char *server)
     return ctx;
 }
 
-static void print_plugin(const char *kind, const char *name, const char *version,
-                         const char *summary, const char *file, void *payload)
+/* `mailconn plugins`: every loaded plugin grouped by kind (transport, auth,
+ * oauth-engine, proxy, token-store, tls-engine), then the built-ins; the
+ * columns are as wide as their longest entry. */
+typedef struct plugin_row {
+    char *kind, *name, *version, *file;
+} plugin_row;
+
+typedef struct plugin_rows {
+    plugin_row *v;
+    size_t n;
+    bool oom;
+} plugin_rows;
+
+static void collect_plugin(const char *kind, const char *name, const char *version,
+                           const char *summary, const char *file, void *payload)
 {
     (void)summary;
-    (void)payload;
-    printf("%-12s %-10s %-8s %s\n", kind, name, version, file);
+    plugin_rows *r = payload;
+    plugin_row *v = realloc(r->v, (r->n + 1) * sizeof(*v));
+    if (!v) {
+        r->oom = true;
+        return;
+    }
+    r->v = v;
+    plugin_row *row = &v[r->n];
+    row->kind = strdup(kind ? kind : "?");
+    row->name = strdup(name ? name : "?");
+    row->version = strdup(version ? version : "?");
+    row->file = strdup(file ? file : "?");
+    if (!row->kind || !row->name || !row->version || !row->file) {
+        free(row->kind), free(row->name), free(row->version), free(row->file);
+        r->oom = true;
+        return;
+    }
+    r->n++;
+}
+
+static size_t kind_rank(const char *kind)
+{
+    static const char *const order[] = { "transport", "auth", "oauth-engine", "proxy",
+                                         "token-store", "tls-engine" };
+    for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++)
+        if (strcmp(kind, order[i]) == 0)
+            return i;
+    return sizeof(order) / sizeof(order[0]);
+}
+
+static int row_cmp(const void *a, const void *b)
+{
+    const plugin_row *x = a, *y = b;
+    size_t rx = kind_rank(x->kind), ry = kind_rank(y->kind);
+    if (rx != ry)
+        return rx < ry ? -1 : 1;
+    int c = strcmp(x->kind, y->kind);
+    return c ? c : strcmp(x->name, y->name);
+}
+
+/* The parts of the library that are no plugin file but answer for a kind. */
+static const struct { const char *kind, *name; } builtins[] = {
+    { "token-store", "file" },
+};
+
+static void print_plugins(plugin_rows *r)
+{
+    qsort(r->v, r->n, sizeof(*r->v), row_cmp);
+    int wk = 11, wn = 4, wv = 0;   /* at least "token-store", "file" */
+    for (size_t i = 0; i < r->n; i++) {
+        int k = (int)strlen(r->v[i].kind), n = (int)strlen(r->v[i].name);
+        int v = (int)strlen(r->v[i].version);
+        wk = k > wk ? k : wk;
+        wn = n > wn ? n : wn;
+        wv = v > wv ? v : wv;
+    }
+    for (size_t i = 0; i < r->n; i++)
+        printf("%-*s %-*s %-*s %s\n", wk, r->v[i].kind, wn, r->v[i].name, wv,
+               r->v[i].version, r->v[i].file);
+    for (size_t i = 0; i < sizeof(builtins) / sizeof(builtins[0]); i++)
+        printf("%-*s %-*s (built in)\n", wk, builtins[i].kind, wn, builtins[i].name);
+    for (size_t i = 0; i < r->n; i++)
+        free(r->v[i].kind), free(r->v[i].name), free(r->v[i].version), free(r->v[i].file);
+    free(r->v);
 }
 
 static int cmd_plugins(cli *c, int argc, char **argv)
@@ -244,9 +319,13 @@ static int cmd_plugins(cli *c, int argc, char **argv)
     mc_context *ctx = cli_context(c, MC_CONTEXT_NO_CONFIG, NULL);
     if (!ctx)
         return cli_exit(c);
-    mc_context_plugins(ctx, print_plugin, NULL);
+    plugin_rows rows = { 0 };
+    mc_context_plugins(ctx, collect_plugin, &rows);
     mc_context_free(ctx);
-    return cli_exit(c);
+    if (rows.oom)
+        fprintf(stderr, "mailconn: out of memory listing the plugins\n");
+    print_plugins(&rows);
+    return rows.oom ? 71 : cli_exit(c);
 }
 
 /* `servers --names`: one server name a line, for shell completion. The

@@ -149,13 +149,18 @@ mc_host_ctx *mc__registry_hc(const mc__registry *reg)
 static const struct {
     mc_plugin_kind kind;
     const char    *prefix;
-    size_t         ops_min;   /* size of the ops table of ABI 2.0 */
+    const char    *only;      /* the one name this kind takes, or NULL */
+    size_t         ops_min;   /* size of the ops table of the kind's first ABI */
+    uint16_t       since;     /* the ABI 2.x minor that added the kind */
 } kinds[] = {
-    { MC_PLUGIN_TRANSPORT,    "transport-", offsetof(mc_transport_ops, keys) },
-    { MC_PLUGIN_AUTH,         "auth-",      sizeof(mc_auth_ops) },
-    { MC_PLUGIN_OAUTH_ENGINE, "engine-",    sizeof(mc_oauth_engine_ops) },
-    { MC_PLUGIN_TOKEN_STORE,  "store-",     sizeof(mc_store_plugin_ops) },
-    { MC_PLUGIN_PROXY,        "proxy-",     sizeof(mc_proxy_ops) },
+    /* engine-tls.so is the TLS engine, every other engine-*.so an OAuth
+     * engine: the name-bound entry comes first */
+    { MC_PLUGIN_TLS_ENGINE,   "engine-",    "tls", sizeof(size_t), 1 },
+    { MC_PLUGIN_TRANSPORT,    "transport-", NULL, offsetof(mc_transport_ops, keys), 0 },
+    { MC_PLUGIN_AUTH,         "auth-",      NULL, sizeof(mc_auth_ops), 0 },
+    { MC_PLUGIN_OAUTH_ENGINE, "engine-",    NULL, sizeof(mc_oauth_engine_ops), 0 },
+    { MC_PLUGIN_PROXY,        "proxy-",     NULL, sizeof(mc_proxy_ops), 1 },
+    { MC_PLUGIN_TOKEN_STORE,  "store-",     NULL, sizeof(mc_store_plugin_ops), 1 },
 };
 #define N_KINDS (sizeof(kinds) / sizeof(kinds[0]))
 
@@ -206,6 +211,8 @@ static int parse_file_name(const char *fname, mc_plugin_kind *kind, char name[NA
             continue;
         const char *n = fname + pl;
         size_t nl = len - pl - 3;
+        if (kinds[i].only && (strlen(kinds[i].only) != nl || strncmp(n, kinds[i].only, nl) != 0))
+            continue;
         if (!valid_name(n, nl))
             return -1;
         memcpy(name, n, nl);
@@ -467,7 +474,7 @@ static const char *check_desc(const mc_plugin_desc *d, mc_plugin_kind kind, cons
         return buf;
     }
     if (d->abi_minor > MC_PLUGIN_ABI_MINOR) {
-        snprintf(buf, size, "wrong ABI version %u.%u (newer than the core's %u.%u)",
+        snprintf(buf, size, "built for ABI %u.%u, this is %u.%u",
                  (unsigned)d->abi_major, (unsigned)d->abi_minor,
                  (unsigned)MC_PLUGIN_ABI_MAJOR, (unsigned)MC_PLUGIN_ABI_MINOR);
         return buf;
@@ -478,6 +485,12 @@ static const char *check_desc(const mc_plugin_desc *d, mc_plugin_kind kind, cons
             break;
     if (k == N_KINDS) {
         snprintf(buf, size, "unknown kind %d", (int)d->kind);
+        return buf;
+    }
+    if (d->abi_minor < kinds[k].since) {
+        snprintf(buf, size, "kind %s needs ABI %u.%u (built for %u.%u)",
+                 mc__plugin_kind_name(d->kind), (unsigned)MC_PLUGIN_ABI_MAJOR,
+                 (unsigned)kinds[k].since, (unsigned)d->abi_major, (unsigned)d->abi_minor);
         return buf;
     }
     if (d->kind != kind) {
@@ -496,9 +509,20 @@ static const char *check_desc(const mc_plugin_desc *d, mc_plugin_kind kind, cons
         return "NULL ops table";
     size_t ops_size = *(const size_t *)d->ops;
     if (ops_size < kinds[k].ops_min) {
-        snprintf(buf, size, "ops table too small (size %zu, ABI %u.0 needs %zu)",
-                 ops_size, (unsigned)MC_PLUGIN_ABI_MAJOR, kinds[k].ops_min);
+        snprintf(buf, size, "ops table too small (size %zu, ABI %u.%u needs %zu)",
+                 ops_size, (unsigned)MC_PLUGIN_ABI_MAJOR, (unsigned)kinds[k].since,
+                 kinds[k].ops_min);
         return buf;
+    }
+    /* the ops a kind cannot do without */
+    if (d->kind == MC_PLUGIN_PROXY && !((const mc_proxy_ops *)d->ops)->tunnel)
+        return "proxy ops without tunnel";
+    if (d->kind == MC_PLUGIN_TOKEN_STORE) {
+        const mc_store_plugin_ops *so = d->ops;
+        if (!so->open)
+            return "token-store ops without open";
+        if (!so->ops)
+            return "token-store ops without ops (the mc_token_store_ops table)";
     }
     return NULL;
 }
@@ -559,6 +583,10 @@ static void entered_close(void *handle)
     pthread_mutex_lock(&entry_lock);
     for (size_t i = 0; i < n_entered; i++) {
         if (entered_tab[i].handle == handle && --entered_tab[i].refs == 0) {
+            /* the last holder: fini once, before the module goes (ABI 2.1) */
+            const mc_plugin_desc *d = entered_tab[i].desc;
+            if (d && d->abi_minor >= 1 && d->fini)
+                d->fini();
             entered_tab[i] = entered_tab[--n_entered];
             break;
         }
@@ -669,11 +697,34 @@ static int load_candidate(mc__registry *reg, const char *dir, const char *fname,
         reject(reg, path, real, msg_out, "%s", why);
         goto done;
     }
+    /* ABI 2.1: init once per process load, before any op (a 2.0
+     * descriptor ends before init/fini) */
+    if (first && desc->abi_minor >= 1 && desc->init) {
+        mc_err *ierr = NULL;
+        int irc = desc->init(mc__host(), &ierr);
+        if (irc != 0) {
+            char line[512];
+            snprintf(line, sizeof(line), "init failed (%s)%s%.400s", mc_strerror(irc),
+                     ierr && ierr->message ? ": " : "",
+                     ierr && ierr->message ? ierr->message : "");
+            for (char *c = line; *c; c++)
+                if (*c == '\n' || *c == '\r')
+                    *c = ' ';
+            mc_error_free(ierr);
+            pthread_mutex_unlock(&entry_lock);
+            dlclose(handle);   /* no fini: init did not succeed */
+            reject(reg, path, real, msg_out, "%s", line);
+            goto done;
+        }
+        mc_error_free(ierr);
+    }
     loaded *l = calloc(1, sizeof(*l));
     loaded **list = l ? realloc(reg->plugins, (reg->n_plugins + 1) * sizeof(*list)) : NULL;
     if (list)
         reg->plugins = list;
     if (!list || entered_keep(handle, desc, first) < 0) {
+        if (first && desc->abi_minor >= 1 && desc->fini)
+            desc->fini();   /* init ran above */
         pthread_mutex_unlock(&entry_lock);
         free(l);
         dlclose(handle);

@@ -20,6 +20,12 @@
  * mailconn.h (mc_oauth_authorize_options, mc_token_status, mc_oauth_device),
  * frozen here with mc_token_store_ops and mc_token_identity, which reach the
  * engine through host->token_store.
+ *
+ * 2.1 appended: mc_plugin_desc.init/fini (read when abi_minor >= 1),
+ * mc_transport_ops.keys/validate/security, mc_connect_opts.options/proxy,
+ * mc_host_api.tls_client/tls_upgrade; new kinds proxy (mc_proxy_ops,
+ * mc_proxy_auth), token-store (mc_store_plugin_ops) and tls-engine; stage
+ * proxy. The 2.0 members are where they were (test_minor_growth).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -51,8 +57,12 @@ typedef struct abi_num {
 static const abi_num struct_sizes[] = {
     SIZE(mc_stream_ops, 40, 8),
     SIZE(mc_stream, 104, 8),
-    SIZE(mc_connect_opts, 48, 8),
-    SIZE(mc_transport_ops, 32, 8),
+    SIZE(mc_connect_opts, 64, 8),                /* 2.1: options, proxy */
+    SIZE(mc_transport_ops, 56, 8),               /* 2.1: keys, validate, security */
+    SIZE(mc_transport_security, 4, 4),
+    SIZE(mc_proxy_auth, 16, 8),                  /* 2.1 */
+    SIZE(mc_proxy_ops, 40, 8),                   /* 2.1 */
+    SIZE(mc_store_plugin_ops, 48, 8),            /* 2.1 */
     SIZE(mc_credentials, 16, 8),
     SIZE(mc_hint, 16, 8),
     SIZE(mc_oauth_profile, 9264, 8),
@@ -64,8 +74,8 @@ static const abi_num struct_sizes[] = {
     SIZE(mc_oauth_engine_ops, 88, 8),
     SIZE(mc_token_store_ops, 64, 8),
     SIZE(mc_token_identity, 40, 8),
-    SIZE(mc_host_api, 160, 8),
-    SIZE(mc_plugin_desc, 40, 8),
+    SIZE(mc_host_api, 176, 8),                   /* 2.1: tls_client, tls_upgrade */
+    SIZE(mc_plugin_desc, 56, 8),                 /* 2.1: init, fini */
     SIZE_MIN(mc_err, 120, 8),
     SIZE_MIN(mc_rcpt_result, 40, 8),
 };
@@ -89,10 +99,28 @@ static const abi_num struct_members[] = {
     MEMBER(mc_connect_opts, ca_file, 24, 8),
     MEMBER(mc_connect_opts, tls_min, 32, 4),
     MEMBER(mc_connect_opts, deadline_ms, 40, 8),         /* 1.1 */
+    MEMBER(mc_connect_opts, options, 48, 8),             /* 2.1 */
+    MEMBER(mc_connect_opts, proxy, 56, 8),
     MEMBER(mc_transport_ops, size, 0, 8),
     MEMBER(mc_transport_ops, default_port, 8, 2),
     MEMBER(mc_transport_ops, connect, 16, 8),
     MEMBER(mc_transport_ops, starttls, 24, 8),
+    MEMBER(mc_transport_ops, keys, 32, 8),               /* 2.1 */
+    MEMBER(mc_transport_ops, validate, 40, 8),
+    MEMBER(mc_transport_ops, security, 48, 4),
+    MEMBER(mc_proxy_auth, user, 0, 8),                   /* 2.1 */
+    MEMBER(mc_proxy_auth, password, 8, 8),
+    MEMBER(mc_proxy_ops, size, 0, 8),
+    MEMBER(mc_proxy_ops, default_port, 8, 2),
+    MEMBER(mc_proxy_ops, keys, 16, 8),
+    MEMBER(mc_proxy_ops, validate, 24, 8),
+    MEMBER(mc_proxy_ops, tunnel, 32, 8),
+    MEMBER(mc_store_plugin_ops, size, 0, 8),             /* 2.1 */
+    MEMBER(mc_store_plugin_ops, keys, 8, 8),
+    MEMBER(mc_store_plugin_ops, validate, 16, 8),
+    MEMBER(mc_store_plugin_ops, open, 24, 8),
+    MEMBER(mc_store_plugin_ops, close, 32, 8),
+    MEMBER(mc_store_plugin_ops, ops, 40, 8),
     MEMBER(mc_credentials, user, 0, 8),
     MEMBER(mc_credentials, password, 8, 8),
     MEMBER(mc_hint, match, 0, 8),
@@ -205,6 +233,8 @@ static const abi_num struct_members[] = {
     MEMBER(mc_host_api, run_command, 136, 8),
     MEMBER(mc_host_api, state_dir, 144, 8),              /* 2.0 */
     MEMBER(mc_host_api, token_store, 152, 8),
+    MEMBER(mc_host_api, tls_client, 160, 8),             /* 2.1 */
+    MEMBER(mc_host_api, tls_upgrade, 168, 8),
     MEMBER(mc_plugin_desc, abi_major, 0, 2),
     MEMBER(mc_plugin_desc, abi_minor, 2, 2),
     MEMBER(mc_plugin_desc, kind, 4, 4),
@@ -212,6 +242,8 @@ static const abi_num struct_members[] = {
     MEMBER(mc_plugin_desc, version, 16, 8),
     MEMBER(mc_plugin_desc, summary, 24, 8),
     MEMBER(mc_plugin_desc, ops, 32, 8),
+    MEMBER(mc_plugin_desc, init, 40, 8),                 /* 2.1 */
+    MEMBER(mc_plugin_desc, fini, 48, 8),
     MEMBER(mc_err, code, 0, 4),
     MEMBER(mc_err, outcome, 4, 4),
     MEMBER(mc_err, stage, 8, 4),
@@ -237,10 +269,17 @@ static const abi_num struct_members[] = {
 
 static const abi_num constants[] = {
     CONST(MC_PLUGIN_ABI_MAJOR, 2),
-    CONST(MC_PLUGIN_ABI_MINOR, 0),
+    CONST(MC_PLUGIN_ABI_MINOR, 1),
     CONST(MC_PLUGIN_TRANSPORT, 1),
     CONST(MC_PLUGIN_AUTH, 2),
     CONST(MC_PLUGIN_OAUTH_ENGINE, 3),
+    CONST(MC_PLUGIN_PROXY, 4),                           /* 2.1 */
+    CONST(MC_PLUGIN_TOKEN_STORE, 5),
+    CONST(MC_PLUGIN_TLS_ENGINE, 6),
+    CONST(MC_SECURITY_UNDECLARED, 0),
+    CONST(MC_SECURITY_PLAINTEXT, 1),
+    CONST(MC_SECURITY_TLS, 2),
+    CONST(MC_SECURITY_STARTTLS, 3),
     CONST(MC_FLOW_AUTH_CODE, 1),
     CONST(MC_FLOW_PASTE, 2),
     CONST(MC_FLOW_DEVICE, 4),
@@ -278,6 +317,8 @@ static const abi_num constants[] = {
     CONST(MC_STAGE_QUIT, 12),
     CONST(MC_STAGE_OAUTH, 13),
     CONST(MC_STAGE_MESSAGE, 14),
+    CONST(MC_STAGE_QUEUE, 15),
+    CONST(MC_STAGE_PROXY, 16),                           /* 2.1 */
     CONST(MC_OK, 0),
     CONST(MC_EINVAL, -1),
     CONST(MC_ENOMEM, -2),
@@ -321,7 +362,7 @@ static void test_abi_version(void **state)
 {
     (void)state;
     assert_int_equal(MC_PLUGIN_ABI_MAJOR, 2);
-    assert_int_equal(MC_PLUGIN_ABI_MINOR, 0);
+    assert_int_equal(MC_PLUGIN_ABI_MINOR, 1);
     assert_string_equal(MC_PLUGIN_ENTRY_SYMBOL, "mc_plugin_entry");
 }
 
@@ -362,6 +403,8 @@ static void test_descriptor_head(void **state)
     assert_int_equal(offsetof(mc_token_status, version), 0);
     assert_int_equal(offsetof(mc_token_store_ops, size), 0);
     assert_int_equal(offsetof(mc_stream, ops), 0);
+    assert_int_equal(offsetof(mc_proxy_ops, size), 0);
+    assert_int_equal(offsetof(mc_store_plugin_ops, size), 0);
 }
 
 /* A member added in a minor is read only when the table is large enough:
@@ -380,6 +423,20 @@ static void test_minor_growth(void **state)
     assert_false(MC_SIZE_HAS(&o10, mc_connect_opts, deadline_ms));
     assert_true(MC_SIZE_HAS(&o10, mc_connect_opts, tls_min));
     assert_true(MC_SIZE_HAS(&o11, mc_connect_opts, deadline_ms));
+    /* 2.0 -> 2.1: a 2.0 transport's table ends at starttls, a 2.0
+     * connect options at deadline_ms; a 2.0 descriptor before init */
+    mc_transport_ops t20 = { .size = 32 };
+    mc_transport_ops t21 = { .size = sizeof(mc_transport_ops) };
+    assert_true(MC_SIZE_HAS(&t20, mc_transport_ops, starttls));
+    assert_false(MC_SIZE_HAS(&t20, mc_transport_ops, keys));
+    assert_false(MC_SIZE_HAS(&t20, mc_transport_ops, validate));
+    assert_false(MC_SIZE_HAS(&t20, mc_transport_ops, security));
+    assert_true(MC_SIZE_HAS(&t21, mc_transport_ops, security));
+    mc_connect_opts o20 = { .size = 48 };
+    assert_true(MC_SIZE_HAS(&o20, mc_connect_opts, deadline_ms));
+    assert_false(MC_SIZE_HAS(&o20, mc_connect_opts, options));
+    assert_false(MC_SIZE_HAS(&o20, mc_connect_opts, proxy));
+    assert_int_equal(offsetof(mc_plugin_desc, init), 40);   /* a 2.0 desc is 40 bytes */
 }
 
 int main(void)

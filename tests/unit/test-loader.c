@@ -276,8 +276,8 @@ static const struct {
     bool        entry_called;
     bool        abi_line;     /* the line is "<file>: <reason>" */
 } bad_cases[] = {
-    { "auth-abimajor.so", "built for ABI 3.0, this is 2.0", true, true },
-    { "auth-abiminor.so", "wrong ABI version 2.1 (newer than the core's 2.0)", true, false },
+    { "auth-abimajor.so", "built for ABI 3.0, this is 2.1", true, true },
+    { "auth-abiminor.so", "built for ABI 2.2, this is 2.1", true, false },
     { "auth-noentry.so", "missing entry symbol mc_plugin_entry", false, false },
     { "auth-badkind.so", "unknown kind 9", true, false },
     { "auth-misnamed.so", "descriptor name \"other\" differs from the file name (\"misnamed\")", true, false },
@@ -285,8 +285,18 @@ static const struct {
     { "auth-smallops.so", "ops table too small (size 8, ABI 2.0 needs 80)", true, false },
     { "auth-nodesc.so", "mc_plugin_entry returned no descriptor", true, false },
     { "transport-wrongkind.so", "kind auth does not match the file name (expected transport)", true, false },
-    { "auth-abi1.so", "built for ABI 1.0, this is 2.0", true, true },
-    { "auth-abi1-1.so", "built for ABI 1.1, this is 2.0", true, true },
+    { "auth-abi1.so", "built for ABI 1.0, this is 2.1", true, true },
+    { "auth-abi1-1.so", "built for ABI 1.1, this is 2.1", true, true },
+    /* ABI 2.1 */
+    { "auth-abiminor5.so", "built for ABI 2.5, this is 2.1", true, false },
+    { "proxy-wrongkind.so", "kind auth does not match the file name (expected proxy)", true, false },
+    { "proxy-nullops.so", "NULL ops table", true, false },
+    { "proxy-notunnel.so", "proxy ops without tunnel", true, false },
+    { "proxy-smallops.so", "ops table too small (size 8, ABI 2.1 needs", true, false },
+    { "proxy-abi20.so", "kind proxy needs ABI 2.1 (built for 2.0)", true, false },
+    { "store-noopen.so", "token-store ops without open", true, false },
+    { "store-noops.so", "token-store ops without ops", true, false },
+    { "auth-initfail.so", "init failed (", true, false },
 };
 #define N_BAD (sizeof(bad_cases) / sizeof(bad_cases[0]))
 
@@ -314,9 +324,11 @@ static void test_bad_plugins_rejected(void **state)
         free(line);
         free(path);
     }
-    assert_int_equal(count_lines("rejected", NULL) + count_lines(": built for ABI ", NULL), N_BAD);
+    assert_int_equal(count_lines("rejected", NULL) + count_lines(": built for ABI ", NULL) -
+                         count_lines("rejected", ": built for ABI ", NULL),
+                     N_BAD);
     /* one line each, and nothing else of these plugins is called */
-    assert_int_equal(count_lines("auth-abi1.so: built for ABI 1.0, this is 2.0", NULL), 1);
+    assert_int_equal(count_lines("auth-abi1.so: built for ABI 1.0, this is 2.1", NULL), 1);
     assert_int_equal(entry_count("abi1"), 1);
     /* the entry of a plugin without the entry symbol is never called */
     assert_int_equal(entry_count("noentry"), 0);
@@ -331,7 +343,10 @@ static void test_bad_plugins_rejected(void **state)
     assert_string_equal(p->file, probe_real);
     free(probe_real);
     visit v = visit_all(reg, NULL);
-    assert_int_equal(v.n, 1);
+    /* probe, proxy-good, store-good, initcount, init20 */
+    assert_int_equal(v.n, 5);
+    /* init of a refused plugin failed: no fini for it, ever */
+    assert_int_equal(entry_count("init:initfail"), 1);
 
     /* asking again: the cached reason, no new open, no new log line */
     size_t lines_before = logs.n;
@@ -341,7 +356,11 @@ static void test_bad_plugins_rejected(void **state)
         { MC_PLUGIN_AUTH, "misnamed", 4 }, { MC_PLUGIN_AUTH, "nullops", 5 },
         { MC_PLUGIN_AUTH, "smallops", 6 }, { MC_PLUGIN_AUTH, "nodesc", 7 },
         { MC_PLUGIN_TRANSPORT, "wrongkind", 8 }, { MC_PLUGIN_AUTH, "abi1", 9 },
-        { MC_PLUGIN_AUTH, "abi1-1", 10 },
+        { MC_PLUGIN_AUTH, "abi1-1", 10 }, { MC_PLUGIN_AUTH, "abiminor5", 11 },
+        { MC_PLUGIN_PROXY, "wrongkind", 12 }, { MC_PLUGIN_PROXY, "nullops", 13 },
+        { MC_PLUGIN_PROXY, "notunnel", 14 }, { MC_PLUGIN_PROXY, "smallops", 15 },
+        { MC_PLUGIN_PROXY, "abi20", 16 }, { MC_PLUGIN_TOKEN_STORE, "noopen", 17 },
+        { MC_PLUGIN_TOKEN_STORE, "noops", 18 }, { MC_PLUGIN_AUTH, "initfail", 19 },
     };
     for (size_t i = 0; i < sizeof(again) / sizeof(again[0]); i++) {
         err = NULL;
@@ -361,6 +380,46 @@ static void test_bad_plugins_rejected(void **state)
     mc__registry_free(reg);
 }
 
+/* ABI 2.1 init/fini: one init per process load, before any op, over any
+ * number of registries (contexts), and one fini when the last lets go,
+ * before dlclose; a 2.0 descriptor's init/fini are never read. */
+static void test_init_fini_once(void **state)
+{
+    (void)state;
+    const char *dirs[] = { bad_dir };
+    mc__registry *r[3];
+    for (int i = 0; i < 3; i++) {
+        r[i] = registry_of(dirs, 1);
+        const mc__plugin *p = NULL;
+        mc_err *err = NULL;
+        assert_int_equal(mc__registry_get(r[i], MC_PLUGIN_AUTH, "initcount", &p, &err), 0);
+        assert_int_equal(mc__registry_get(r[i], MC_PLUGIN_AUTH, "init20", &p, &err), 0);
+        assert_int_equal(p->desc->abi_minor, 0);
+        assert_null(err);
+    }
+    /* a load_all after get: the same module, no second init */
+    assert_int_equal(mc__registry_load_all(r[1]), 0);
+    assert_int_equal(entry_count("init:initcount"), 1);
+    assert_int_equal(entry_count("initcount"), 1);
+    assert_int_equal(entry_count("fini:initcount"), 0);
+    /* init came after the entry: "initcount;" is before "init:initcount;" */
+    const char *v = getenv("MC_TEST_PLUGIN_ENTRIES");
+    assert_non_null(v);
+    const char *e = strstr(v, ";initcount;") ? strstr(v, ";initcount;") + 1 : strstr(v, "initcount;");
+    assert_non_null(e);
+    assert_true(e < strstr(v, "init:initcount;"));
+    mc__registry_free(r[0]);
+    mc__registry_free(r[2]);
+    assert_int_equal(entry_count("fini:initcount"), 0);
+    mc__registry_free(r[1]);
+    assert_int_equal(entry_count("fini:initcount"), 1);
+    assert_int_equal(entry_count("init:initcount"), 1);
+    /* the 2.0 one: its init/fini pointers exist but are never read */
+    assert_int_equal(entry_count("init:init20"), 0);
+    assert_int_equal(entry_count("fini:init20"), 0);
+    assert_int_equal(entry_count("init20"), 1);
+}
+
 /* A registry that only ever calls get(): each bad plugin is opened once,
  * its rejection logged once, and the error names the file and the reason. */
 static void test_lazy_get_rejects_once(void **state)
@@ -372,7 +431,7 @@ static void test_lazy_get_rejects_once(void **state)
         const mc__plugin *p = NULL;
         mc_err *err = NULL;
         assert_int_equal(mc__registry_get(reg, MC_PLUGIN_AUTH, "abimajor", &p, &err), MC_EPLUGIN);
-        assert_non_null(strstr(err->message, "/auth-abimajor.so: built for ABI 3.0, this is 2.0"));
+        assert_non_null(strstr(err->message, "/auth-abimajor.so: built for ABI 3.0, this is 2.1"));
         mc_error_free(err);
     }
     assert_int_equal(entry_count("abimajor"), 1);
@@ -767,7 +826,9 @@ static void test_good_plugins_load_beside_bad(void **state)
     const char *dirs[] = { bad_dir, providers_dir, transports_dir };
     mc__registry *reg = registry_of(dirs, 3);
     assert_int_equal(mc__registry_load_all(reg), 0);
-    assert_int_equal(count_lines("rejected", NULL) + count_lines(": built for ABI ", NULL), N_BAD);
+    assert_int_equal(count_lines("rejected", NULL) + count_lines(": built for ABI ", NULL) -
+                         count_lines("rejected", ": built for ABI ", NULL),
+                     N_BAD);
 
     static const char *const providers[] = { "basic", "google", "manual", "microsoft" };
     for (size_t i = 0; i < 4; i++) {
@@ -808,7 +869,7 @@ static void test_good_plugins_load_beside_bad(void **state)
     if (plugin_file_exists(transports_dir, "proxy-http.so"))
         n_proxies++;
     /* probe + the 4 providers + the transports and proxies present */
-    assert_int_equal(visit_all(reg, NULL).n, 1 + 4 + n_transports + n_proxies);
+    assert_int_equal(visit_all(reg, NULL).n, 5 + 4 + n_transports + n_proxies);   /* 5 good in bad_dir */
     assert_string_equal(mc__plugin_kind_name(MC_PLUGIN_TRANSPORT), "transport");
     assert_string_equal(mc__plugin_kind_name(MC_PLUGIN_AUTH), "auth");
     assert_string_equal(mc__plugin_kind_name(MC_PLUGIN_OAUTH_ENGINE), "oauth-engine");
@@ -1293,6 +1354,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_plugins_rejected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lazy_get_rejects_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_entry_once_per_process, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_init_fini_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_and_invalid_names, setup, teardown),
         cmocka_unit_test_setup_teardown(test_file_names, setup, teardown),
         cmocka_unit_test_setup_teardown(test_writable_file_rejected, setup, teardown),

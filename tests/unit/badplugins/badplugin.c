@@ -34,6 +34,83 @@
 #define BAD_ENTRY mc_plugin_entry
 #endif
 
+/* BAD_OPS_KIND picks the ops table: 1 auth (default), 4 proxy, 5 token
+ * store. BAD_NO_TUNNEL / BAD_NO_OPEN / BAD_NO_STORE_OPS drop a required op;
+ * BAD_INIT adds init/fini that append "init:<name>;" / "fini:<name>;" to
+ * $MC_TEST_PLUGIN_ENTRIES; BAD_INIT_FAIL makes init fail. */
+#ifndef BAD_OPS_KIND
+#define BAD_OPS_KIND 1
+#endif
+
+static void note(const char *what)
+{
+    const char *v = getenv("MC_TEST_PLUGIN_ENTRIES");
+    char buf[1024];
+    snprintf(buf, sizeof(buf), "%s%s%s;", v ? v : "", what, BAD_NAME);
+    setenv("MC_TEST_PLUGIN_ENTRIES", buf, 1);
+}
+
+#ifdef BAD_INIT
+static int probe_init(const mc_host_api *host, mc_err **err)
+{
+    (void)host;
+    (void)err;
+    note("init:");
+#ifdef BAD_INIT_FAIL
+    return MC_EPLUGIN;
+#else
+    return 0;
+#endif
+}
+
+static void probe_fini(void)
+{
+    note("fini:");
+}
+#endif
+
+#if BAD_OPS_KIND == 4
+__attribute__((unused)) static int probe_tunnel(mc_host_ctx *hc, int fd, const char *host, uint16_t port,
+                        const mc_proxy_auth *auth, const mc_plugin_cfg *cfg, int64_t deadline_ms,
+                        mc_err **err)
+{
+    (void)hc, (void)fd, (void)host, (void)port, (void)auth, (void)cfg, (void)deadline_ms;
+    (void)err;
+    return MC_EPROTO;
+}
+#ifndef BAD_OPS_SIZE_PROXY
+#define BAD_OPS_SIZE_PROXY sizeof(mc_proxy_ops)
+#endif
+static const mc_proxy_ops probe_proxy_ops = {
+    .size = BAD_OPS_SIZE_PROXY,
+    .default_port = 1080,
+#ifndef BAD_NO_TUNNEL
+    .tunnel = probe_tunnel,
+#endif
+};
+#undef BAD_OPS
+#define BAD_OPS (&probe_proxy_ops)
+#elif BAD_OPS_KIND == 5
+__attribute__((unused)) static const mc_token_store_ops probe_token_ops = { .size = sizeof(mc_token_store_ops) };
+__attribute__((unused)) static int probe_open(mc_host_ctx *hc, const mc_plugin_cfg *cfg, void **store, mc_err **err)
+{
+    (void)hc, (void)cfg, (void)err;
+    *store = NULL;
+    return 0;
+}
+static const mc_store_plugin_ops probe_store_ops = {
+    .size = sizeof(mc_store_plugin_ops),
+#ifndef BAD_NO_OPEN
+    .open = probe_open,
+#endif
+#ifndef BAD_NO_STORE_OPS
+    .ops = &probe_token_ops,
+#endif
+};
+#undef BAD_OPS
+#define BAD_OPS (&probe_store_ops)
+#endif
+
 static const char *const probe_mechanisms[] = { "PLAIN", NULL };
 static const char *const probe_keys[] = { "user", NULL };
 
@@ -51,6 +128,10 @@ __attribute__((unused)) static const mc_plugin_desc probe_desc = {
     .version = "0.0.1",
     .summary = "test-loader plugin",
     .ops = BAD_OPS,
+#ifdef BAD_INIT
+    .init = probe_init,
+    .fini = probe_fini,
+#endif
 };
 
 __attribute__((constructor)) static void count_open(void)
@@ -65,9 +146,6 @@ MC_PLUGIN_EXPORT const mc_plugin_desc *BAD_ENTRY(const mc_host_api *host);
 const mc_plugin_desc *BAD_ENTRY(const mc_host_api *host)
 {
     (void)host;
-    const char *v = getenv("MC_TEST_PLUGIN_ENTRIES");
-    char buf[1024];
-    snprintf(buf, sizeof(buf), "%s%s;", v ? v : "", BAD_NAME);
-    setenv("MC_TEST_PLUGIN_ENTRIES", buf, 1);
+    note("");
     return BAD_DESC;
 }
