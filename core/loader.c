@@ -25,6 +25,7 @@
 #include "error.h"
 #include "host.h"
 #include "loader.h"
+#include "tls-engine.h"
 #include "log.h"
 
 #ifndef MC_PLUGIN_DIR
@@ -154,6 +155,7 @@ static const struct {
     { MC_PLUGIN_TRANSPORT,    "transport-", offsetof(mc_transport_ops, keys) },
     { MC_PLUGIN_AUTH,         "auth-",      sizeof(mc_auth_ops) },
     { MC_PLUGIN_OAUTH_ENGINE, "engine-",    sizeof(mc_oauth_engine_ops) },
+    { MC_PLUGIN_TLS_ENGINE,   "engine-",    sizeof(mc__tls_engine_ops) },   /* engine-tls.so only */
 };
 #define N_KINDS (sizeof(kinds) / sizeof(kinds[0]))
 
@@ -209,6 +211,9 @@ static int parse_file_name(const char *fname, mc_plugin_kind *kind, char name[NA
         memcpy(name, n, nl);
         name[nl] = '\0';
         *kind = kinds[i].kind;
+        /* two kinds share "engine-": engine-tls.so is the TLS engine */
+        if (*kind == MC_PLUGIN_OAUTH_ENGINE && strcmp(name, "tls") == 0)
+            *kind = MC_PLUGIN_TLS_ENGINE;
         return 1;
     }
     return 0;

@@ -33,6 +33,7 @@ struct mc_host_ctx {
     char           *state_dir;    /* owned; NULL until set */
     const mc_token_store_ops *token_store;   /* the application's, or NULL */
     void           *token_store_payload;
+    struct mc__registry *reg;     /* the context's plugins (host->tls_*), or NULL */
 };
 
 /** Initialise hc with a sink (NULL: stderr) and a level. */
