@@ -140,6 +140,8 @@ static int bio_write(BIO *b, const char *buf, int len)
         int r = io->inner->ops->write(io->inner, buf, (size_t)len, NULL);
         if (r < 0) {
             io->inner_rc = r;
+            if (r == MC_ETIMEOUT)
+                BIO_set_retry_write(b);   /* not fatal to the SSL */
             return -1;
         }
         io->inner_rc = 0;
@@ -166,6 +168,8 @@ static int bio_read(BIO *b, char *buf, int len)
         ssize_t r = io->inner->ops->read(io->inner, buf, (size_t)len, NULL);
         if (r < 0) {
             io->inner_rc = (int)r;
+            if (r == MC_ETIMEOUT)
+                BIO_set_retry_read(b);    /* a read deadline: not fatal to the SSL */
             return -1;
         }
         io->inner_rc = 0;
