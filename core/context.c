@@ -79,6 +79,7 @@ int mc_context_new(mc_context **out, const mc_context_options *opts_in, mc_err *
     if ((rc = mc__registry_new(&ctx->reg, opts.plugin_dir, err)) < 0)
         goto fail;
     mc__registry_set_log(ctx->reg, &ctx->hc);
+    ctx->hc.reg = ctx->reg;   /* host->tls_client / tls_upgrade load engine-tls here */
     ctx->hc.state_dir = opts.state_dir ? strdup(opts.state_dir) : mc__state_dir();
     if (!ctx->hc.state_dir) {
         rc = mc__error_set(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, MC_STAGE_NONE, "out of memory");

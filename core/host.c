@@ -10,6 +10,9 @@
 
 #include "config.h"
 #include "host.h"
+#include "error.h"
+#include "loader.h"
+#include "tls-engine.h"
 #include "log.h"
 #include "net.h"
 #include "proxy.h"
@@ -156,6 +159,35 @@ static int host_tcp_connect(mc_host_ctx *hc, const mc_connect_opts *o, int *fd_o
     return mc__tcp_connect(o, fd_out, err);
 }
 
+/* The TLS engine of hc's registry, loaded on first use (a plain send never
+ * loads it, so never libssl). */
+static const mc__tls_engine_ops *tls_engine(mc_host_ctx *hc, mc_err **err)
+{
+    if (!hc || !hc->reg) {
+        mc__error_set(err, MC_ETLS, MC_OUTCOME_CONFIG, MC_STAGE_TLS,
+                      "TLS: no plugin registry for this context (engine-tls.so)");
+        return NULL;
+    }
+    const mc__plugin *p = NULL;
+    if (mc__registry_get(hc->reg, MC_PLUGIN_TLS_ENGINE, "tls", &p, err) < 0)
+        return NULL;
+    return (const mc__tls_engine_ops *)p->desc->ops;
+}
+
+static int host_tls_client(mc_host_ctx *hc, int fd, const mc_connect_opts *o, mc_stream **out,
+                           mc_err **err)
+{
+    const mc__tls_engine_ops *e = tls_engine(hc, err);
+    return e ? e->client(hc, fd, o, out, err) : MC_ETLS;
+}
+
+static int host_tls_upgrade(mc_host_ctx *hc, mc_stream **s, const mc_connect_opts *o,
+                            mc_err **err)
+{
+    const mc__tls_engine_ops *e = tls_engine(hc, err);
+    return e ? e->upgrade(hc, s, o, err) : MC_ETLS;
+}
+
 static int host_file_replace(const char *path, const char *data, size_t len, int mode,
                              mc_err **err)
 {
@@ -189,6 +221,8 @@ static const mc_host_api host_api = {
     .run_command = host_run_command,
     .state_dir = host_state_dir,
     .token_store = host_token_store,
+    .tls_client = host_tls_client,
+    .tls_upgrade = host_tls_upgrade,
 };
 
 const mc_host_api *mc__host(void)

@@ -25,6 +25,7 @@
 #include "error.h"
 #include "host.h"
 #include "loader.h"
+#include "tls-engine.h"
 #include "log.h"
 
 #ifndef MC_PLUGIN_DIR
@@ -155,7 +156,7 @@ static const struct {
 } kinds[] = {
     /* engine-tls.so is the TLS engine, every other engine-*.so an OAuth
      * engine: the name-bound entry comes first */
-    { MC_PLUGIN_TLS_ENGINE,   "engine-",    "tls", sizeof(size_t), 1 },
+    { MC_PLUGIN_TLS_ENGINE,   "engine-",    "tls", sizeof(mc__tls_engine_ops), 1 },
     { MC_PLUGIN_TRANSPORT,    "transport-", NULL, offsetof(mc_transport_ops, keys), 0 },
     { MC_PLUGIN_AUTH,         "auth-",      NULL, sizeof(mc_auth_ops), 0 },
     { MC_PLUGIN_OAUTH_ENGINE, "engine-",    NULL, sizeof(mc_oauth_engine_ops), 0 },

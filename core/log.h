@@ -34,6 +34,7 @@ struct mc_host_ctx {
     const mc_token_store_ops *token_store;   /* the application's, or NULL */
     void           *token_store_payload;
     struct mc__store *store;      /* the context's token-store plugin (store.h), or NULL */
+    struct mc__registry *reg;     /* the context's plugins (host->tls_*), or NULL */
 };
 
 /** Initialise hc with a sink (NULL: stderr) and a level. */

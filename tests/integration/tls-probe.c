@@ -188,6 +188,7 @@ int main(int argc, char **argv)
     mc_stream *s = NULL;
     int rc = mc__registry_new(&reg, NULL, &err);
     mc__registry_set_log(reg, &hc);
+    hc.reg = reg;   /* host->tls_client / tls_upgrade load engine-tls.so from it */
     if (rc == 0)
         rc = mc__registry_get(reg, MC_PLUGIN_TRANSPORT, transport, &plugin, &err);
     if (rc == 0) {

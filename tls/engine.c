@@ -1,4 +1,10 @@
-/* Shared TLS stream of the tls and starttls transports (OpenSSL 3).
+/* engine-tls.so: the host's TLS layer (OpenSSL 3), behind host->tls_client
+ * and host->tls_upgrade. The only module besides none that links libssl.
+ *
+ * Two kinds of stream: over a socket (tls_client: our own BIO on the fd)
+ * or over another stream (tls_upgrade: the BIO calls the inner stream's
+ * read/write, so STARTTLS works over any transport's stream; the inner
+ * stream's deadlines bound every wait).
  *
  * Trust: the server's ca_file replaces the system store; otherwise the
  * system store is looked up by hashed directory (never the whole bundle).
@@ -34,15 +40,11 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
-#include "fdwait.h"
-#include "tls.h"
+#include "../plugins/common/fdwait.h"
+#include "../core/tls-engine.h"
 
 static const mc_host_api *host;
 
-void mc__tls_set_host(const mc_host_api *h)
-{
-    host = h;
-}
 
 /* What the BIO sees of the socket. */
 typedef struct sock_io {
@@ -50,6 +52,8 @@ typedef struct sock_io {
     int  last_errno;     /* of the last failed send/recv, 0 otherwise */
     bool eof;            /* recv returned 0 */
     uint64_t sent;       /* bytes the socket took: progress of a write */
+    mc_stream *inner;    /* tls_upgrade: the stream under TLS (fd is -1) */
+    int  inner_rc;       /* the inner stream's last failure, 0 otherwise */
 } sock_io;
 
 typedef struct tls_stream {
@@ -65,6 +69,7 @@ typedef struct tls_stream {
 } tls_stream;
 
 static ssize_t stream_read(mc_stream *s, void *buf, size_t len, mc_err **err);
+static int64_t read_deadline(const tls_stream *ts);
 static int stream_write(mc_stream *s, const void *buf, size_t len, mc_err **err);
 static void stream_close(mc_stream *s);
 static void stream_set_read_deadline(mc_stream *s, int64_t deadline_ms);
@@ -131,6 +136,18 @@ static int bio_write(BIO *b, const char *buf, int len)
 {
     sock_io *io = BIO_get_data(b);
     BIO_clear_retry_flags(b);
+    if (io->inner) {
+        int r = io->inner->ops->write(io->inner, buf, (size_t)len, NULL);
+        if (r < 0) {
+            io->inner_rc = r;
+            if (r == MC_ETIMEOUT)
+                BIO_set_retry_write(b);   /* not fatal to the SSL */
+            return -1;
+        }
+        io->inner_rc = 0;
+        io->sent += (uint64_t)len;
+        return len;
+    }
     ssize_t n = send(io->fd, buf, (size_t)len, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n < 0) {
         io->last_errno = errno;
@@ -147,6 +164,19 @@ static int bio_read(BIO *b, char *buf, int len)
 {
     sock_io *io = BIO_get_data(b);
     BIO_clear_retry_flags(b);
+    if (io->inner) {
+        ssize_t r = io->inner->ops->read(io->inner, buf, (size_t)len, NULL);
+        if (r < 0) {
+            io->inner_rc = (int)r;
+            if (r == MC_ETIMEOUT)
+                BIO_set_retry_read(b);    /* a read deadline: not fatal to the SSL */
+            return -1;
+        }
+        io->inner_rc = 0;
+        if (r == 0)
+            io->eof = true;
+        return (int)r;
+    }
     ssize_t n = recv(io->fd, buf, (size_t)len, MSG_DONTWAIT);
     if (n < 0) {
         io->last_errno = errno;
@@ -265,6 +295,9 @@ static int handshake_error(tls_stream *ts, mc_err **err)
     if (r && !eof)
         return host->error(err, MC_ETLS, MC_OUTCOME_PERMANENT, MC_STAGE_TLS,
                            "%s: TLS handshake failed: %s", ts->peer, r);
+    if (ts->io.inner_rc)
+        return host->error(err, MC_ENET, MC_OUTCOME_TRANSIENT, MC_STAGE_TLS,
+                           "%s: the connection failed during the TLS handshake", ts->peer);
     if (ts->io.last_errno) {
         char why[128];
         mc__errno_text(why, sizeof(why), ts->io.last_errno);
@@ -337,13 +370,17 @@ static int handshake(tls_stream *ts, const mc_connect_opts *o, int64_t deadline,
         }
     }
 
+    if (ts->io.inner && ts->io.inner->ops->set_read_deadline)
+        ts->io.inner->ops->set_read_deadline(ts->io.inner, deadline);
     for (;;) {
         ts->io.last_errno = 0;
+        ts->io.inner_rc = 0;
         int r = SSL_connect(ts->ssl);
         if (r == 1)
             break;
         int e = SSL_get_error(ts->ssl, r);
-        int w = ssl_wait(ts, e, &deadline, false);
+        int w = ts->io.inner ? (ts->io.inner_rc == MC_ETIMEOUT ? 0 : -1)
+                             : ssl_wait(ts, e, &deadline, false);
         if (w > 0)
             continue;
         if (w == 0)
@@ -362,6 +399,8 @@ static int handshake(tls_stream *ts, const mc_connect_opts *o, int64_t deadline,
                          "%s: certificate verify failed: no verified certificate", ts->peer);
         goto fail;
     }
+    if (ts->io.inner && ts->io.inner->ops->set_read_deadline)
+        ts->io.inner->ops->set_read_deadline(ts->io.inner, ts->read_deadline);
     ts->base.encrypted = true;
     ts->base.peer_verified = true;
     snprintf(ts->base.tls_version, sizeof(ts->base.tls_version), "%s", SSL_get_version(ts->ssl));
@@ -372,74 +411,14 @@ static int handshake(tls_stream *ts, const mc_connect_opts *o, int64_t deadline,
     return 0;
 
 fail:
+    if (ts->io.inner && ts->io.inner->ops->set_read_deadline)
+        ts->io.inner->ops->set_read_deadline(ts->io.inner, ts->read_deadline);
     ERR_clear_error();
     tls_free(ts);
     return rc;
 }
 
 /* ------------------------------------------------------------ ops */
-
-int mc__tls_stream_open(mc_host_ctx *hc, mc_stream **out, const mc_connect_opts *o,
-                        bool implicit, mc_err **err)
-{
-    if (!out || !o || !o->host)
-        return host->error(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_CONNECT,
-                           "transport: no host given");
-    *out = NULL;
-    /* one deadline for the TCP connect and the handshake, passed on */
-    mc_connect_opts c = { 0 };
-    memcpy(&c, o, o->size < sizeof(c) ? o->size : sizeof(c));
-    c.size = sizeof(c);
-    int timeout_ms = c.timeout_ms > 0 ? c.timeout_ms : 60000;
-    if (c.deadline_ms <= 0)
-        c.deadline_ms = mc__mono_now_ms() + timeout_ms;
-    int fd = -1;
-    int rc = host->tcp_connect(hc, &c, &fd, err);
-    if (rc < 0)
-        return rc;
-    tls_stream *ts = host->alloc(sizeof(*ts));
-    if (!ts) {
-        close(fd);
-        return host->error(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, MC_STAGE_CONNECT,
-                           "out of memory");
-    }
-    ts->base.ops = &stream_ops;
-    ts->base.hc = hc;
-    ts->io.fd = fd;
-    ts->timeout_ms = timeout_ms;
-    peer_name(ts->peer, sizeof(ts->peer), o->host, o->port);
-    if (implicit && (rc = handshake(ts, &c, c.deadline_ms, err)) < 0) {
-        stream_close(&ts->base);
-        return rc;
-    }
-    *out = &ts->base;
-    return 0;
-}
-
-int mc__tls_stream_upgrade(mc_host_ctx *hc, mc_stream *s, const mc_connect_opts *o,
-                           mc_err **err)
-{
-    if (!s || s->ops != &stream_ops || !o || !o->host)
-        return host->error(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_STARTTLS,
-                           "starttls: not a stream of this transport");
-    tls_stream *ts = (tls_stream *)s;
-    if (hc)
-        ts->base.hc = hc;
-    if (ts->ssl)
-        return host->error(err, MC_ETLS, MC_OUTCOME_PERMANENT, MC_STAGE_STARTTLS,
-                           "%s: STARTTLS on a stream that is already encrypted", ts->peer);
-    /* Anything the server sent after its 220 would be read as if it came
-     * through TLS: refuse (CVE-2011-0411 style response injection). */
-    char c;
-    ssize_t n = recv(ts->io.fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (n > 0)
-        return host->error(err, MC_EREFUSED, MC_OUTCOME_PERMANENT, MC_STAGE_STARTTLS,
-                           "%s: server sent data after its STARTTLS reply (response injection)",
-                           ts->peer);
-    int64_t deadline = MC_SIZE_HAS(o, mc_connect_opts, deadline_ms) && o->deadline_ms > 0
-                       ? o->deadline_ms : mc__mono_now_ms() + ts->timeout_ms;
-    return handshake(ts, o, deadline, err);
-}
 
 static int64_t read_deadline(const tls_stream *ts)
 {
@@ -516,6 +495,10 @@ static int io_error(tls_stream *ts, bool reading, bool timed_out, mc_err **err)
                            ts->peer, timeout_s(ts));
     }
     ts->broken = true;
+    if (ts->io.inner_rc)
+        return host->error(err, ts->io.inner_rc == MC_ETIMEOUT ? MC_ETIMEOUT : MC_ENET,
+                           MC_OUTCOME_TRANSIENT, MC_STAGE_NONE,
+                           "%s: the connection under TLS failed", ts->peer);
     if (ts->io.last_errno) {
         char why[128];
         mc__errno_text(why, sizeof(why), ts->io.last_errno);
@@ -551,7 +534,8 @@ static ssize_t stream_read(mc_stream *s, void *buf, size_t len, mc_err **err)
             return 0;
         if (e == SSL_ERROR_SYSCALL && ts->io.last_errno == 0 && ERR_peek_error() == 0)
             return 0;   /* EOF without close_notify: the server closed */
-        int w = ssl_wait(ts, e, &deadline, true);
+        int w = ts->io.inner ? (ts->io.inner_rc == MC_ETIMEOUT ? 0 : -1)
+                             : ssl_wait(ts, e, &deadline, true);
         if (ts->read_deadline)
             ts->read_deadline = deadline;   /* moved while the server read */
         if (w > 0)
@@ -588,7 +572,8 @@ static int stream_write(mc_stream *s, const void *buf, size_t len, mc_err **err)
             continue;
         }
         int e = SSL_get_error(ts->ssl, 0);
-        int w = ssl_wait(ts, e, &idle_until, false);
+        int w = ts->io.inner ? (ts->io.inner_rc == MC_ETIMEOUT ? 0 : -1)
+                             : ssl_wait(ts, e, &idle_until, false);
         if (w > 0)
             continue;   /* retried with the same buffer, as OpenSSL requires */
         int rc = io_error(ts, false, w == 0, err);
@@ -610,12 +595,137 @@ static void stream_close(mc_stream *s)
     }
     ERR_clear_error();
     tls_free(ts);
-    if (ts->io.fd >= 0)
+    if (ts->io.inner)
+        ts->io.inner->ops->close(ts->io.inner);
+    else if (ts->io.fd >= 0)
         close(ts->io.fd);
     host->free(ts);
 }
 
 static void stream_set_read_deadline(mc_stream *s, int64_t deadline_ms)
 {
-    ((tls_stream *)s)->read_deadline = deadline_ms > 0 ? deadline_ms : 0;
+    tls_stream *ts = (tls_stream *)s;
+    ts->read_deadline = deadline_ms > 0 ? deadline_ms : 0;
+    if (ts->io.inner && ts->io.inner->ops->set_read_deadline)
+        ts->io.inner->ops->set_read_deadline(ts->io.inner, ts->read_deadline);
+}
+
+/* ------------------------------------------------------------ engine ops */
+
+static tls_stream *stream_new(mc_host_ctx *hc, const mc_connect_opts *o)
+{
+    tls_stream *ts = host->alloc(sizeof(*ts));
+    if (!ts)
+        return NULL;
+    ts->base.ops = &stream_ops;
+    ts->base.hc = hc;
+    ts->io.fd = -1;
+    ts->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 60000;
+    peer_name(ts->peer, sizeof(ts->peer), o->host, o->port);
+    return ts;
+}
+
+static int64_t handshake_deadline(const mc_connect_opts *o, int timeout_ms)
+{
+    return MC_SIZE_HAS(o, mc_connect_opts, deadline_ms) && o->deadline_ms > 0
+           ? o->deadline_ms : mc__mono_now_ms() + timeout_ms;
+}
+
+static int engine_client(mc_host_ctx *hc, int fd, const mc_connect_opts *o, mc_stream **out,
+                         mc_err **err)
+{
+    if (!out || !o || !o->host || fd < 0)
+        return host->error(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_TLS,
+                           "tls_client: no host or socket given");
+    *out = NULL;
+    mc_connect_opts c = { 0 };
+    memcpy(&c, o, o->size < sizeof(c) ? o->size : sizeof(c));
+    c.size = sizeof(c);
+    tls_stream *ts = stream_new(hc, &c);
+    if (!ts)
+        return host->error(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, MC_STAGE_TLS, "out of memory");
+    ts->io.fd = fd;
+    int rc = handshake(ts, &c, handshake_deadline(&c, ts->timeout_ms), err);
+    if (rc < 0) {
+        host->free(ts);   /* the caller still owns fd */
+        return rc;
+    }
+    *out = &ts->base;
+    return 0;
+}
+
+static int engine_upgrade(mc_host_ctx *hc, mc_stream **s, const mc_connect_opts *o, mc_err **err)
+{
+    if (!s || !*s || !o || !o->host)
+        return host->error(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_STARTTLS,
+                           "tls_upgrade: no stream or host given");
+    mc_stream *inner = *s;
+    if (inner->encrypted)
+        return host->error(err, MC_ETLS, MC_OUTCOME_PERMANENT, MC_STAGE_STARTTLS,
+                           "STARTTLS on a stream that is already encrypted");
+    if (!MC_SIZE_HAS(inner->ops, mc_stream_ops, set_read_deadline)
+        || !inner->ops->set_read_deadline)
+        return host->error(err, MC_ETLS, MC_OUTCOME_PERMANENT, MC_STAGE_STARTTLS,
+                           "STARTTLS: the transport's stream has no read deadlines");
+    if (!hc)
+        hc = inner->hc;
+    mc_connect_opts c = { 0 };
+    memcpy(&c, o, o->size < sizeof(c) ? o->size : sizeof(c));
+    c.size = sizeof(c);
+    tls_stream *ts = stream_new(hc, &c);
+    if (!ts)
+        return host->error(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, MC_STAGE_STARTTLS,
+                           "out of memory");
+    /* Anything the server sent after its 220 would be read as if it came
+     * through TLS: refuse (CVE-2011-0411 style response injection). A read
+     * with a deadline already past returns the bytes waiting, or
+     * MC_ETIMEOUT at once (mc_stream_ops.set_read_deadline). */
+    char ch;
+    inner->ops->set_read_deadline(inner, 1);
+    ssize_t n = inner->ops->read(inner, &ch, 1, NULL);
+    inner->ops->set_read_deadline(inner, 0);
+    if (n > 0) {
+        int rc = host->error(err, MC_EREFUSED, MC_OUTCOME_PERMANENT, MC_STAGE_STARTTLS,
+                             "%s: server sent data after its STARTTLS reply (response injection)",
+                             ts->peer);
+        host->free(ts);
+        return rc;
+    }
+    if (n == 0 || n != MC_ETIMEOUT) {
+        int rc = host->error(err, MC_ENET, MC_OUTCOME_TRANSIENT, MC_STAGE_STARTTLS,
+                             "%s: the server closed the connection after its STARTTLS reply",
+                             ts->peer);
+        host->free(ts);
+        return rc;
+    }
+    ts->io.inner = inner;
+    int rc = handshake(ts, &c, handshake_deadline(&c, ts->timeout_ms), err);
+    if (rc < 0) {
+        host->free(ts);   /* *s unchanged: the caller closes it */
+        return rc;
+    }
+    *s = &ts->base;
+    return 0;
+}
+
+static const mc__tls_engine_ops engine_ops = {
+    .size = sizeof(mc__tls_engine_ops),
+    .client = engine_client,
+    .upgrade = engine_upgrade,
+};
+
+static const mc_plugin_desc engine_desc = {
+    .abi_major = MC_PLUGIN_ABI_MAJOR,
+    .abi_minor = MC_PLUGIN_ABI_MINOR,
+    .kind = MC_PLUGIN_TLS_ENGINE,
+    .name = "tls",
+    .version = MC_VERSION_STRING,
+    .summary = "the host's TLS layer (OpenSSL): certificate and host name verified",
+    .ops = &engine_ops,
+};
+
+const mc_plugin_desc *mc_plugin_entry(const mc_host_api *h)
+{
+    host = h;
+    return &engine_desc;
 }
