@@ -292,20 +292,25 @@ static const struct { const char *kind, *name; } builtins[] = {
 
 static void print_plugins(plugin_rows *r)
 {
+    /* the built-ins are rows too, so they sort into their kind's group */
+    for (size_t i = 0; i < sizeof(builtins) / sizeof(builtins[0]); i++)
+        collect_plugin(builtins[i].kind, builtins[i].name, "(built in)", NULL, "", r);
     qsort(r->v, r->n, sizeof(*r->v), row_cmp);
-    int wk = 11, wn = 4, wv = 0;   /* at least "token-store", "file" */
+    int wk = 0, wn = 0, wv = 0;
     for (size_t i = 0; i < r->n; i++) {
         int k = (int)strlen(r->v[i].kind), n = (int)strlen(r->v[i].name);
-        int v = (int)strlen(r->v[i].version);
+        int v = r->v[i].file[0] ? (int)strlen(r->v[i].version) : 0;
         wk = k > wk ? k : wk;
         wn = n > wn ? n : wn;
         wv = v > wv ? v : wv;
     }
-    for (size_t i = 0; i < r->n; i++)
-        printf("%-*s %-*s %-*s %s\n", wk, r->v[i].kind, wn, r->v[i].name, wv,
-               r->v[i].version, r->v[i].file);
-    for (size_t i = 0; i < sizeof(builtins) / sizeof(builtins[0]); i++)
-        printf("%-*s %-*s (built in)\n", wk, builtins[i].kind, wn, builtins[i].name);
+    for (size_t i = 0; i < r->n; i++) {
+        if (r->v[i].file[0])
+            printf("%-*s %-*s %-*s %s\n", wk, r->v[i].kind, wn, r->v[i].name, wv,
+                   r->v[i].version, r->v[i].file);
+        else
+            printf("%-*s %-*s %s\n", wk, r->v[i].kind, wn, r->v[i].name, r->v[i].version);
+    }
     for (size_t i = 0; i < r->n; i++)
         free(r->v[i].kind), free(r->v[i].name), free(r->v[i].version), free(r->v[i].file);
     free(r->v);

@@ -67,7 +67,7 @@ static const abi_num struct_sizes[] = {
     SIZE(mc_hint, 16, 8),
     SIZE(mc_oauth_profile, 9264, 8),
     SIZE(mc_auth_ops, 80, 8),
-    SIZE(mc_oauth_request, 104, 8),
+    SIZE(mc_oauth_request, 112, 8),   /* 2.1 appended proxy */
     SIZE(mc_oauth_authorize_options, 56, 8),
     SIZE_MIN(mc_token_status, 392, 8),   /* versioned: only appended to */
     SIZE(mc_oauth_device, 40, 8),
@@ -163,6 +163,7 @@ static const abi_num struct_members[] = {
     MEMBER(mc_oauth_request, timeout_s, 88, 4),
     MEMBER(mc_oauth_request, refresh_margin_s, 92, 4),
     MEMBER(mc_oauth_request, profile, 96, 8),
+    MEMBER(mc_oauth_request, proxy, 104, 8),
     MEMBER(mc_oauth_authorize_options, version, 0, 4),
     MEMBER(mc_oauth_authorize_options, flow, 4, 4),
     MEMBER(mc_oauth_authorize_options, port, 8, 4),
