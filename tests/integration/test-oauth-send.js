@@ -752,6 +752,8 @@ test('a basic-auth send does not load libcurl; an OAuth send does', async (t) =>
     const r = await send(cfg, 'relay', [], { env: { MC_G_PASSWORD: 'basic-pw-Ty6u', LD_DEBUG: 'libs' } });
     assert.equal(r.code, 0, show(r));
     assert.match(r.stderr, /transport-tls\.so/, 'LD_DEBUG listed the loaded modules');
+    assert.match(r.stderr, /engine-tls\.so/);   // control for the plain send's test below
+    assert.match(r.stderr, /libssl\.so/);
     assert.doesNotMatch(r.stderr, /libcurl/);
     assert.doesNotMatch(r.stderr, /engine-oauth/);
     // control: the OAuth send loads the engine and libcurl with it
@@ -759,6 +761,24 @@ test('a basic-auth send does not load libcurl; an OAuth send does', async (t) =>
     assert.equal(o.code, 0, show(o));
     assert.match(o.stderr, /engine-oauth\.so/);
     assert.match(o.stderr, /libcurl/);
+});
+
+// Issue 11 moved TLS into engine-tls.so and added proxies: a plain send with
+// basic auth (allowed in clear to loopback by the config) still maps no TLS
+// or HTTP code at all.
+test('a plain send loads neither libssl, engine-tls, libcurl nor a proxy plugin', async (t) => {
+    const peer = await lib.startPeer({ t, out: lib.tmpdir(), users: { app: 'basic-pw-Ty6u' } });
+    const dir = lib.tmpdir(t);
+    const cfg = config(dir, server('relay', peer, 'plain',
+        { provider: 'basic', user: 'app', password_env: 'MC_G_PASSWORD' },
+        { ca_file: undefined, allow_plaintext_auth: true }));
+    const r = await send(cfg, 'relay', [], { env: { MC_G_PASSWORD: 'basic-pw-Ty6u', LD_DEBUG: 'libs' } });
+    assert.equal(r.code, 0, show(r));
+    assert.match(r.stderr, /transport-plain\.so/, 'LD_DEBUG listed the loaded modules');
+    assert.match(r.stderr, /auth-basic\.so/);
+    for (const re of [/libssl\.so/, /engine-tls\.so/, /libcurl/, /engine-oauth/, /proxy-/])
+        assert.doesNotMatch(r.stderr, re);
+    assert.ok(events(peer).some((e) => /^auth (PLAIN|LOGIN) app$/.test(e)), events(peer).join("\n"));
 });
 
 test('-v and -vv transcripts of OAuth sends and auth show no token, secret or AUTH payload', async () => {
