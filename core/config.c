@@ -2189,6 +2189,21 @@ int mc__config_check_secrets(mc__config *cfg, mc_err **err)
             snprintf(path, sizeof(path), "servers[%zu].ca_file", i);
             check_readable(&p, path, s->ca_file);
         }
+        /* the proxies' passwords: the server's, and auth's own */
+        json_object *px[2] = { s->proxy_obj, s->auth_proxy_mode == 2 ? s->auth_proxy_obj : NULL };
+        for (size_t k = 0; k < 2; k++) {
+            if (!px[k] || !json_object_is_type(px[k], json_type_object))
+                continue;
+            snprintf(path, sizeof(path), k ? "servers[%zu].auth.proxy" : "servers[%zu].proxy", i);
+            mc_plugin_cfg pc = { .obj = px[k], .path = path };
+            char *value = NULL;
+            mc_err *e = NULL;
+            if (mc__secret_resolve(NULL, &pc, "password", &value, &e) < 0)
+                if (mc__diag_add(&d, "%s", e && e->message ? e->message : "secret unavailable") < 0)
+                    p.nomem = true;
+            mc__secret_free(value);
+            mc_error_free(e);
+        }
         if (!s->has_auth)
             continue;
         for (size_t k = 0; auth_secret_keys[k]; k++) {
@@ -2547,6 +2562,49 @@ static json_object *parse_object(const char *name, const char *text, mc__diag *d
     return o;
 }
 
+
+/* obj[a] (or obj[a][b]) when it is an object, else NULL. */
+static json_object *sub_object(json_object *obj, const char *a, const char *b)
+{
+    json_object *v = NULL;
+    if (!json_object_object_get_ex(obj, a, &v) || !json_object_is_type(v, json_type_object))
+        return NULL;
+    if (b && (!json_object_object_get_ex(v, b, &v) || !json_object_is_type(v, json_type_object)))
+        return NULL;
+    return v;
+}
+
+/* In a server being put, `"key": null` keeps the stored inline secret of the
+ * same place (obj is servers[N].where): copied from old_obj, else an error
+ * at the key's path. */
+static void keep_null_secrets(pctx *p, const char *spath, const char *name, const char *where,
+                              json_object *obj, json_object *old_obj, bool exists,
+                              const char *const *keys, bool *nomem)
+{
+    for (size_t k = 0; obj && keys[k]; k++) {
+        json_object *v = NULL, *ov = NULL;
+        if (!json_object_object_get_ex(obj, keys[k], &v) || v)
+            continue;
+        char kp[128];
+        snprintf(kp, sizeof(kp), "%s.%s.%s", spath, where, keys[k]);
+        if (!exists) {
+            bad(p, kp, "null keeps the current secret, but server \"%s\" is new: give the %s",
+                name, keys[k]);
+        } else if (!old_obj || !json_object_object_get_ex(old_obj, keys[k], &ov)
+                   || !json_object_is_type(ov, json_type_string)) {
+            bad(p, kp, "null keeps the current secret, but server \"%s\" has no inline %s: "
+                       "give it", name, keys[k]);
+        } else {
+            json_object *copy = json_object_new_string_len(json_object_get_string(ov),
+                                                           json_object_get_string_len(ov));
+            if (!copy || json_object_object_add(obj, keys[k], copy) < 0) {
+                json_object_put(copy);
+                *nomem = true;
+            }
+        }
+    }
+}
+
 int mc__config_put_text(char **out, size_t *len, const mc__config *cfg, const char *server_json,
                         mc_err **err)
 {
@@ -2577,36 +2635,22 @@ int mc__config_put_text(char **out, size_t *len, const mc__config *cfg, const ch
         idx = doc_server_index(cfg->doc, json_object_get_string(nv));
         if (idx >= 0)
             snprintf(spath, sizeof(spath), "servers[%ld]", idx);
-        /* null secrets keep the current ones */
-        json_object *auth = NULL, *old = idx >= 0 ? json_object_array_get_idx(servers, (size_t)idx)
-                                                  : NULL;
-        json_object *oauth = NULL;
-        if (old && (!json_object_object_get_ex(old, "auth", &oauth)
-                    || !json_object_is_type(oauth, json_type_object)))
-            oauth = NULL;
-        if (json_object_object_get_ex(srv, "auth", &auth) && json_object_is_type(auth, json_type_object)) {
-            for (size_t k = 0; auth_secret_keys[k]; k++) {
-                json_object *v = NULL, *ov = NULL;
-                if (!json_object_object_get_ex(auth, auth_secret_keys[k], &v) || v)
-                    continue;
-                char kp[96];
-                snprintf(kp, sizeof(kp), "%s.auth.%s", spath, auth_secret_keys[k]);
-                if (!old) {
-                    bad(&p, kp, "null keeps the current secret, but server \"%s\" is new: give "
-                                "the %s", json_object_get_string(nv), auth_secret_keys[k]);
-                } else if (!oauth || !json_object_object_get_ex(oauth, auth_secret_keys[k], &ov)
-                           || !json_object_is_type(ov, json_type_string)) {
-                    bad(&p, kp, "null keeps the current secret, but server \"%s\" has no inline "
-                                "%s: give it", json_object_get_string(nv), auth_secret_keys[k]);
-                } else {
-                    json_object *copy = json_object_new_string_len(json_object_get_string(ov),
-                                                                   json_object_get_string_len(ov));
-                    if (!copy || json_object_object_add(auth, auth_secret_keys[k], copy) < 0) {
-                        json_object_put(copy);
-                        nomem = true;
-                    }
-                }
-            }
+        /* null secrets keep the current ones: auth's, the proxy's, auth.proxy's */
+        json_object *old = idx >= 0 ? json_object_array_get_idx(servers, (size_t)idx) : NULL;
+        static const char *const proxy_secret_keys[] = { "password", NULL };
+        static const struct { const char *a, *b; const char *const *keys; } places[] = {
+            { "auth", NULL, auth_secret_keys },
+            { "proxy", NULL, proxy_secret_keys },
+            { "auth", "proxy", proxy_secret_keys },
+        };
+        for (size_t i = 0; i < sizeof(places) / sizeof(places[0]); i++) {
+            char where[32];
+            snprintf(where, sizeof(where), "%s%s%s", places[i].a, places[i].b ? "." : "",
+                     places[i].b ? places[i].b : "");
+            keep_null_secrets(&p, spath, json_object_get_string(nv), where,
+                              sub_object(srv, places[i].a, places[i].b),
+                              old ? sub_object(old, places[i].a, places[i].b) : NULL, old != NULL,
+                              places[i].keys, &nomem);
         }
     }
     int rc = 0;

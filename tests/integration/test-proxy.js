@@ -42,9 +42,9 @@ async function freePort() {
     return port;
 }
 
-function canConnect(port) {
+function canConnect(port, host = '127.0.0.1') {
     return new Promise((resolve) => {
-        const c = net.connect({ host: '127.0.0.1', port });
+        const c = net.connect({ host, port });
         const done = (ok) => { c.destroy(); resolve(ok); };
         c.once('connect', () => done(true));
         c.once('error', () => done(false));
@@ -63,7 +63,7 @@ function stopProc(child) {
 
 /** Start a proxy program; its stdout and stderr go to log. Ready when its
  *  port accepts (bounded). */
-async function startProc(bin, args, port, log) {
+async function startProc(bin, args, port, log, host = '127.0.0.1') {
     const fd = fs.openSync(log, 'a');
     const child = spawn(bin, args, { stdio: ['ignore', fd, fd] });
     fs.closeSync(fd);
@@ -71,7 +71,7 @@ async function startProc(bin, args, port, log) {
     child.once('exit', () => procs.delete(child.pid));
     await lib.waitFor(async () => {
         if (child.exitCode !== null) throw new Error(`${bin} exited: ${fs.readFileSync(log, 'utf8')}`);
-        return canConnect(port);
+        return canConnect(port, host);
     }, 10000, 50, `${bin} listening on ${port}`);
     return { child, port, log, stop: () => stopProc(child) };
 }
@@ -86,7 +86,7 @@ async function socks5(t, auth) {
     return p;
 }
 
-async function httpProxy(t, connectPorts) {
+async function httpProxy(t, connectPorts, auth) {
     const port = await freePort();
     const dir = lib.tmpdir(t);
     const log = path.join(dir, 'tinyproxy.log');
@@ -94,7 +94,8 @@ async function httpProxy(t, connectPorts) {
     fs.writeFileSync(conf, [
         `Port ${port}`, 'Listen 127.0.0.1', 'Timeout 30', 'MaxClients 20',
         `LogFile "${log}"`, 'LogLevel Connect', 'Allow 127.0.0.1',
-        ...connectPorts.map((cp) => `ConnectPort ${cp}`), '',
+        ...connectPorts.map((cp) => `ConnectPort ${cp}`),
+        ...(auth ? [`BasicAuth ${auth.user} ${auth.password}`] : []), '',
     ].join('\n'));
     const p = await startProc('tinyproxy', ['-d', '-c', conf], port, path.join(dir, 'tinyproxy.out'));
     p.log = log;
@@ -154,6 +155,22 @@ for (const tr of transports) {
     }
 }
 
+test('IPv6: a socks5 proxy at ::1 reaches a server named by an IPv6 literal', async (t) => {
+    const dir = lib.tmpdir(t);
+    const peer = await lib.startPeer({ t, host: '::1' });
+    const port = await freePort();
+    const log = path.join(lib.tmpdir(t), 'microsocks6.log');
+    const p = await startProc('microsocks', ['-i', '::1', '-p', String(port)], port, log, '::1');
+    t.after(p.stop);
+    const cfg = lib.writeConfig(dir, { servers: [server(peer, { host: '::1',
+        proxy: { type: 'socks5', host: '::1', port } })] });
+    const r = await cli(cfg, ['send', '--to', 'to@example.test', '--subject', 'v6', '--body', 'x\n']);
+    assert.equal(r.code, 0, r.stderr);
+    const msgs = await lib.readMessages(peer.out);
+    assert.equal(msgs.length, 1);
+    assert.equal(msgs[0].subject, 'v6');
+});
+
 test('proxy down: 75 naming the proxy', async (t) => {
     const dir = lib.tmpdir(t);
     const peer = await lib.startPeer({ t });
@@ -179,6 +196,43 @@ test('proxy authentication refused (microsocks, wrong password): 77 naming the p
     const ok = await cli(cfg, ['send', '--to', 'to@example.test', '--subject', 'authed', '--body', 'x\n'], { MC_PROXY_PW: PROXY_PASSWORD });
     assert.equal(ok.code, 0, ok.stderr);
     assert.equal((await lib.readMessages(peer.out)).length, 1);
+});
+
+// tinyproxy answers a refused BasicAuth with 401, not RFC 9110's 407: both
+// are "authentication refused" (DESIGN.md).
+test('HTTP proxy authentication (tinyproxy BasicAuth): a wrong password is refused, 77 naming the proxy and its status', async (t) => {
+    const dir = lib.tmpdir(t);
+    const peer = await lib.startPeer({ t });
+    const proxy = await httpProxy(t, [peer.port], { user: 'pxuser', password: PROXY_PASSWORD });
+    const cfg = lib.writeConfig(dir, { servers: [server(peer, { proxy: {
+        type: 'http', host: '127.0.0.1', port: proxy.port, user: 'pxuser', password_env: 'MC_PROXY_PW' } })] });
+    const bad = await cli(cfg, ['send', '--to', 'to@example.test', '--subject', 'x', '--body', 'x\n'], { MC_PROXY_PW: 'wrong-Pw' });
+    assert.equal(bad.code, 77, bad.stderr);
+    assert.match(bad.stderr, new RegExp(`proxy http 127\\.0\\.0\\.1:${proxy.port}`));
+    assert.match(bad.stderr, /authentication refused: HTTP 40[17] /);
+    assert.ok(!bad.stderr.includes('wrong-Pw'), 'the password is not shown');
+    assert.equal((await lib.readMessages(peer.out)).length, 0);
+    const ok = await cli(cfg, ['send', '--to', 'to@example.test', '--subject', 'basic', '--body', 'x\n'], { MC_PROXY_PW: PROXY_PASSWORD });
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal((await lib.readMessages(peer.out)).length, 1);
+});
+
+test('check --secrets resolves the proxy passwords (the server\'s and auth.proxy)', async (t) => {
+    const dir = lib.tmpdir(t);
+    const cfg = lib.writeConfig(dir, { servers: [{ name: 'a', host: '127.0.0.1', port: 2525, transport: 'starttls',
+        proxy: { type: 'socks5', host: '127.0.0.1', port: 1080, user: 'u', password_file: path.join(dir, 'missing') },
+        auth: { provider: 'manual', user: 'u@example.test', client_id: 'c', authorization_url: 'https://127.0.0.1/a',
+            token_url: 'https://127.0.0.1/t',
+            proxy: { type: 'http', host: '127.0.0.1', port: 3128, user: 'u', password_env: 'MC_PROXY_PW_UNSET' } } }] });
+    const plain = await cli(cfg, ['check']);
+    assert.equal(plain.code, 0, plain.stdout + plain.stderr);
+    const r = await cli(cfg, ['check', '--secrets']);
+    assert.equal(r.code, 78, r.stdout + r.stderr);
+    assert.match(r.stderr, /servers\[0\]\.proxy\.password_file: cannot read/);
+    assert.match(r.stderr, /servers\[0\]\.auth\.proxy\.password_env: environment variable MC_PROXY_PW_UNSET is not set/);
+    fs.writeFileSync(path.join(dir, 'missing'), 'pw\n', { mode: 0o600 });
+    const ok = await cli(cfg, ['check', '--secrets'], { MC_PROXY_PW_UNSET: 'x' });
+    assert.equal(ok.code, 0, ok.stdout + ok.stderr);
 });
 
 test('CONNECT refused (tinyproxy, a port not in ConnectPort): 69 naming the proxy and its 403', async (t) => {

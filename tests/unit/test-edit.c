@@ -249,6 +249,31 @@ static void test_put_null_keeps_password(void **state)
     mc__secret_free(pw);
 }
 
+/* The proxy's password (and auth.proxy's) follows the same rule as auth's. */
+static void test_put_null_keeps_proxy_password(void **state)
+{
+    fixture *f = *state;
+    mc_err *err = NULL;
+#define PROXIED(pw) "{\"name\": \"a\", \"host\": \"a.example\", \"transport\": \"starttls\", " \
+                    "\"proxy\": {\"type\": \"socks5\", \"host\": \"127.0.0.1\", \"port\": 1080, "  \
+                    "\"user\": \"pu\", \"password\": " pw "}}"
+    assert_int_equal(mc_context_put_server(f->ctx, PROXIED("\"proxy-Pw-31\""), &err), 0);
+    assert_null(err);
+    assert_int_equal(mc_context_put_server(f->ctx, PROXIED("null"), &err), 0);
+    assert_null(err);
+    char *t = config_json(f->ctx);
+    assert_non_null(strstr(t, "\"password\": \"proxy-Pw-31\""));
+    mc_free(t);
+    /* a new server has nothing to keep: an error at the key's path */
+    assert_int_equal(mc_context_put_server(f->ctx, "{\"name\": \"n\", \"host\": \"n.example\", "
+                                                   "\"transport\": \"tls\", \"proxy\": {\"type\": "
+                                                   "\"http\", \"host\": \"127.0.0.1\", \"user\": \"pu\", "
+                                                   "\"password\": null}}", &err), MC_ECONFIG);
+    assert_non_null(diag_at(err, "servers[2].proxy.password"));
+    mc_error_free(err);
+#undef PROXIED
+}
+
 static void expect_unchanged(fixture *f, const char *text_before)
 {
     char *t = config_json(f->ctx);
@@ -532,6 +557,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_config_json_is_the_text, setup, teardown),
         cmocka_unit_test_setup_teardown(test_put_adds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_put_null_keeps_password, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_put_null_keeps_proxy_password, setup, teardown),
         cmocka_unit_test_setup_teardown(test_put_bad_changes_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remove, setup, teardown),
         cmocka_unit_test_setup_teardown(test_set_default_file, setup, teardown),
