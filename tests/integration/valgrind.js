@@ -78,6 +78,49 @@ test('check, check --secrets and plugins', async (t) => {
     ]);
 });
 
+// Issue 11: every plugin kind loaded, init/fini run, and unloaded (the
+// test plugins proxy-good, store-good, auth-initcount beside the bundled
+// proxies, TLS engine and file store); and a send through a real SOCKS5
+// proxy (microsocks) into implicit TLS: nothing definitely lost after unload.
+test('plugins of every kind unloaded, and a send through microsocks', async (t) => {
+    const bad = path.join(process.env.MAILCONN_BUILD_ROOT, 'tests', 'unit', 'badplugins');
+    const plugins = path.join(dir, 'vg-plugins');
+    fs.mkdirSync(plugins, { recursive: true, mode: 0o755 });
+    for (const f of ['proxy-good.so', 'store-good.so', 'auth-initcount.so']) {
+        fs.copyFileSync(path.join(bad, f), path.join(plugins, f));
+        fs.chmodSync(path.join(plugins, f), 0o644);
+    }
+    const r = await memcheck(['plugins'], 0,
+        { env: { MAILCONN_PLUGIN_PATH: `${plugins}:${process.env.MAILCONN_PLUGIN_PATH}` } });
+    for (const re of [/^proxy +good /m, /^token-store +good /m, /^auth +initcount /m, /^proxy +socks5 /m,
+        /^tls-engine +tls /m])
+        assert.match(r.stdout, re);
+
+    const peer = await lib.startPeer({ t, tls: 'implicit', cert: pki.server.cert, key: pki.server.key,
+        users: { app: PASSWORD } });
+    const net = require('node:net');
+    const port = await new Promise((resolve) => {
+        const l = net.createServer();
+        l.listen(0, '127.0.0.1', () => { const p = l.address().port; l.close(() => resolve(p)); });
+    });
+    const { spawn } = require('node:child_process');
+    const px = spawn('microsocks', ['-i', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' });
+    t.after(() => new Promise((resolve) => {
+        if (px.exitCode !== null || px.signalCode !== null) return resolve();
+        px.once('exit', resolve);
+        process.kill(px.pid, 'SIGKILL');
+    }));
+    await lib.waitFor(() => new Promise((resolve) => {
+        const c = net.connect({ host: '127.0.0.1', port });
+        c.once('connect', () => { c.destroy(); resolve(true); });
+        c.once('error', () => resolve(false));
+    }), 10000, 50, 'microsocks listening');
+    const cfg = lib.writeConfig(dir, { servers: [srv('s', peer, 'tls',
+        { auth: basic, proxy: { type: 'socks5', host: '127.0.0.1', port } })] }, 'proxy.json');
+    await memcheck(['--config', cfg, ...SEND], 0);
+    assert.equal(lib.messageCount(peer.out), 1);
+});
+
 test('a basic-auth send over every transport, and a -t batch', async (t) => {
     const runs = [];
     for (const [transport, tls] of [['plain', 'none'], ['tls', 'implicit'], ['starttls', 'starttls']]) {
