@@ -9,8 +9,6 @@
 #include <time.h>
 
 #include <json-c/json.h>
-#include <openssl/crypto.h>
-#include <openssl/sha.h>
 
 #include "buf.h"
 #include "context.h"
@@ -41,23 +39,22 @@ void mc__life_init(mc_context *ctx)
 
 /* The server's identity for a reload: the JSON text of its object in the
  * document (json-c's plain form, key order as written), "default" left
- * out (moving the default mark changes no connection), hashed so that no
- * copy of an inline secret is kept. A secret's *source* is in the text
- * (password_file, password_env, ...); a password file whose content changed
- * under an unchanged object is not seen: the object must change (or
- * mc_context_disconnect be called) for connections to log in again. */
-static int server_digest(const mc__config *cfg, size_t i, unsigned char out[32])
+ * out (moving the default mark changes no connection). Built only when a
+ * reload compares two generations, never for a context that does not
+ * reload (no hashing, so a CLI run never initialises libcrypto for it),
+ * and wiped after the comparison, since an inline secret passes through. A
+ * secret's *source* is in the text (password_file, password_env, ...); a
+ * password file whose content changed under an unchanged object is not
+ * seen: the object must change (or mc_context_disconnect be called) for
+ * connections to log in again. @return 0, MC_ENOMEM. */
+static int server_text(const mc__config *cfg, size_t i, mc__buf *b)
 {
     struct json_object *arr = NULL, *obj;
+    b->secret = true;   /* wiped on growth and free */
     if (!cfg->doc || !json_object_object_get_ex(cfg->doc, "servers", &arr)
-        || !(obj = json_object_array_get_idx(arr, i)) || !json_object_is_type(obj, json_type_object)) {
-        /* no document behind it (not for a loaded or parsed config) */
-        memset(out, 0, 32);
-        return 0;
-    }
-    mc__buf b = MC__BUF_INIT;
-    b.secret = true;   /* an inline secret passes through: wiped on growth and free */
-    int rc = mc__buf_puts(&b, "{");
+        || !(obj = json_object_array_get_idx(arr, i)) || !json_object_is_type(obj, json_type_object))
+        return 0;   /* no document behind it (not for a loaded or parsed config) */
+    int rc = mc__buf_puts(b, "{");
     json_object_object_foreach(obj, key, val) {
         if (strcmp(key, "default") == 0)
             continue;
@@ -67,14 +64,23 @@ static int server_digest(const mc__config *cfg, size_t i, unsigned char out[32])
             break;
         }
         if (rc == 0)
-            rc = mc__buf_printf(&b, "%s:%s,", json_object_to_json_string_ext(k, JSON_C_TO_STRING_PLAIN),
+            rc = mc__buf_printf(b, "%s:%s,", json_object_to_json_string_ext(k, JSON_C_TO_STRING_PLAIN),
                                 json_object_to_json_string_ext(val, JSON_C_TO_STRING_PLAIN));
         json_object_put(k);
     }
-    if (rc == 0)
-        SHA256((const unsigned char *)b.data, b.len, out);
-    mc__buf_free(&b);
     return rc < 0 ? MC_ENOMEM : 0;
+}
+
+/* Whether server i of a and server j of b are the same object (out of
+ * memory: not the same, so the server gets a new pool: safe). */
+static bool same_server(const mc__config *a, size_t i, const mc__config *b, size_t j)
+{
+    mc__buf x = MC__BUF_INIT, y = MC__BUF_INIT;
+    bool same = server_text(a, i, &x) == 0 && server_text(b, j, &y) == 0 && x.len == y.len
+                && (x.len == 0 || memcmp(x.data, y.data, x.len) == 0);
+    mc__buf_free(&x);
+    mc__buf_free(&y);
+    return same;
 }
 
 static void pool_free(mc__pool *p)
@@ -104,7 +110,6 @@ static void gen_free(mc_context *ctx, mc__gen *g)
             pool_free(p);
     }
     free(g->pools);
-    free(g->digest);
     mc__config_free(g->cfg);
     free(g);
 }
@@ -118,11 +123,10 @@ static int gen_new(mc__gen **out, mc__config *cfg, mc_err **err)
         goto oom;
     g->n = n;
     g->pools = calloc(n ? n : 1, sizeof(*g->pools));
-    g->digest = calloc(n ? n : 1, sizeof(*g->digest));
-    if (!g->pools || !g->digest)
+    if (!g->pools)
         goto oom;
     for (size_t i = 0; i < n; i++) {
-        if (server_digest(cfg, i, g->digest[i]) < 0 || !(g->pools[i] = calloc(1, sizeof(mc__pool))))
+        if (!(g->pools[i] = calloc(1, sizeof(mc__pool))))
             goto oom;
         g->pools[i]->idle_timeout_s = cfg->servers[i].idle_timeout_s;
         g->pools[i]->gens = 1;
@@ -135,7 +139,6 @@ oom:
         for (size_t i = 0; g->pools && i < n; i++)
             free(g->pools[i]);
         free(g->pools);
-        free(g->digest);
         free(g);
     }
     return mc__error_set(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, MC_STAGE_NONE, "out of memory");
@@ -219,7 +222,7 @@ int mc__context_swap_config(mc_context *ctx, mc__config *next, mc_err **err)
             mc__pool *op = old->pools[i];
             if (op->retired || strcmp(old->cfg->servers[i].name, next->servers[j].name) != 0)
                 continue;
-            if (memcmp(old->digest[i], g->digest[j], 32) == 0) {
+            if (same_server(old->cfg, i, next, j)) {
                 spare[n_spare++] = g->pools[j];
                 g->pools[j] = op;
                 op->gens++;

@@ -51,7 +51,6 @@ typedef struct mc__pool {
 typedef struct mc__gen {
     mc__config    *cfg;        /* owned */
     mc__pool     **pools;      /* one per server, by mc_server.index */
-    unsigned char (*digest)[32]; /* SHA-256 of each server's JSON text */
     size_t         n;          /* cfg->n_servers */
     unsigned       refs;       /* the context's + each call in flight */
 } mc__gen;
