@@ -105,9 +105,14 @@ cat /tmp/plugins
 for f in \$(dpkg -L mailconn-plugins | grep '\.so\$'); do
     grep -q " \$f\\\$" /tmp/plugins || fail "mailconn plugins does not list \$f"
 done
-[ "\$(wc -l </tmp/plugins)" = 8 ] || fail "expected 8 plugins"
-grep -v " \$plugindir/" /tmp/plugins && fail "a plugin from outside \$plugindir"
-echo "ok: mailconn plugins lists the 8 plugins in \$plugindir"
+# every packaged module once (3 transports, 4 providers, the OAuth and TLS
+# engines, 2 proxies), and the built-in file store
+n=\$(dpkg -L mailconn-plugins | grep -c '\.so\$')
+[ "\$n" = 11 ] || fail "mailconn-plugins holds \$n modules, expected 11"
+[ "\$(grep -vc '(built in)\$' /tmp/plugins)" = "\$n" ] || fail "expected \$n plugins"
+grep -qx 'token-store  file      (built in)' /tmp/plugins || fail "the built-in file store is not listed"
+grep -v '(built in)\$' /tmp/plugins | grep -v " \$plugindir/" && fail "a plugin from outside \$plugindir"
+echo "ok: mailconn plugins lists the \$n plugins in \$plugindir and the built-in store"
 
 # the -dev package builds the example
 gcc -Wall -Werror -o /tmp/send /tmp/send.c \$(pkg-config --cflags --libs mailconn) \
