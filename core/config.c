@@ -1075,6 +1075,15 @@ static void f_proxy(pctx *p, mc_server *s, const char *path, json_object *v)
     }
 }
 
+static void f_transport_options(pctx *p, mc_server *s, const char *path, json_object *v)
+{
+    if (!want_object(p, path, v))
+        return;
+    s->transport_cfg.obj = v;   /* checked with its plugin by mc__config_prepare */
+    free(s->transport_cfg.path);
+    s->transport_cfg.path = dup_or_flag(p, path);
+}
+
 static void f_default(pctx *p, mc_server *s, const char *path, json_object *v)
 {
     want_bool(p, path, v, &s->default_marked);
@@ -1104,6 +1113,7 @@ static const struct server_field {
     { "log_file", f_log_file },
     { "default", f_default },
     { "proxy", f_proxy },
+    { "transport_options", f_transport_options },
 };
 #define N_SERVER_FIELDS (sizeof(server_fields) / sizeof(server_fields[0]))
 
@@ -1488,6 +1498,7 @@ static void server_free(mc_server *s)
     free(s->auth_mechanism);
     free(s->auth_user);
     free(s->auth_cfg.path);
+    free(s->transport_cfg.path);
     free(s->ca_file);
     free(s->helo);
     free(s->charset);
@@ -1987,6 +1998,53 @@ static void prepare_auth(pctx *p, mc_server *s, const mc_auth_ops *ops, const ch
     }
 }
 
+/* A server's "transport_options": the transport's keys (none declared:
+ * the object is an error), then its validate(). */
+static void prepare_transport_options(pctx *p, mc_server *s, const mc_transport_ops *ops,
+                                      mc__registry *reg)
+{
+    const char *path = s->transport_cfg.path;
+    const char *const *keys = MC_SIZE_HAS(ops, mc_transport_ops, keys) ? ops->keys : NULL;
+    if (!keys) {
+        bad(p, path, "transport \"%s\" takes no options", s->transport);
+        return;
+    }
+    char what[96];
+    snprintf(what, sizeof(what), " for transport \"%s\"", s->transport);
+    json_object_object_foreach(s->transport_cfg.obj, key, val) {
+        (void)val;
+        if (in_list(key, keys))
+            continue;
+        char *kp = path_key(path, key);
+        char *q = quote_len(key, strlen(key));
+        const char *sug = suggest(key, keys);
+        if (!kp || !q)
+            p->nomem = true;
+        else if (sug)
+            bad_at(p, kp, kp, "unknown key %s%s (did you mean \"%s\"?)", q, what, sug);
+        else
+            bad_at(p, kp, kp, "unknown key %s%s", q, what);
+        free(kp);
+        free(q);
+    }
+    if (MC_SIZE_HAS(ops, mc_transport_ops, validate) && ops->validate) {
+        s->transport_cfg.diag = p->d;
+        ops->validate(mc__registry_hc(reg), &s->transport_cfg);
+        s->transport_cfg.diag = NULL;
+    }
+}
+
+/* Whether credentials over this transport travel unencrypted: what it
+ * declares; a 2.0 transport (undeclared) by its name, as before. */
+static bool transport_plaintext(const mc_server *s, const mc_transport_ops *ops)
+{
+    mc_transport_security sec = ops && MC_SIZE_HAS(ops, mc_transport_ops, security)
+                                    ? ops->security : MC_SECURITY_UNDECLARED;
+    if (sec == MC_SECURITY_UNDECLARED)
+        return strcmp(s->transport, "plain") == 0;
+    return sec != MC_SECURITY_TLS && sec != MC_SECURITY_STARTTLS;
+}
+
 static uint16_t table_port(const char *transport)
 {
     if (strcmp(transport, "plain") == 0)
@@ -2047,6 +2105,8 @@ static void prepare_server(pctx *p, mc_server *s, mc__registry *reg)
         }
     } else {
         tops = need_plugin(p, reg, MC_PLUGIN_TRANSPORT, s->transport, fpath, "transport");
+        if (tops && s->transport_cfg.obj)
+            prepare_transport_options(p, s, tops, reg);
     }
 
     if (!s->port_set && s->transport) {
@@ -2076,11 +2136,10 @@ static void prepare_server(pctx *p, mc_server *s, mc__registry *reg)
             p->nomem = true;
     }
 
-    if (s->has_auth && s->transport && strcmp(s->transport, "plain") == 0
-        && !s->allow_plaintext_auth) {
+    if (s->has_auth && s->transport && transport_plaintext(s, tops) && !s->allow_plaintext_auth) {
         snprintf(fpath, sizeof(fpath), "%s.auth", spath);
-        bad(p, fpath, "sending credentials over the plain transport needs "
-                      "\"allow_plaintext_auth\": true");
+        bad(p, fpath, "sending credentials over the %s transport needs "
+                      "\"allow_plaintext_auth\": true", s->transport);
     }
 }
 

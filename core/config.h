@@ -85,6 +85,10 @@ struct mc_server {
     int                    auth_proxy_mode; /* 0 the server's, 1 "none", 2 its own */
     struct json_object    *auth_proxy_obj;
     struct mc_proxy_route *auth_proxy_own;
+    /* "transport_options": checked against the transport's keys and
+     * validate by mc__config_prepare, passed as mc_connect_opts.options;
+     * obj NULL when absent */
+    mc_plugin_cfg          transport_cfg;
 };
 
 typedef struct mc__alias { char *name; char *address; } mc__alias;
@@ -167,7 +171,10 @@ int mc__config_toplog(const char *path, char **log_file, int *facility);
  * (every server, or only `only` when non-NULL) must exist in the registry;
  * the provider's keys are checked and its validate() runs; provider SMTP
  * defaults fill host/port/transport; host required unless the provider has
- * defaults; auth over plain without allow_plaintext_auth is an error.
+ * defaults; "transport_options" against the transport's keys and
+ * validate(); auth over a transport that is not encrypted (its declared
+ * security, or for an undeclared one the name "plain") without
+ * allow_plaintext_auth is an error.
  * Errors appended like mc__config_load.
  * @return 0, MC_ECONFIG, MC_ENOMEM.
  */

@@ -109,6 +109,12 @@ static long cfg_int(const mc_plugin_cfg *cfg, const char *key, long dflt)
     return v && json_object_is_type(v, json_type_int) ? (long)json_object_get_int64(v) : dflt;
 }
 
+static bool cfg_bool(const mc_plugin_cfg *cfg, const char *key, bool dflt)
+{
+    json_object *v = member(cfg, key);
+    return v && json_object_is_type(v, json_type_boolean) ? json_object_get_boolean(v) : dflt;
+}
+
 static const char *cfg_member(const mc_plugin_cfg *cfg, const char *key, size_t i,
                               const char **name)
 {
@@ -223,6 +229,7 @@ static const mc_host_api host_api = {
     .token_store = host_token_store,
     .tls_client = host_tls_client,
     .tls_upgrade = host_tls_upgrade,
+    .cfg_bool = cfg_bool,
 };
 
 const mc_host_api *mc__host(void)

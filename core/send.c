@@ -413,6 +413,7 @@ static int session_new(mc_session **out, mc_context *ctx, mc__gen *gen, mc_serve
         .timeout_ms = srv->timeout_s * 1000,
         .ca_file = srv->ca_file,
         .tls_min = srv->tls_min,
+        .options = srv->transport_cfg.obj ? &srv->transport_cfg : NULL,
         .proxy = srv->proxy,
     };
     *out = s;

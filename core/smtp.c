@@ -881,6 +881,17 @@ int mc__smtp_auth(mc__smtp *s, const char *mechanism, const mc__sasl_creds *c,
     if (!s || !mechanism || !c || !c->user)
         return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_AUTH,
                              "AUTH needs a mechanism and a user");
+    /* one rule with `check` (config.c): a transport that declares TLS or
+     * STARTTLS must deliver an encrypted stream, whatever
+     * allow_plaintext_auth says; any other needs allow_plaintext_auth to
+     * send credentials in clear */
+    mc_transport_security sec = s->transport && MC_SIZE_HAS(s->transport, mc_transport_ops, security)
+                                    ? s->transport->security : MC_SECURITY_UNDECLARED;
+    if (!s->stream->encrypted && (sec == MC_SECURITY_TLS || sec == MC_SECURITY_STARTTLS))
+        return mc__error_set(err, MC_ETLS, MC_OUTCOME_PERMANENT, MC_STAGE_AUTH,
+                             "refusing to send credentials: the transport declares %s but the "
+                             "connection is not encrypted",
+                             sec == MC_SECURITY_TLS ? "TLS" : "STARTTLS");
     if (!s->stream->encrypted && !allow_plaintext)
         return mc__error_set(err, MC_EAUTH, MC_OUTCOME_CONFIG, MC_STAGE_AUTH,
                              "refusing to send credentials over an unencrypted connection");

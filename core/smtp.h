@@ -116,7 +116,9 @@ typedef struct mc__sasl_creds {
  * with an empty line / "AQ==" and its status and scope go into the error
  * message. Refusal: MC_EAUTH, outcome AUTH, stage auth, with the reply.
  * Refuses (MC_EAUTH, outcome CONFIG) when the stream is not encrypted and
- * allow_plaintext is false.
+ * allow_plaintext is false; refuses (MC_ETLS, outcome PERMANENT) when the
+ * transport declares MC_SECURITY_TLS or _STARTTLS and the stream is not
+ * encrypted, whatever allow_plaintext says.
  * @return 0, MC_EAUTH, MC_ETEMP (4xx), MC_EPROTO, MC_ENET, MC_ETIMEOUT.
  */
 int mc__smtp_auth(mc__smtp *s, const char *mechanism, const mc__sasl_creds *c,

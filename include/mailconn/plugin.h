@@ -436,6 +436,9 @@ typedef struct mc_host_api {
      *  failure *s is unchanged and the caller closes it. @return 0,
      *  MC_ETLS. */
     int (*tls_upgrade)(mc_host_ctx *hc, mc_stream **s, const mc_connect_opts *o, mc_err **err);
+    /** 2.1: a boolean member, or dflt when absent or not a boolean (check
+     *  the type in validate: cfg_has and a cfg_bool with each default). */
+    bool (*cfg_bool)(const mc_plugin_cfg *cfg, const char *key, bool dflt);
 } mc_host_api;
 
 /* ------------------------------------------------------------- descriptor */

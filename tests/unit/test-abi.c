@@ -23,7 +23,7 @@
  *
  * 2.1 appended: mc_plugin_desc.init/fini (read when abi_minor >= 1),
  * mc_transport_ops.keys/validate/security, mc_connect_opts.options/proxy,
- * mc_host_api.tls_client/tls_upgrade; new kinds proxy (mc_proxy_ops,
+ * mc_host_api.tls_client/tls_upgrade/cfg_bool; new kinds proxy (mc_proxy_ops,
  * mc_proxy_auth), token-store (mc_store_plugin_ops) and tls-engine; stage
  * proxy. The 2.0 members are where they were (test_minor_growth).
  */
@@ -74,7 +74,7 @@ static const abi_num struct_sizes[] = {
     SIZE(mc_oauth_engine_ops, 88, 8),
     SIZE(mc_token_store_ops, 64, 8),
     SIZE(mc_token_identity, 40, 8),
-    SIZE(mc_host_api, 176, 8),                   /* 2.1: tls_client, tls_upgrade */
+    SIZE(mc_host_api, 184, 8),                   /* 2.1: tls_client, tls_upgrade, cfg_bool */
     SIZE(mc_plugin_desc, 56, 8),                 /* 2.1: init, fini */
     SIZE_MIN(mc_err, 120, 8),
     SIZE_MIN(mc_rcpt_result, 40, 8),
@@ -236,6 +236,7 @@ static const abi_num struct_members[] = {
     MEMBER(mc_host_api, token_store, 152, 8),
     MEMBER(mc_host_api, tls_client, 160, 8),             /* 2.1 */
     MEMBER(mc_host_api, tls_upgrade, 168, 8),
+    MEMBER(mc_host_api, cfg_bool, 176, 8),
     MEMBER(mc_plugin_desc, abi_major, 0, 2),
     MEMBER(mc_plugin_desc, abi_minor, 2, 2),
     MEMBER(mc_plugin_desc, kind, 4, 4),
