@@ -2034,12 +2034,23 @@ static void prepare_transport_options(pctx *p, mc_server *s, const mc_transport_
     }
 }
 
-/* Whether credentials over this transport travel unencrypted: what it
- * declares; a 2.0 transport (undeclared) by its name, as before. */
-static bool transport_plaintext(const mc_server *s, const mc_transport_ops *ops)
+mc_transport_security mc__transport_security(const mc_transport_ops *ops, mc_host_ctx *hc,
+                                             const mc_plugin_cfg *options)
 {
-    mc_transport_security sec = ops && MC_SIZE_HAS(ops, mc_transport_ops, security)
-                                    ? ops->security : MC_SECURITY_UNDECLARED;
+    if (!ops || !MC_SIZE_HAS(ops, mc_transport_ops, security))
+        return MC_SECURITY_UNDECLARED;
+    if (MC_SIZE_HAS(ops, mc_transport_ops, security_of) && ops->security_of)
+        return ops->security_of(hc, options);
+    return ops->security;
+}
+
+/* Whether credentials over this transport travel unencrypted: what it
+ * declares (for these options); a 2.0 transport (undeclared) by its name,
+ * as before. */
+static bool transport_plaintext(const mc_server *s, const mc_transport_ops *ops, mc__registry *reg)
+{
+    mc_transport_security sec = mc__transport_security(ops, mc__registry_hc(reg),
+                                                       s->transport_cfg.obj ? &s->transport_cfg : NULL);
     if (sec == MC_SECURITY_UNDECLARED)
         return strcmp(s->transport, "plain") == 0;
     return sec != MC_SECURITY_TLS && sec != MC_SECURITY_STARTTLS;
@@ -2136,7 +2147,7 @@ static void prepare_server(pctx *p, mc_server *s, mc__registry *reg)
             p->nomem = true;
     }
 
-    if (s->has_auth && s->transport && transport_plaintext(s, tops) && !s->allow_plaintext_auth) {
+    if (s->has_auth && s->transport && transport_plaintext(s, tops, reg) && !s->allow_plaintext_auth) {
         snprintf(fpath, sizeof(fpath), "%s.auth", spath);
         bad(p, fpath, "sending credentials over the %s transport needs "
                       "\"allow_plaintext_auth\": true", s->transport);

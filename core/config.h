@@ -234,4 +234,10 @@ int mc__file_replace(const char *path, const char *data, size_t len, int mode, m
 
 void mc__config_free(mc__config *cfg);
 
+/** What a connection of this transport with these options is: its
+ *  security_of, else its security; UNDECLARED for a 2.0 transport (then
+ *  judged by its name). */
+mc_transport_security mc__transport_security(const mc_transport_ops *ops, mc_host_ctx *hc,
+                                             const mc_plugin_cfg *options);
+
 #endif

@@ -9,6 +9,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "log.h"
 #include "net.h"
 #include "sasl.h"
@@ -885,8 +886,7 @@ int mc__smtp_auth(mc__smtp *s, const char *mechanism, const mc__sasl_creds *c,
      * STARTTLS must deliver an encrypted stream, whatever
      * allow_plaintext_auth says; any other needs allow_plaintext_auth to
      * send credentials in clear */
-    mc_transport_security sec = s->transport && MC_SIZE_HAS(s->transport, mc_transport_ops, security)
-                                    ? s->transport->security : MC_SECURITY_UNDECLARED;
+    mc_transport_security sec = mc__transport_security(s->transport, s->hc, s->connect.options);
     if (!s->stream->encrypted && (sec == MC_SECURITY_TLS || sec == MC_SECURITY_STARTTLS))
         return mc__error_set(err, MC_ETLS, MC_OUTCOME_PERMANENT, MC_STAGE_AUTH,
                              "refusing to send credentials: the transport declares %s but the "

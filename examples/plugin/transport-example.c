@@ -23,13 +23,14 @@
  *                         certificate instead of the server's host (a
  *                         server reached by IP address); needs tls
  *
- * Security: one value per transport, judged without connecting. This
- * transport encrypts only when its options say so, so it declares the
- * weakest it may give, MC_SECURITY_PLAINTEXT: credentials need the server's
- * "allow_plaintext_auth": true, in `check` and in `send` alike. A transport
- * that always encrypts declares MC_SECURITY_TLS (or _STARTTLS), and `send`
- * then refuses credentials if its stream is not encrypted. Never declare
- * more than every configuration delivers.
+ * Security: the transport declares MC_SECURITY_TLS and, since "tls": false
+ * exists, `security_of`, which gives the security of a connection with
+ * the server's options: TLS, or MC_SECURITY_PLAINTEXT with "tls": false.
+ * `check` calls it without connecting and `send` before AUTH, so both
+ * apply one rule: credentials in clear need the server's
+ * "allow_plaintext_auth": true, and a connection declared TLS whose stream
+ * is not encrypted never gets them. Never declare more than a
+ * configuration delivers.
  */
 #include <errno.h>
 #include <poll.h>
@@ -210,6 +211,14 @@ static int example_connect(mc_host_ctx *hc, mc_stream **out, const mc_connect_op
 
 /* ------------------------------------------------------------ descriptor */
 
+/* What a connection with these options is (see the top). */
+static mc_transport_security example_security_of(mc_host_ctx *hc, const mc_plugin_cfg *options)
+{
+    (void)hc;
+    return options && !host->cfg_bool(options, "tls", true) ? MC_SECURITY_PLAINTEXT
+                                                             : MC_SECURITY_TLS;
+}
+
 static const mc_transport_ops example_ops = {
     .size = sizeof(mc_transport_ops),
     .default_port = 465,
@@ -217,7 +226,8 @@ static const mc_transport_ops example_ops = {
     .starttls = NULL,                   /* no STARTTLS: see tls_upgrade for one */
     .keys = example_keys,
     .validate = example_validate,
-    .security = MC_SECURITY_PLAINTEXT,  /* "tls": false exists: see the top */
+    .security = MC_SECURITY_TLS,        /* the default, "tls": true */
+    .security_of = example_security_of, /* "tls": false is plaintext */
 };
 
 static const mc_plugin_desc example_desc = {

@@ -157,6 +157,13 @@ typedef struct mc_transport_ops {
     /** Check the options' semantic rules; report with host->cfg_error. */
     void (*validate)(mc_host_ctx *hc, const mc_plugin_cfg *options);
     mc_transport_security security;
+    /** For a transport whose options decide (a "tls" switch): the security
+     *  of a connection with these options (NULL when the server has none;
+     *  called after validate, also when validate reported a problem, so
+     *  read them defensively). NULL: `security` holds for every
+     *  connection. `check` calls it without connecting, `send` before
+     *  AUTH, so both apply the one rule. */
+    mc_transport_security (*security_of)(mc_host_ctx *hc, const mc_plugin_cfg *options);
 } mc_transport_ops;
 
 /* ------------------------------------------------------------- proxies (2.1) */

@@ -181,6 +181,24 @@ test('template validation errors: check exit 78 with the JSON paths', { skip: wh
     }
 });
 
+// security_of: the transport declares TLS, and plaintext only for "tls": false,
+// so basic auth over its TLS needs no allow_plaintext_auth (check and send).
+test('"tls": true (and no options) + basic auth: check and send pass without allow_plaintext_auth', { skip: why || false }, async (t) => {
+    for (const extra of [{ transport_options: { tls: true } }, {}]) {
+        const peer = await lib.startPeer({ t, tls: 'implicit', cert: pki.server.cert, key: pki.server.key,
+            users: { app: PASSWORD } });
+        const cfg = configFile(t, server(peer, Object.assign({ ca_file: pki.ca, auth: basic }, extra)));
+        const c = await mailconn(['--config', cfg, 'check']);
+        assert.equal(c.code, 0, show(c));
+        const s = await send(cfg, 'authed over tls');
+        assert.equal(s.code, 0, show(s));
+        const msgs = await lib.readMessages(peer.out);
+        assert.equal(msgs.length, 1);
+        assert.equal(msgs[0].meta.user, 'app');
+        assert.equal(msgs[0].meta.secure, true);
+    }
+});
+
 test('"tls": false + basic auth: check and send agree (78 alike; both pass with allow_plaintext_auth)', { skip: why || false }, async (t) => {
     const peer = await lib.startPeer({ t, users: { app: PASSWORD }, allowInsecureAuth: true });
     const refused = configFile(t, server(peer, { transport_options: { tls: false }, auth: basic }));

@@ -58,7 +58,7 @@ static const abi_num struct_sizes[] = {
     SIZE(mc_stream_ops, 40, 8),
     SIZE(mc_stream, 104, 8),
     SIZE(mc_connect_opts, 64, 8),                /* 2.1: options, proxy */
-    SIZE(mc_transport_ops, 56, 8),               /* 2.1: keys, validate, security */
+    SIZE(mc_transport_ops, 64, 8),               /* 2.1: keys, validate, security, security_of */
     SIZE(mc_transport_security, 4, 4),
     SIZE(mc_proxy_auth, 16, 8),                  /* 2.1 */
     SIZE(mc_proxy_ops, 40, 8),                   /* 2.1 */
@@ -108,6 +108,7 @@ static const abi_num struct_members[] = {
     MEMBER(mc_transport_ops, keys, 32, 8),               /* 2.1 */
     MEMBER(mc_transport_ops, validate, 40, 8),
     MEMBER(mc_transport_ops, security, 48, 4),
+    MEMBER(mc_transport_ops, security_of, 56, 8),
     MEMBER(mc_proxy_auth, user, 0, 8),                   /* 2.1 */
     MEMBER(mc_proxy_auth, password, 8, 8),
     MEMBER(mc_proxy_ops, size, 0, 8),
