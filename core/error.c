@@ -302,3 +302,10 @@ int mc__error_diag(mc_err *err, const char *path, const char *message)
     d[err->n_diags++] = n;
     return 0;
 }
+
+int mc__error_fill_stage(mc_err **err, int rc, mc_stage stage)
+{
+    if (rc < 0 && err && *err && (*err)->stage == MC_STAGE_NONE)
+        (*err)->stage = stage;
+    return rc;
+}

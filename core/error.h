@@ -44,4 +44,9 @@ void mc__rcpts_free(mc_rcpt_result *rcpts, size_t n);
 /** Default outcome for a code (for code paths that don't know better). */
 mc_outcome mc__outcome_of(int code);
 
+/** The stage filling rule for plugin errors (docs/plugins.md): a plugin
+ *  may leave the stage MC_STAGE_NONE; the caller of the op fills in the
+ *  stage the op runs in. @return rc unchanged. */
+int mc__error_fill_stage(mc_err **err, int rc, mc_stage stage);
+
 #endif

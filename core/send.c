@@ -141,7 +141,8 @@ int mc__oauth_request_ex(mc_context *ctx, const mc_server *srv, bool resolve_sec
         return rc;
     out->engine = eng->desc->ops;
     out->profile.size = sizeof(out->profile);
-    if ((rc = ops->oauth_profile(&ctx->hc, &srv->auth_cfg, &out->profile, err)) < 0)
+    if ((rc = mc__error_fill_stage(err, ops->oauth_profile(&ctx->hc, &srv->auth_cfg, &out->profile, err),
+                                   MC_STAGE_CONFIG)) < 0)
         return rc;
     if (resolve_secret
         && (rc = mc__secret_resolve(&ctx->hc, &srv->auth_cfg, "client_secret", &out->secret,
@@ -186,7 +187,8 @@ void mc__oauth_request_free(mc__oauth_req *r)
 static int auth_basic(mc_session *s, const mc_auth_ops *ops, const char *mech, mc_err **err)
 {
     mc_credentials cr = { NULL, NULL };
-    int rc = ops->credentials(&s->ctx->hc, &s->srv->auth_cfg, &cr, err);
+    int rc = mc__error_fill_stage(err, ops->credentials(&s->ctx->hc, &s->srv->auth_cfg, &cr, err),
+                                  MC_STAGE_AUTH);
     if (rc == 0) {
         mc__redact_add(&s->ctx->hc, cr.password);
         mc__sasl_creds c = { .user = cr.user, .password = cr.password };
@@ -271,7 +273,8 @@ static int auth_oauth(mc_session *s, const char *mech, mc_err **err)
         goto out;
     for (int attempt = 0; attempt < 2; attempt++) {
         mc_err *e = NULL;
-        if ((rc = r.engine->token(&s->ctx->hc, &r.req, &token, err)) < 0)
+        if ((rc = mc__error_fill_stage(err, r.engine->token(&s->ctx->hc, &r.req, &token, err),
+                                       MC_STAGE_OAUTH)) < 0)
             goto out;
         mc__redact_add(&s->ctx->hc, token);
         c.token = token;
@@ -358,7 +361,8 @@ static void tls_facts(mc_session *s, const mc_stream *st, bool report)
 static int connect_session(mc_session *s, mc_err **err)
 {
     mc_stream *stream = NULL;
-    int rc = s->tops->connect(&s->ctx->hc, &stream, &s->copts, err);
+    int rc = mc__error_fill_stage(err, s->tops->connect(&s->ctx->hc, &stream, &s->copts, err),
+                                  MC_STAGE_CONNECT);
     if (rc < 0)
         return rc;
     char where[300];

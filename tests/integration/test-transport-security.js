@@ -126,3 +126,18 @@ test('transport_options reach connect (mc_connect_opts.options)', async (t) => {
     assert.match(s.stderr, /transport clear: options seen/, show(s));
     assert.equal(lib.messageCount(peer.out), 1);
 });
+
+// The stage filling rule (docs/plugins.md): a plugin error without a stage
+// gets the stage of the op that failed, here connect.
+test('a transport error without a stage is reported at stage connect', async (t) => {
+    const dir = lib.tmpdir(t);
+    const peer = await lib.startPeer({ t });
+    const cfg = config(dir, peer, { transport: 'clear', transport_options: { fail: 'nostage: refused' } });
+    const s = await lib.runCli(['--config', cfg, 'test', '--to', 'to@example.test'], { env });
+    assert.equal(s.code, 75, show(s));
+    assert.match(s.stdout + s.stderr, /connect/, show(s));
+    const j = await lib.runCli(['--config', cfg, 'send', '--to', 'to@example.test', '--subject', 's',
+        '--body', 'b\n'], { env });
+    assert.equal(j.code, 75, show(j));
+    assert.match(j.stderr, /: connect: transport clear: nostage: refused/, show(j));
+});

@@ -4,8 +4,10 @@
  * the clear (a buggy transport, which send must catch before AUTH). Both
  * take "transport_options" {"fail": "TEXT"}: validate refuses an empty
  * string; connect fails with TEXT, so a test sees the options reach
- * mc_connect_opts.options. */
+ * mc_connect_opts.options; with TEXT "nostage:..." the error has no stage,
+ * which the core fills in (connect). */
 #include <stdio.h>
+#include <string.h>
 
 #include "mailconn/plugin.h"
 #include "fdstream.h"
@@ -33,8 +35,10 @@ static int sec_connect(mc_host_ctx *hc, mc_stream **out, const mc_connect_opts *
 {
     const mc_plugin_cfg *opt = o && MC_SIZE_HAS(o, mc_connect_opts, options) ? o->options : NULL;
     const char *f = opt ? host->cfg_string(opt, "fail") : NULL;
+    /* "nostage:..." leaves the stage to the caller (the stage filling rule) */
     if (f)
-        return host->error(err, MC_ENET, MC_OUTCOME_TRANSIENT, MC_STAGE_CONNECT,
+        return host->error(err, MC_ENET, MC_OUTCOME_TRANSIENT,
+                           strncmp(f, "nostage:", 8) == 0 ? MC_STAGE_NONE : MC_STAGE_CONNECT,
                            "transport " SEC_NAME ": %s", f);
     return mc__fd_stream_open(hc, out, o, err);
 }
