@@ -33,6 +33,7 @@
 #include "loader.h"
 #include "log.h"
 #include "message.h"   /* mc__charset_usable */
+#include "oauth-keys.h"
 #include "proxy.h"
 #include "secret.h"
 
@@ -1985,17 +1986,22 @@ static void prepare_auth(pctx *p, mc_server *s, const mc_auth_ops *ops, const ch
     snprintf(apath, sizeof(apath), "%s.auth", spath);
     char what[128];
     snprintf(what, sizeof(what), " for provider \"%s\"", s->auth_provider);
+    /* an OAuth provider's keys: the engine's common ones plus its own */
+    const char **keys = mc__auth_keys(ops);
+    if (!keys) {
+        p->nomem = true;
+        return;
+    }
     json_object_object_foreach(s->auth_cfg.obj, key, val) {
         (void)val;
-        if (strcmp(key, "provider") == 0 || strcmp(key, "proxy") == 0 || in_list(key, ops->keys))
+        if (strcmp(key, "provider") == 0 || strcmp(key, "proxy") == 0 || in_list(key, keys))
             continue;
-        unknown_key(p, apath, key, ops->keys, what);
+        unknown_key(p, apath, key, keys, what);
     }
-    if (ops->validate) {
-        s->auth_cfg.diag = p->d;
-        ops->validate(mc__registry_hc(reg), &s->auth_cfg);
-        s->auth_cfg.diag = NULL;
-    }
+    free(keys);
+    s->auth_cfg.diag = p->d;
+    mc__auth_validate(mc__registry_hc(reg), ops, &s->auth_cfg);
+    s->auth_cfg.diag = NULL;
 }
 
 /* A server's "transport_options": the transport's keys (none declared:

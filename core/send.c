@@ -15,6 +15,7 @@
 #include "log.h"
 #include "message.h"
 #include "net.h"
+#include "oauth-keys.h"
 #include "sasl.h"
 #include "secret.h"
 #include "send.h"
@@ -104,16 +105,17 @@ static void provider_hint(mc_session *s, mc_err *e)
         return;
     const mc_auth_ops *ops = prov->desc->ops;
     mc_oauth_profile prof;
-    if (!ops->oauth || !ops->oauth_profile
-        || ops->oauth_profile(&s->ctx->hc, &s->srv->auth_cfg, &prof, NULL) < 0 || !prof.hints
-        || !e->server_text)
+    void *own = NULL;
+    if (!ops->oauth || !ops->oauth_profile || !e->server_text
+        || mc__oauth_profile(&s->ctx->hc, ops, &s->srv->auth_cfg, &prof, &own, NULL) < 0)
         return;
-    for (const mc_hint *h = prof.hints; h->match; h++) {
+    for (const mc_hint *h = prof.hints; h && h->match; h++) {
         if (strstr(e->server_text, h->match) || strstr(e->enhanced, h->match)) {
             mc__error_hint(e, h->hint);
-            return;
+            break;
         }
     }
+    mc__oauth_profile_release(own);
 }
 
 /* ---------------------------------------------------------------- OAuth */
@@ -140,8 +142,9 @@ int mc__oauth_request_ex(mc_context *ctx, const mc_server *srv, bool resolve_sec
     if ((rc = mc__registry_get(ctx->reg, MC_PLUGIN_OAUTH_ENGINE, "oauth", &eng, err)) < 0)
         return rc;
     out->engine = eng->desc->ops;
-    out->profile.size = sizeof(out->profile);
-    if ((rc = mc__error_fill_stage(err, ops->oauth_profile(&ctx->hc, &srv->auth_cfg, &out->profile, err),
+    /* the provider's defaults, the config's common keys over them, copied */
+    if ((rc = mc__error_fill_stage(err, mc__oauth_profile(&ctx->hc, ops, &srv->auth_cfg, &out->profile,
+                                                          &out->profile_own, err),
                                    MC_STAGE_CONFIG)) < 0)
         return rc;
     if (resolve_secret
@@ -180,6 +183,8 @@ void mc__oauth_request_free(mc__oauth_req *r)
         return;
     mc__secret_free(r->secret);
     r->secret = NULL;
+    mc__oauth_profile_release(r->profile_own);
+    r->profile_own = NULL;
 }
 
 /* ---------------------------------------------------------------- AUTH */

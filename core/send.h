@@ -14,13 +14,15 @@ int mc__session_open_ex(mc_session **out, mc_context *ctx, const char *server,
 const mc_stream *mc__session_stream(const mc_session *s);
 
 /** Build the OAuth request for a server (strings borrowed from the config,
- *  except the resolved client secret: release with mc__oauth_request_free).
+ *  except the resolved client secret and the profile's params and hints,
+ *  which it owns: release with mc__oauth_request_free).
  *  *engine: the loaded engine's ops. @return 0, MC_EPLUGIN, MC_ESECRET. */
 typedef struct mc__oauth_req {
     mc_oauth_request  req;
     mc_oauth_profile  profile;
     char             *secret;
     const mc_oauth_engine_ops *engine;
+    void             *profile_own;   /* profile.params and .hints (mc__oauth_profile) */
 } mc__oauth_req;
 int  mc__oauth_request(mc_context *ctx, const mc_server *srv, mc__oauth_req *out, mc_err **err);
 /** The warning for a refresh token issued at `issued` (Unix time) near its

@@ -231,7 +231,9 @@ typedef struct mc_hint {
     const char *hint;
 } mc_hint;
 
-/** What an OAuth provider tells the engine. Filled by oauth_profile(). */
+/** What an OAuth provider tells the engine. Filled by oauth_profile() with
+ *  the provider's defaults; the core then applies the config's common keys
+ *  over them and copies what the profile points to (see mc_auth_ops). */
 typedef struct mc_oauth_profile {
     size_t size;
     char   authorization_url[MC_URL_MAX];
@@ -239,14 +241,18 @@ typedef struct mc_oauth_profile {
     char   device_authorization_url[MC_URL_MAX];
     char   revocation_url[MC_URL_MAX];
     char   scope[1024];
-    /** extra authorization parameters: "k=v" pairs, NULL-terminated; static
-     *  or borrowed from the config */
+    /** extra authorization parameters: "k=v" pairs, NULL-terminated, or
+     *  NULL; the config's "params" are merged in by the core (a config "k"
+     *  replaces the provider's "k=..."). Borrowed for the duration of the
+     *  oauth_profile call only (2.1): the core copies the array and its
+     *  strings, so they may be on the provider's stack or temporary. */
     const char *const *params;
     unsigned flows;              /* MC_FLOW_* allowed */
     unsigned default_headless;   /* MC_FLOW_* to use without a display */
     bool     rotates_refresh;    /* store the new refresh token on every use */
     unsigned refresh_lifetime_days; /* warn when near; 0 = none known */
-    const mc_hint *hints;        /* NULL-terminated by match == NULL */
+    const mc_hint *hints;        /* NULL-terminated by match == NULL; copied by
+                                    the core like params (2.1) */
     /* ABI 1.1 (the core zeroes the profile before oauth_profile fills it) */
     /** Refresh tokens of an app still in the provider's test status die
      *  this many days after they were issued (Google "Testing": 7); the
@@ -258,7 +264,14 @@ typedef struct mc_auth_ops {
     size_t size;
     /** SASL mechanisms in the provider's preference order, NULL-terminated. */
     const char *const *mechanisms;
-    /** Keys the provider accepts in "auth" besides "provider", NULL-terminated. */
+    /** Keys the provider accepts in "auth" besides "provider", NULL-terminated.
+     *  OAuth providers (oauth true, ABI 2.1): the engine owns the common
+     *  OAuth keys (user, client_id, client_secret and its _file/_env/_command
+     *  sources, client_auth, scope, params, redirect_uri, timeout_s, ca_file,
+     *  mechanism, access_token_command, grant, authorization_url, token_url,
+     *  device_authorization_url, revocation_url): the core accepts them and
+     *  checks their rules itself; list only your extras. A 2.0 provider that
+     *  lists them too still works (duplicates are harmless). */
     const char *const *keys;
     /** SMTP defaults, or NULL / 0 when none. */
     const char *smtp_host;
@@ -267,12 +280,20 @@ typedef struct mc_auth_ops {
     unsigned    max_connections;
     bool        oauth;             /* tokens come from the OAuth engine */
     /** Check the provider's semantic rules; report each problem with
-     *  host->cfg_error() (which prefixes the JSON path). */
+     *  host->cfg_error() (which prefixes the JSON path). For an OAuth
+     *  provider it runs after the core's common rules (a line reported
+     *  twice is kept once), so it checks only the provider's own. */
     void (*validate)(mc_host_ctx *hc, const mc_plugin_cfg *cfg);
     /** basic: user + password. @return 0, MC_ESECRET, MC_ECONFIG. */
     int (*credentials)(mc_host_ctx *hc, const mc_plugin_cfg *cfg, mc_credentials *out,
                        mc_err **err);
-    /** OAuth providers: the profile. @return 0, MC_ECONFIG. */
+    /** OAuth providers: the profile, the provider's defaults (*out zeroed,
+     *  its size set). The engine then applies the config's
+     *  authorization_url, token_url, device_authorization_url,
+     *  revocation_url and scope over them and merges "params" (2.1: a
+     *  provider need not, and one that does gets the same result), and
+     *  copies the profile's strings: params and hints may be borrowed for
+     *  the duration of the call. @return 0, MC_ECONFIG. */
     int (*oauth_profile)(mc_host_ctx *hc, const mc_plugin_cfg *cfg, mc_oauth_profile *out,
                          mc_err **err);
 } mc_auth_ops;

@@ -1,9 +1,11 @@
 /* auth-google: Gmail and Google Workspace over OAuth2 (XOAUTH2,
- * OAUTHBEARER). Data plus validation; the OAuth engine runs the flows. */
+ * OAUTHBEARER). Data plus its own rules: the core owns the common OAuth keys
+ * and their rules, and applies the config's over these defaults; the OAuth
+ * engine runs the flows. */
+#include <stdio.h>
 #include <string.h>
 
 #include "mailconn/plugin.h"
-#include "../common/oauth-common.h"
 
 #define GOOGLE_AUTHORIZATION_URL "https://accounts.google.com/o/oauth2/v2/auth"
 #define GOOGLE_TOKEN_URL         "https://oauth2.googleapis.com/token"
@@ -13,7 +15,9 @@
 
 static const mc_host_api *host;
 
-static const char *const google_keys[] = { MC__OAUTH_COMMON_KEYS, NULL };
+static const char *const google_mechanisms[] = { "XOAUTH2", "OAUTHBEARER", NULL };
+/* no keys of its own: the common OAuth keys are the core's */
+static const char *const google_keys[] = { NULL };
 
 /* access_type=offline and prompt=consent: without them no refresh token */
 static const char *const google_params[] = { "access_type=offline", "prompt=consent", NULL };
@@ -35,7 +39,6 @@ static const mc_hint google_hints[] = {
 static void google_validate(mc_host_ctx *hc, const mc_plugin_cfg *cfg)
 {
     (void)hc;
-    mc__oauth_validate(cfg);
     const char *grant = host->cfg_string(cfg, "grant");
     if (grant && strcmp(grant, "device_code") == 0)
         host->cfg_error(cfg, "grant",
@@ -52,23 +55,15 @@ static int google_profile(mc_host_ctx *hc, const mc_plugin_cfg *cfg,
                           mc_oauth_profile *out, mc_err **err)
 {
     (void)hc;
-    memset(out, 0, sizeof(*out));
-    out->size = sizeof(*out);
-    const char *s;
-    int rc;
-#define FIELD(field, key, dflt)                                                   \
-    s = host->cfg_string(cfg, key);                                               \
-    if ((rc = mc__oauth_copy(out->field, sizeof(out->field), s ? s : (dflt), key, \
-                             err)) < 0)                                           \
-        return rc;
-    FIELD(authorization_url, "authorization_url", GOOGLE_AUTHORIZATION_URL)
-    FIELD(token_url, "token_url", GOOGLE_TOKEN_URL)
-    FIELD(device_authorization_url, "device_authorization_url", GOOGLE_DEVICE_URL)
-    FIELD(revocation_url, "revocation_url", GOOGLE_REVOCATION_URL)
-    FIELD(scope, "scope", GOOGLE_SCOPE)
-#undef FIELD
-    if (!(out->params = mc__oauth_params(cfg, google_params)))
-        return host->error(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, MC_STAGE_CONFIG, NULL);
+    (void)cfg;
+    (void)err;
+    snprintf(out->authorization_url, sizeof(out->authorization_url), "%s", GOOGLE_AUTHORIZATION_URL);
+    snprintf(out->token_url, sizeof(out->token_url), "%s", GOOGLE_TOKEN_URL);
+    snprintf(out->device_authorization_url, sizeof(out->device_authorization_url), "%s",
+             GOOGLE_DEVICE_URL);
+    snprintf(out->revocation_url, sizeof(out->revocation_url), "%s", GOOGLE_REVOCATION_URL);
+    snprintf(out->scope, sizeof(out->scope), "%s", GOOGLE_SCOPE);
+    out->params = google_params;
     out->flows = MC_FLOW_AUTH_CODE | MC_FLOW_PASTE;
     out->default_headless = MC_FLOW_PASTE;
     out->rotates_refresh = false;
@@ -80,7 +75,7 @@ static int google_profile(mc_host_ctx *hc, const mc_plugin_cfg *cfg,
 
 static const mc_auth_ops google_ops = {
     .size = sizeof(mc_auth_ops),
-    .mechanisms = mc__oauth_mechanisms,
+    .mechanisms = google_mechanisms,
     .keys = google_keys,
     .smtp_host = "smtp.gmail.com",
     .smtp_port = 465,
@@ -105,6 +100,5 @@ static const mc_plugin_desc google_desc = {
 const mc_plugin_desc *mc_plugin_entry(const mc_host_api *h)
 {
     host = h;
-    mc__oauth_init(h);
     return &google_desc;
 }

@@ -1,24 +1,38 @@
 /* auth-manual: any OAuth2 provider, every endpoint from the config
- * (XOAUTH2, OAUTHBEARER). No SMTP defaults. */
+ * (XOAUTH2, OAUTHBEARER). No SMTP defaults, no endpoint defaults: the core
+ * owns the common OAuth keys and their rules and puts the config's
+ * endpoints into the profile; this adds the rule that they are there. */
 #include <string.h>
 
 #include "mailconn/plugin.h"
-#include "../common/oauth-common.h"
 
 static const mc_host_api *host;
 
-static const char *const manual_keys[] = { MC__OAUTH_COMMON_KEYS, NULL };
+static const char *const manual_mechanisms[] = { "XOAUTH2", "OAUTHBEARER", NULL };
+/* no keys of its own: the common OAuth keys are the core's */
+static const char *const manual_keys[] = { NULL };
 
 static bool client_credentials(const mc_plugin_cfg *cfg)
 {
-    return strcmp(mc__oauth_grant(cfg), "client_credentials") == 0;
+    const char *g = host->cfg_string(cfg, "grant");
+    return g && strcmp(g, "client_credentials") == 0;
+}
+
+static bool has_secret(const mc_plugin_cfg *cfg)
+{
+    static const char *const keys[] = {
+        "client_secret", "client_secret_file", "client_secret_env", "client_secret_command", NULL,
+    };
+    for (size_t i = 0; keys[i]; i++)
+        if (host->cfg_has(cfg, keys[i]))
+            return true;
+    return false;
 }
 
 static void manual_validate(mc_host_ctx *hc, const mc_plugin_cfg *cfg)
 {
     (void)hc;
-    mc__oauth_validate(cfg);
-    if (mc__oauth_external_token(cfg))
+    if (host->cfg_has(cfg, "access_token_command"))
         return;   /* tokens come from access_token_command: no endpoint is used */
     if (!host->cfg_has(cfg, "token_url"))
         host->cfg_error(cfg, "token_url", "required by the manual provider (the token endpoint)");
@@ -34,32 +48,26 @@ static void manual_validate(mc_host_ctx *hc, const mc_plugin_cfg *cfg)
                         "required when \"grant\" is \"device_code\"");
 }
 
+/* A non-empty string key. */
+static bool present(const mc_plugin_cfg *cfg, const char *key)
+{
+    const char *s = host->cfg_string(cfg, key);
+    return s && *s;
+}
+
 static int manual_profile(mc_host_ctx *hc, const mc_plugin_cfg *cfg,
                           mc_oauth_profile *out, mc_err **err)
 {
     (void)hc;
-    memset(out, 0, sizeof(*out));
-    out->size = sizeof(*out);
-    int rc;
-#define FIELD(field, key)                                                            \
-    if ((rc = mc__oauth_copy(out->field, sizeof(out->field), host->cfg_string(cfg, key), \
-                             key, err)) < 0)                                         \
-        return rc;
-    FIELD(authorization_url, "authorization_url")
-    FIELD(token_url, "token_url")
-    FIELD(device_authorization_url, "device_authorization_url")
-    FIELD(revocation_url, "revocation_url")
-    FIELD(scope, "scope")
-#undef FIELD
-    if (!(out->params = mc__oauth_params(cfg, NULL)))
-        return host->error(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, MC_STAGE_CONFIG, NULL);
-    /* the flows follow from the endpoints present */
+    (void)err;
+    /* no defaults: the core fills the endpoints, scope and params from the
+     * config; the flows follow from the endpoints present */
     out->flows = 0;
-    if (out->authorization_url[0])
+    if (present(cfg, "authorization_url"))
         out->flows |= MC_FLOW_AUTH_CODE | MC_FLOW_PASTE;
-    if (out->device_authorization_url[0])
+    if (present(cfg, "device_authorization_url"))
         out->flows |= MC_FLOW_DEVICE;
-    if (out->token_url[0] && mc__oauth_has_secret(cfg))
+    if (present(cfg, "token_url") && has_secret(cfg))
         out->flows |= MC_FLOW_CLIENT_CREDENTIALS;
     if (out->flows & MC_FLOW_DEVICE)
         out->default_headless = MC_FLOW_DEVICE;
@@ -75,7 +83,7 @@ static int manual_profile(mc_host_ctx *hc, const mc_plugin_cfg *cfg,
 
 static const mc_auth_ops manual_ops = {
     .size = sizeof(mc_auth_ops),
-    .mechanisms = mc__oauth_mechanisms,
+    .mechanisms = manual_mechanisms,
     .keys = manual_keys,
     .smtp_host = NULL,
     .smtp_port = 0,
@@ -100,6 +108,5 @@ static const mc_plugin_desc manual_desc = {
 const mc_plugin_desc *mc_plugin_entry(const mc_host_api *h)
 {
     host = h;
-    mc__oauth_init(h);
     return &manual_desc;
 }

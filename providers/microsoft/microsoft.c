@@ -1,10 +1,11 @@
 /* auth-microsoft: Exchange Online / Microsoft 365 / Outlook.com over OAuth2
- * (XOAUTH2, OAUTHBEARER). Endpoints built from authority + tenant. */
+ * (XOAUTH2, OAUTHBEARER). Default endpoints built from its own keys,
+ * authority + tenant; the core owns the common OAuth keys and their rules
+ * and applies the config's endpoints and scope over these defaults. */
 #include <stdio.h>
 #include <string.h>
 
 #include "mailconn/plugin.h"
-#include "../common/oauth-common.h"
 
 #define MS_AUTHORITY      "https://login.microsoftonline.com"
 #define MS_TENANT         "common"
@@ -13,7 +14,9 @@
 
 static const mc_host_api *host;
 
-static const char *const ms_keys[] = { MC__OAUTH_COMMON_KEYS, "authority", "tenant", NULL };
+/* only its own: the common OAuth keys are the core's */
+static const char *const ms_keys[] = { "authority", "tenant", NULL };
+static const char *const ms_mechanisms[] = { "XOAUTH2", "OAUTHBEARER", NULL };
 
 static const mc_hint ms_hints[] = {
     { "AADSTS7000012",
@@ -95,22 +98,50 @@ static int build_url(const mc_plugin_cfg *cfg, const char *what, char *out, size
     return n < 0 || (size_t)n >= size ? -1 : 0;
 }
 
+/* The rule of the core's endpoint keys, for auth.authority. */
+static bool url_ok(const char *url)
+{
+    static const char *const loopback[] = { "127.0.0.1", "[::1]", "localhost", NULL };
+    for (const char *p = url; *p; p++)
+        if ((unsigned char)*p <= 0x20 || *p == 0x7f)
+            return false;
+    if (strncmp(url, "https://", 8) == 0)
+        return url[8] != '\0' && url[8] != '/' && url[8] != ':';
+    if (strncmp(url, "http://", 7) == 0) {
+        const char *h = url + 7;
+        for (size_t i = 0; loopback[i]; i++) {
+            size_t n = strlen(loopback[i]);
+            if (strncmp(h, loopback[i], n) == 0 && (h[n] == ':' || h[n] == '/' || h[n] == '\0'))
+                return true;
+        }
+    }
+    return false;
+}
+
 static void ms_validate(mc_host_ctx *hc, const mc_plugin_cfg *cfg)
 {
     (void)hc;
-    mc__oauth_validate(cfg);
     const char *t = host->cfg_string(cfg, "tenant");
     if (t && !tenant_ok(t))
         host->cfg_error(cfg, "tenant",
                         "must be a tenant ID, a domain, \"common\", \"organizations\" or "
                         "\"consumers\" ([A-Za-z0-9.-], not empty), got \"%s\"", t);
-    if (!mc__oauth_check_url(cfg, "authority") && host->cfg_string(cfg, "authority")) {
-        char url[MC_URL_MAX];
-        if (build_url(cfg, "devicecode", url, sizeof(url)) < 0)
-            host->cfg_error(cfg, "authority", "too long to build the endpoint URLs");
-    }
+    const char *a = host->cfg_string(cfg, "authority");
+    if (!a)
+        return;
+    char url[MC_URL_MAX];
+    if (strlen(a) >= MC_URL_MAX)
+        host->cfg_error(cfg, "authority", "must be at most %d bytes long", MC_URL_MAX - 1);
+    else if (!url_ok(a))
+        host->cfg_error(cfg, "authority",
+                        "must be an https:// URL (http:// only to 127.0.0.1, [::1] or "
+                        "localhost), got \"%s\"", a);
+    else if (build_url(cfg, "devicecode", url, sizeof(url)) < 0)
+        host->cfg_error(cfg, "authority", "too long to build the endpoint URLs");
 }
 
+/* The defaults; an explicit endpoint or scope in the config is applied over
+ * them by the core. */
 static int ms_profile(mc_host_ctx *hc, const mc_plugin_cfg *cfg,
                       mc_oauth_profile *out, mc_err **err)
 {
@@ -121,32 +152,21 @@ static int ms_profile(mc_host_ctx *hc, const mc_plugin_cfg *cfg,
         { "device_authorization_url", "devicecode",
           offsetof(mc_oauth_profile, device_authorization_url) },
     };
-    memset(out, 0, sizeof(*out));
-    out->size = sizeof(*out);
-    int rc;
     for (size_t i = 0; i < sizeof(urls) / sizeof(urls[0]); i++) {
         char *dst = (char *)out + urls[i].off;
-        const char *explicit = host->cfg_string(cfg, urls[i].key);
-        if (explicit) {
-            if ((rc = mc__oauth_copy(dst, MC_URL_MAX, explicit, urls[i].key, err)) < 0)
-                return rc;
-        } else if (build_url(cfg, urls[i].what, dst, MC_URL_MAX) < 0) {
-            return host->error(err, MC_ECONFIG, MC_OUTCOME_CONFIG, MC_STAGE_CONFIG,
-                               "auth.authority: too long to build the endpoint URLs");
+        /* too long matters only when the config gives no explicit one */
+        if (build_url(cfg, urls[i].what, dst, MC_URL_MAX) < 0) {
+            dst[0] = '\0';
+            if (!host->cfg_has(cfg, urls[i].key))
+                return host->error(err, MC_ECONFIG, MC_OUTCOME_CONFIG, MC_STAGE_CONFIG,
+                                   "auth.authority: too long to build the endpoint URLs");
         }
     }
     /* Microsoft has no revocation endpoint: only an explicit one is used */
-    if ((rc = mc__oauth_copy(out->revocation_url, sizeof(out->revocation_url),
-                             host->cfg_string(cfg, "revocation_url"), "revocation_url", err)) < 0)
-        return rc;
-    const char *scope = host->cfg_string(cfg, "scope");
-    if (!scope)
-        scope = strcmp(mc__oauth_grant(cfg), "client_credentials") == 0 ? MS_SCOPE_APP_ONLY
-                                                                       : MS_SCOPE;
-    if ((rc = mc__oauth_copy(out->scope, sizeof(out->scope), scope, "scope", err)) < 0)
-        return rc;
-    if (!(out->params = mc__oauth_params(cfg, NULL)))
-        return host->error(err, MC_ENOMEM, MC_OUTCOME_TRANSIENT, MC_STAGE_CONFIG, NULL);
+    const char *grant = host->cfg_string(cfg, "grant");
+    snprintf(out->scope, sizeof(out->scope), "%s",
+             grant && strcmp(grant, "client_credentials") == 0 ? MS_SCOPE_APP_ONLY : MS_SCOPE);
+    out->params = NULL;
     out->flows = MC_FLOW_AUTH_CODE | MC_FLOW_PASTE | MC_FLOW_DEVICE | MC_FLOW_CLIENT_CREDENTIALS;
     out->default_headless = MC_FLOW_DEVICE;
     out->rotates_refresh = true;
@@ -157,7 +177,7 @@ static int ms_profile(mc_host_ctx *hc, const mc_plugin_cfg *cfg,
 
 static const mc_auth_ops ms_ops = {
     .size = sizeof(mc_auth_ops),
-    .mechanisms = mc__oauth_mechanisms,
+    .mechanisms = ms_mechanisms,
     .keys = ms_keys,
     .smtp_host = "smtp.office365.com",
     .smtp_port = 587,
@@ -182,6 +202,5 @@ static const mc_plugin_desc ms_desc = {
 const mc_plugin_desc *mc_plugin_entry(const mc_host_api *h)
 {
     host = h;
-    mc__oauth_init(h);
     return &ms_desc;
 }

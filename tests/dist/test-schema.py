@@ -172,9 +172,12 @@ def code_keys():
                                   or re.match("", "")).group(0))),
         "providers": {},
     }
-    common_h = open(os.path.join(SRC, "providers", "common", "oauth-common.h"),
-                    encoding="utf-8").read()
-    m = re.search(r"#define MC__OAUTH_COMMON_KEYS((?:.*\\\n)*.*)", common_h)
+    # the common OAuth keys are the core's (issue 11): every provider with
+    # ".oauth = true" accepts them besides its own list
+    oauth_keys = open(os.path.join(SRC, "core", "oauth-keys.c"), encoding="utf-8").read()
+    m = re.search(r"mc__oauth_common_keys\[\] = \{(.*?)\};", oauth_keys, re.S)
+    if not m:
+        problem("core/oauth-keys.c", "table not found: mc__oauth_common_keys")
     common = strings(m.group(1)) if m else []
     for path in sorted(glob.glob(os.path.join(SRC, "providers", "*", "*.c"))):
         text = open(path, encoding="utf-8").read()
@@ -183,7 +186,7 @@ def code_keys():
         if not m or not d:
             continue
         names = set(strings(m.group(1)))
-        if "MC__OAUTH_COMMON_KEYS" in m.group(1):
+        if re.search(r"\.oauth = true", text):
             names |= set(common)
         keys["providers"][d.group(1)] = names | {"provider", "proxy"}   # core/config.c owns auth.proxy
     return keys

@@ -36,6 +36,7 @@
 #include "host.h"
 #include "loader.h"
 #include "log.h"
+#include "oauth-keys.h"
 
 typedef struct probe {
     const mc_oauth_engine_ops *engine;
@@ -266,13 +267,14 @@ int main(int argc, char **argv)
         rc = mc__registry_get(reg, MC_PLUGIN_OAUTH_ENGINE, "oauth", &engine_plugin, &err);
     probe p;
     memset(&p, 0, sizeof p);
+    void *profile_own = NULL;
     if (!rc) {
         const mc_auth_ops *aops = auth_plugin->desc->ops;
-        if (aops->validate)
-            aops->validate(&hc, &cfg);
+        /* the core's common OAuth rules and overrides, as for a config */
+        mc__auth_validate(&hc, aops, &cfg);
         for (size_t i = 0; i < diag.n; i++)
             fprintf(stderr, "oauth-probe: config: %s\n", diag.lines[i]);
-        rc = aops->oauth_profile(&hc, &cfg, &p.profile, &err);
+        rc = mc__oauth_profile(&hc, aops, &cfg, &p.profile, &profile_own, &err);
     }
     if (rc) {
         code = report(err, rc);
@@ -361,6 +363,7 @@ int main(int argc, char **argv)
     }
 done:
     mc_error_free(err);
+    mc__oauth_profile_release(profile_own);
     mc__registry_free(reg);
     mc__diag_free(&diag);
     json_object_put(cfg_obj);

@@ -33,6 +33,7 @@
 #include "host.h"
 #include "loader.h"
 #include "log.h"
+#include "oauth-keys.h"
 
 /* ------------------------------------------------------------ fixtures */
 
@@ -118,9 +119,24 @@ static int setup(void **state)
     return 0;
 }
 
+/* Profiles built the way the core builds them (mc__oauth_profile): the
+ * provider's defaults with the config's common keys over them, params and
+ * hints in blocks the core owns, released at teardown. */
+static void *profile_owns[16];
+static size_t n_profile_owns;
+
+static int tprofile(const mc_auth_ops *ops, const mc_plugin_cfg *cfg, mc_oauth_profile *out,
+                    mc_err **err)
+{
+    assert_true(n_profile_owns < sizeof(profile_owns) / sizeof(profile_owns[0]));
+    return mc__oauth_profile(&thc, ops, cfg, out, &profile_owns[n_profile_owns++], err);
+}
+
 static int teardown(void **state)
 {
     (void)state;
+    while (n_profile_owns)
+        mc__oauth_profile_release(profile_owns[--n_profile_owns]);
     mc__hc_destroy(&thc);
     logs_clear();
     return 0;
@@ -953,7 +969,7 @@ static void expect_validate(const mc_auth_ops *ops, const char *json, const char
 {
     tcfg t;
     tcfg_init(&t, json);
-    ops->validate(&thc, &t.cfg);
+    mc__auth_validate(&thc, ops, &t.cfg);   /* the core's rules, then the provider's */
     size_t n = 0;
     while (want[n])
         n++;
@@ -1079,7 +1095,7 @@ static void test_manual_profile(void **state)
                   "\"scope\":\"smtp offline\",\"params\":{\"audience\":\"mail\"}}");
     mc_oauth_profile prof;
     mc_err *err = NULL;
-    assert_int_equal(ops->oauth_profile(&thc, &t.cfg, &prof, &err), 0);
+    assert_int_equal(tprofile(ops, &t.cfg, &prof, &err), 0);
     assert_int_equal(prof.size, sizeof(prof));
     assert_string_equal(prof.token_url, "https://idp.example/token");
     assert_string_equal(prof.device_authorization_url, "https://idp.example/device");
@@ -1119,7 +1135,7 @@ static void test_google(void **state)
     tcfg_init(&t, "{\"user\":\"me@gmail.com\",\"client_id\":\"id\"}");
     mc_oauth_profile prof;
     mc_err *err = NULL;
-    assert_int_equal(ops->oauth_profile(&thc, &t.cfg, &prof, &err), 0);
+    assert_int_equal(tprofile(ops, &t.cfg, &prof, &err), 0);
     assert_string_equal(prof.authorization_url, "https://accounts.google.com/o/oauth2/v2/auth");
     assert_string_equal(prof.token_url, "https://oauth2.googleapis.com/token");
     assert_string_equal(prof.device_authorization_url, "https://oauth2.googleapis.com/device/code");
@@ -1150,7 +1166,7 @@ static void test_google(void **state)
                   "\"token_url\":\"http://127.0.0.1:9999/token\",\"scope\":\"s1 s2\","
                   "\"authorization_url\":\"http://localhost:9999/auth\","
                   "\"params\":{\"login_hint\":\"me@gmail.com\",\"prompt\":\"select_account\"}}");
-    assert_int_equal(ops->oauth_profile(&thc, &t.cfg, &prof, &err), 0);
+    assert_int_equal(tprofile(ops, &t.cfg, &prof, &err), 0);
     assert_string_equal(prof.token_url, "http://127.0.0.1:9999/token");
     assert_string_equal(prof.authorization_url, "http://localhost:9999/auth");
     assert_string_equal(prof.revocation_url, "https://oauth2.googleapis.com/revoke");
@@ -1159,10 +1175,13 @@ static void test_google(void **state)
     assert_string_equal(prof.params[1], "login_hint=me@gmail.com");
     assert_string_equal(prof.params[2], "prompt=select_account");
     assert_null(prof.params[3]);
-    /* the same parameters are handed out once (the profile borrows them) */
+    /* each profile has its own copy of the parameters (the core owns them) */
     mc_oauth_profile again;
-    assert_int_equal(ops->oauth_profile(&thc, &t.cfg, &again, &err), 0);
-    assert_ptr_equal(again.params, prof.params);
+    assert_int_equal(tprofile(ops, &t.cfg, &again, &err), 0);
+    assert_ptr_not_equal(again.params, prof.params);
+    for (size_t i = 0; i < 4; i++)
+        assert_true(prof.params[i] ? again.params[i] && !strcmp(prof.params[i], again.params[i])
+                                   : !again.params[i]);
     assert_null(err);
     tcfg_free(&t);
     mc__registry_free(reg);
@@ -1185,7 +1204,7 @@ static void test_microsoft(void **state)
 
     /* defaults: login.microsoftonline.com, tenant common */
     tcfg_init(&t, "{\"user\":\"me@contoso.com\",\"client_id\":\"id\"}");
-    assert_int_equal(ops->oauth_profile(&thc, &t.cfg, &prof, &err), 0);
+    assert_int_equal(tprofile(ops, &t.cfg, &prof, &err), 0);
     assert_string_equal(prof.authorization_url,
                         "https://login.microsoftonline.com/common/oauth2/v2.0/authorize");
     assert_string_equal(prof.token_url, "https://login.microsoftonline.com/common/oauth2/v2.0/token");
@@ -1255,7 +1274,7 @@ static void test_microsoft(void **state)
     EXPECT_OK(ops, "{\"user\":\"me@contoso.com\",\"client_id\":\"id\","
                 "\"authority\":\"https://login.microsoftonline.us/\","
                 "\"tenant\":\"contoso.onmicrosoft.com\"}");
-    assert_int_equal(ops->oauth_profile(&thc, &t.cfg, &prof, &err), 0);
+    assert_int_equal(tprofile(ops, &t.cfg, &prof, &err), 0);
     assert_string_equal(prof.authorization_url,
                         "https://login.microsoftonline.us/contoso.onmicrosoft.com/oauth2/v2.0/authorize");
     assert_string_equal(prof.token_url,
@@ -1267,7 +1286,7 @@ static void test_microsoft(void **state)
     /* an explicit token_url wins over authority + tenant */
     tcfg_init(&t, "{\"user\":\"me@contoso.com\",\"client_id\":\"id\",\"tenant\":\"organizations\","
                   "\"token_url\":\"http://127.0.0.1:8080/mock/token\"}");
-    assert_int_equal(ops->oauth_profile(&thc, &t.cfg, &prof, &err), 0);
+    assert_int_equal(tprofile(ops, &t.cfg, &prof, &err), 0);
     assert_string_equal(prof.token_url, "http://127.0.0.1:8080/mock/token");
     assert_string_equal(prof.authorization_url,
                         "https://login.microsoftonline.com/organizations/oauth2/v2.0/authorize");
@@ -1278,12 +1297,12 @@ static void test_microsoft(void **state)
                   "\"grant\":\"client_credentials\",\"client_secret_env\":\"MS_SECRET\"}");
     EXPECT_OK(ops, "{\"user\":\"me@contoso.com\",\"client_id\":\"id\",\"tenant\":\"contoso.com\","
                 "\"grant\":\"client_credentials\",\"client_secret_env\":\"MS_SECRET\"}");
-    assert_int_equal(ops->oauth_profile(&thc, &t.cfg, &prof, &err), 0);
+    assert_int_equal(tprofile(ops, &t.cfg, &prof, &err), 0);
     assert_string_equal(prof.scope, "https://outlook.office365.com/.default");
     tcfg_free(&t);
     tcfg_init(&t, "{\"user\":\"me@contoso.com\",\"client_id\":\"id\",\"grant\":\"client_credentials\","
                   "\"client_secret_env\":\"MS_SECRET\",\"scope\":\"https://outlook.office365.us/.default\"}");
-    assert_int_equal(ops->oauth_profile(&thc, &t.cfg, &prof, &err), 0);
+    assert_int_equal(tprofile(ops, &t.cfg, &prof, &err), 0);
     assert_string_equal(prof.scope, "https://outlook.office365.us/.default");
     tcfg_free(&t);
     assert_null(err);
