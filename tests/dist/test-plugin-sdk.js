@@ -109,12 +109,19 @@ test('the template builds against the installed headers and installs into the pl
         assert.ok(!c.command.includes(BUILD), `the build tree on the command line: ${c.command}`);
         assert.ok(c.command.includes(cflags), c.command);
     }
-    if (fs.existsSync(path.join(src, 'provider-example.c')))
-        assert.ok(cmds.some((c) => /provider-example\.c/.test(c.file)), 'provider-example.c compiled');
+    assert.ok(cmds.some((c) => /provider-example\.c/.test(c.file)), 'provider-example.c compiled');
     sh('meson', ['install', '-C', build], { env: pkgEnv() });
     const so = path.join(st.plugindir, 'transport-example.so');
     assert.ok(fs.existsSync(so), 'transport-example.so in the staged plugindir');
     assert.equal(fs.statSync(so).mode & 0o777, 0o644);
+    const auth = path.join(st.plugindir, 'auth-example.so');
+    assert.ok(fs.existsSync(auth), 'auth-example.so in the staged plugindir');
+    // one exported symbol each
+    for (const m of [so, auth]) {
+        const dyn = sh('nm', ['-D', '--defined-only', m]).trim().split('\n')
+            .map((l) => l.split(' ').pop()).filter((n) => !/^_(init|fini|edata|end|_bss_start)$/.test(n) && n !== '__bss_start' && n !== '_edata' && n !== '_end');
+        assert.deepEqual(dyn, ['mc_plugin_entry'], `${m} exports ${dyn.join(' ')}`);
+    }
     // no OpenSSL in the template: TLS is the host's
     const nm = spawnSync('sh', ['-c', `ldd '${so}'`], { encoding: 'utf8' });
     assert.doesNotMatch(nm.stdout, /libssl|libcrypto/, nm.stdout);
@@ -127,6 +134,28 @@ test('installed mailconn plugins lists transport example', { skip: why || false 
     assert.ok(line, show(r));
     assert.match(line, /^transport +example +1\.0 +(\S+)$/);
     assert.equal(/(\S+)$/.exec(line)[1], path.join(st.plugindir, 'transport-example.so'));
+});
+
+// The data-only provider: it lists only "region"; the engine owns the
+// common OAuth keys, so client_id, scope, token_url... are accepted, and
+// unknown keys and its own rule fail at their JSON paths.
+test('installed provider example: common OAuth keys accepted, its errors at JSON paths', { skip: why || false }, async (t) => {
+    const r = await mailconn(['plugins']);
+    assert.match(r.stdout, /^auth +example +\S+ +\S+auth-example\.so$/m, show(r));
+    const srv = (auth) => ({ name: 'fm', host: '127.0.0.1', port: 465, transport: 'tls',
+        auth: Object.assign({ provider: 'example', user: 'u@example.test', client_id: 'cid' }, auth) });
+    const good = lib.writeConfig(lib.tmpdir(t), { servers: [srv({ region: 'us', scope: 'mail offline',
+        timeout_s: 20, client_secret_env: 'NOPE', params: { login_hint: 'u' } })] });
+    const c = await mailconn(['--config', good, 'check']);
+    assert.equal(c.code, 0, show(c));
+    for (const [auth, re] of [[{ region: 'mars' }, /servers\[0\]\.auth\.region: must be "eu" or "us"/],
+        [{ bogus: 1 }, /servers\[0\]\.auth: unknown key "bogus" for provider "example"/],
+        [{ timeout_s: 'x' }, /servers\[0\]\.auth\.timeout_s: must be an integer/]]) {
+        const bad = lib.writeConfig(lib.tmpdir(t), { servers: [srv(auth)] });
+        const b = await mailconn(['--config', bad, 'check']);
+        assert.equal(b.code, 78, show(b));
+        assert.match(b.stderr, re, show(b));
+    }
 });
 
 function server(peer, extra) {
