@@ -208,7 +208,8 @@ int cli_server_token_state(mc_context *ctx, const mc_server *srv)
         /* the error "above": on stderr before the line is complete */
         fflush(stdout);
         cli_print_line(stderr, "mailconn: server %s: %s", mc_server_name(srv), st.store_message);
-        return MC_EFILE;
+        /* a store that is down (a database) is transient, not a refusal */
+        return st.store_code == MC_ENET || st.store_code == MC_ETIMEOUT ? st.store_code : MC_EFILE;
     }
     if (!st.stored) {
         if (strcmp(st.grant, "client_credentials") == 0)

@@ -44,6 +44,8 @@ int cmd_sendmail(cli *c, int argc, char **argv);
 int cmd_auth(cli *c, int argc, char **argv);
 /* cli/queue-cmd.c: `queue`, and the queue side of sendmail */
 int cmd_queue(cli *c, int argc, char **argv);
+/* cli/store-cmd.c: `store copy` */
+int cmd_store(cli *c, int argc, char **argv);
 /** The queue, listed as mailq lists it ("Mail queue is empty" without one). */
 int cli_queue_list(cli *c, mc_context *ctx);
 /** Deliver what is due (flush: everything not held); quiet: no summary. */
@@ -54,7 +56,8 @@ int cli_queue_submit(cli *c, mc_context *ctx, const char *server, mc_message *ms
                      char *id_out, mc_err **err);
 /** " token=..." for an OAuth server (`servers`); nothing otherwise.
  *  @return MC_EFILE when the token store refused (the line on stderr says
- *  why: `servers` exits 78), else 0. */
+ *  why: `servers` exits 78), MC_ENET / MC_ETIMEOUT when it is down (75),
+ *  else 0. */
 int cli_server_token_state(mc_context *ctx, const mc_server *srv);
 
 #endif

@@ -22,7 +22,8 @@ static const char usage_text[] =
     "  send [--server NAME] [--from A] -t [--jobs N] [--queue] [FILE.eml...]\n"
     "  test [--server NAME] --to A\n"
     "  sendmail [-t] [-i] [-f A] [-F NAME] [RCPT...]\n"
-    "  queue list|run|flush       the queue; queue drop|hold|release ID...\n";
+    "  queue list|run|flush       the queue; queue drop|hold|release ID...\n"
+    "  store copy --from STORE --to STORE  copy the OAuth tokens between file and token_store\n";
 
 void cli_outcome(cli *c, mc_outcome o)
 {
@@ -372,8 +373,11 @@ static int cmd_servers(cli *c, int argc, char **argv)
                mc_server_provider(s) ? mc_server_provider(s) : "none");
         if (mc_server_sender(s))
             printf(" sender=%s", mc_server_sender(s));
-        if (cli_server_token_state(ctx, s) == MC_EFILE)
+        int ts = cli_server_token_state(ctx, s);
+        if (ts == MC_EFILE)
             cli_outcome(c, MC_OUTCOME_CONFIG);   /* the store refused: 78 */
+        else if (ts < 0)
+            cli_outcome(c, MC_OUTCOME_TRANSIENT); /* the store is down: 75 */
         putchar('\n');
     }
     /* the token store and its health: a plugin store is opened here */
@@ -485,5 +489,7 @@ int main(int argc, char **argv)
         return cmd_auth(&c, cargc, cargv);
     if (strcmp(cmd, "queue") == 0)
         return cmd_queue(&c, cargc, cargv);
+    if (strcmp(cmd, "store") == 0)
+        return cmd_store(&c, cargc, cargv);
     return cli_usage(&c, "unknown command \"%s\"", cmd);
 }

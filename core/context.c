@@ -249,7 +249,25 @@ int mc_context_token_store(mc_context *ctx, char *desc, size_t n, mc_err **err)
     mc_outcome outcome = (mc_outcome)ctx->store.fail_outcome;
     char msg[sizeof(ctx->store.fail_message)];
     memcpy(msg, ctx->store.fail_message, sizeof(msg));
+    void *handle = ctx->store.handle;
+    const mc_store_plugin_ops *po = ctx->store.plugin;
     pthread_mutex_unlock(&ctx->store.lock);
+    if (open && MC_SIZE_HAS(po, mc_store_plugin_ops, describe) && po->describe) {
+        /* where it is and its health (the plugin's line, no secret) */
+        char line[400] = "";
+        mc_err *e = NULL;
+        int rc = po->describe(handle, line, sizeof(line), &e);
+        if (line[0])
+            snprintf(desc, n, "%s %s", ctx->store.type, line);
+        if (rc < 0) {
+            if (err && !*err)
+                *err = e;
+            else
+                mc_error_free(e);
+            return rc;
+        }
+        mc_error_free(e);
+    }
     if (open)
         return 0;
     return mc__error_set(err, code, outcome, MC_STAGE_OAUTH, "%s", msg);

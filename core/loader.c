@@ -161,7 +161,7 @@ static const struct {
     { MC_PLUGIN_AUTH,         "auth-",      NULL, sizeof(mc_auth_ops), 0 },
     { MC_PLUGIN_OAUTH_ENGINE, "engine-",    NULL, sizeof(mc_oauth_engine_ops), 0 },
     { MC_PLUGIN_PROXY,        "proxy-",     NULL, sizeof(mc_proxy_ops), 1 },
-    { MC_PLUGIN_TOKEN_STORE,  "store-",     NULL, sizeof(mc_store_plugin_ops), 1 },
+    { MC_PLUGIN_TOKEN_STORE,  "store-",     NULL, offsetof(mc_store_plugin_ops, describe), 1 },
 };
 #define N_KINDS (sizeof(kinds) / sizeof(kinds[0]))
 

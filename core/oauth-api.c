@@ -277,3 +277,58 @@ int mc_oauth_authorize(mc_context *ctx, const char *server, const mc_oauth_autho
     mc__oauth_request_free(&r);
     return rc;
 }
+
+int mc_token_store_copy(mc_context *ctx, const char *from, const char *to, mc_token_copy_fn *fn,
+                        void *payload, mc_err **err)
+{
+    if (!ctx || !from || !to)
+        return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_CONFIG,
+                             "no context, or no store to copy from or to");
+    const char *other = ctx->hc.token_store ? "application"
+                        : ctx->store.plugin ? ctx->store.type : NULL;
+    bool to_store = strcmp(from, "file") == 0;
+    const char *named = to_store ? to : from;
+    if (!other)
+        return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_CONFIG,
+                             "the token store is the file store (the config names no "
+                             "\"token_store\"): nothing to copy %s", to_store ? "to" : "from");
+    if ((!to_store && strcmp(to, "file") != 0) || strcmp(named, other) != 0)
+        return mc__error_set(err, MC_EINVAL, MC_OUTCOME_USAGE, MC_STAGE_CONFIG,
+                             "copy between \"file\" and this context's token store \"%s\" "
+                             "(asked: from \"%s\" to \"%s\")", other, from, to);
+    char desc[512];
+    int rc = mc_context_token_store(ctx, desc, sizeof(desc), err);
+    if (rc < 0)
+        return rc;
+    int copied = 0, first = 0;
+    for (size_t i = 0; i < mc_context_server_count(ctx); i++) {
+        const mc_server *srv = mc_context_server_at(ctx, i);
+        mc__oauth_req r;
+        mc_err *e = NULL;
+        rc = prepare(ctx, srv->name, true, &r, NULL, &e);
+        if (rc == MC_ENOTSUP) {          /* not an OAuth server: nothing kept */
+            mc_error_free(e);
+            continue;
+        }
+        bool done = false;
+        if (rc == 0 && !MC_SIZE_HAS(r.engine, mc_oauth_engine_ops, store_copy))
+            rc = mc__error_set(&e, MC_EPLUGIN, MC_OUTCOME_CONFIG, MC_STAGE_CONFIG,
+                               "the OAuth engine cannot copy token records");
+        else if (rc == 0)
+            rc = r.engine->store_copy(&ctx->hc, &r.req, to_store, &done, &e);
+        mc__oauth_request_free(&r);
+        if (rc == 0 && done)
+            copied++;
+        if (fn)
+            fn(srv->name, rc < 0 ? rc : done ? 0 : 1, e, payload);
+        if (rc < 0 && !first) {
+            first = rc;
+            if (err && !*err) {
+                *err = e;
+                e = NULL;
+            }
+        }
+        mc_error_free(e);
+    }
+    return first ? first : copied;
+}

@@ -4,7 +4,7 @@
 # token store, no plugins, no network), so a TAB never waits. Works with or
 # without the bash-completion package (it uses no helper of it).
 
-_mailconn_commands="plugins servers check set-default auth send test sendmail queue"
+_mailconn_commands="plugins servers check set-default auth send test sendmail queue store"
 _mailconn_global_opts="--config --plugin-dir --verbose --help --version -v"
 _mailconn_opts_plugins=""
 _mailconn_opts_servers="--names"
@@ -15,6 +15,7 @@ _mailconn_opts_send="--server --from --to --cc --bcc --subject --body --body-fil
                      --attach --queue --dsn-notify --dsn-ret --envid --jobs -t"
 _mailconn_opts_test="--server --to"
 _mailconn_opts_sendmail="-t -i -oi -f -F -B -bm -v"
+_mailconn_opts_store="--from --to"
 
 # Server names of the config in use: the one named on the line, else the
 # usual search ($MAILCONN_CONFIG, XDG, /etc).
@@ -71,6 +72,10 @@ _mailconn()
     done
 
     # values of options
+    if [[ $cmd == store && ($prev == --from || $prev == --to) ]]; then
+        _mailconn_reply "file postgresql" "$cur"
+        return 0
+    fi
     case $prev in
     --config | -c | --body-file | --html-file | --attach | --refresh-token-file)
         _mailconn_files "$cur"
@@ -125,6 +130,13 @@ _mailconn()
         done
         if [[ $cur != -* && -n $t ]]; then
             _mailconn_files "$cur"   # the messages of send -t
+        else
+            _mailconn_reply "${!optvar}" "$cur"
+        fi
+        ;;
+    store)
+        if ((COMP_CWORD == cmdi + 1)); then
+            _mailconn_reply "copy" "$cur"
         else
             _mailconn_reply "${!optvar}" "$cur"
         fi

@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "oauth.h"
 
 static bool is_client_credentials(const mc_oauth_request *req)
@@ -322,6 +324,69 @@ static int engine_revoke(mc_host_ctx *hc, const mc_oauth_request *req, mc_err **
     return rc;
 }
 
+/* mc_token_store_copy: the record, as stored, from one store to the other,
+ * each under its lock (the source's taken first; always file, then the
+ * other store, so two copies in opposite directions cannot deadlock) */
+static int engine_store_copy(mc_host_ctx *hc, const mc_oauth_request *req, bool to_store,
+                             bool *copied, mc_err **err)
+{
+    *copied = false;
+    int rc = check_request(req, err);
+    mc__oauth_op other, file;
+    if (!rc)
+        rc = mc__oauth_op_init(&other, hc, req, err);
+    if (rc)
+        return rc;
+    if (other.builtin)
+        return mc__oauth_fail(err, MC_EINVAL, MC_OUTCOME_USAGE, NULL,
+                              "the token store is the file store: nothing to copy");
+    mc__oauth_op_init_file(&file, hc, req);
+    mc__oauth_op *src = to_store ? &file : &other, *dst = to_store ? &other : &file;
+    rc = mc__oauth_lock(&file, req, err);
+    if (rc)
+        return rc;
+    rc = mc__oauth_lock(&other, req, err);
+    if (rc) {
+        mc__oauth_unlock(&file);
+        return rc;
+    }
+    char *data = NULL;
+    size_t len = 0;
+    rc = src->store->load(src->store_arg, &src->id, &data, &len, err);
+    if (rc && err && !*err)
+        rc = mc__oauth_fail(err, rc, MC_OUTCOME_CONFIG, NULL, "the token store could not read "
+                            "the record of server %s", req->server);
+    if (!rc && data) {
+        mc__oauth_store s;
+        if (mc__oauth_store_parse(data, len, &s))
+            rc = mc__oauth_fail(err, MC_EFILE, MC_OUTCOME_AUTH, NULL,
+                                "the stored token record of server %s is not valid",
+                                req->server);
+        else {
+            if (!mc__oauth_store_identity_matches(req, &s))
+                rc = mc__oauth_fail(err, MC_EAUTH, MC_OUTCOME_AUTH, NULL,
+                                    "the stored tokens of server %s are for another identity "
+                                    "(provider, client_id, user or token endpoint): not copied",
+                                    req->server);
+            mc__oauth_store_clear(&s);
+        }
+        if (!rc) {
+            rc = dst->store->save(dst->store_arg, &dst->id, data, len, err);
+            if (rc && err && !*err)
+                rc = mc__oauth_fail(err, rc, MC_OUTCOME_CONFIG, NULL, "the token store could "
+                                    "not save the record of server %s", req->server);
+            *copied = rc == 0;
+        }
+    }
+    if (data) {
+        OPENSSL_cleanse(data, len);
+        free(data);
+    }
+    mc__oauth_unlock(&other);
+    mc__oauth_unlock(&file);
+    return rc;
+}
+
 static int engine_status(mc_host_ctx *hc, const mc_oauth_request *req, mc_token_status *out)
 {
     if (!out || out->version < 1)
@@ -476,6 +541,7 @@ static const mc_oauth_engine_ops engine_ops = {
     .finish = engine_finish,
     .device_begin = engine_device_begin,
     .device_wait = engine_device_wait,
+    .store_copy = engine_store_copy,
 };
 
 static const mc_plugin_desc engine_desc = {

@@ -168,6 +168,9 @@ typedef struct mc__oauth_op {
  *  the ops it must have). */
 int mc__oauth_op_init(mc__oauth_op *op, mc_host_ctx *hc, const mc_oauth_request *req,
                       mc_err **err);
+/** The same for the built-in file store under req's (or hc's) state folder,
+ *  whatever hc's token store is (mc_token_store_copy). */
+void mc__oauth_op_init_file(mc__oauth_op *op, mc_host_ctx *hc, const mc_oauth_request *req);
 
 /* ------------------------------------------------------------ HTTP */
 

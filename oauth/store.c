@@ -960,6 +960,24 @@ int mc__oauth_op_init(mc__oauth_op *op, mc_host_ctx *hc, const mc_oauth_request 
     return 0;
 }
 
+void mc__oauth_op_init_file(mc__oauth_op *op, mc_host_ctx *hc, const mc_oauth_request *req)
+{
+    memset(op, 0, sizeof *op);
+    op->hc = hc;
+    op->file.fd = -1;
+    op->file.hc = hc;
+    op->file.state_dir = req->state_dir && *req->state_dir ? req->state_dir
+                         : H->state_dir ? H->state_dir(hc) : NULL;
+    op->id.server = nzs(req->server);
+    op->id.provider = nzs(req->provider);
+    op->id.client_id = nzs(req->client_id);
+    op->id.user = nzs(req->user);
+    op->id.token_url = nzs(req->profile ? req->profile->token_url : NULL);
+    op->store = &mc__oauth_file_store;
+    op->store_arg = &op->file;
+    op->builtin = true;
+}
+
 /* an application's store failed without saying why */
 static int store_failed(mc__oauth_op *op, int rc, const char *what, mc_err **err)
 {

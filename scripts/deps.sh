@@ -7,7 +7,8 @@ pkgs="build-essential meson ninja-build pkg-config libjson-c-dev libssl-dev
       clang libclang-rt-14-dev
       python3-jsonschema scdoc bash-completion man-db groff-base
       debhelper dpkg-dev fakeroot lintian debootstrap
-      microsocks tinyproxy"
+      microsocks tinyproxy
+      postgresql-15 libpq-dev"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"
@@ -22,6 +23,12 @@ if [ -n "$missing" ]; then
         printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
         chmod 755 /usr/sbin/policy-rc.d
         rc_made=1
+    fi
+    # postgresql-15 (store-postgresql's tests run their own cluster with
+    # initdb): no system cluster is made (postgresql-common reads this).
+    if [ ! -e /etc/postgresql-common/createcluster.conf ]; then
+        mkdir -p /etc/postgresql-common
+        echo 'create_main_cluster = false' >/etc/postgresql-common/createcluster.conf
     fi
     # shellcheck disable=SC2086
     apt-get install -y -qq --no-install-recommends $missing >/dev/null

@@ -443,6 +443,26 @@ void mc_context_plugins(mc_context *ctx, mc_plugin_visit_fn *fn, void *payload);
  */
 int mc_context_token_store(mc_context *ctx, char *desc, size_t n, mc_err **err);
 
+/** One server's result in mc_token_store_copy: rc 0 copied, 1 nothing
+ *  stored there (skipped), < 0 the failure (err says why). */
+typedef void mc_token_copy_fn(const char *server, int rc, const mc_err *err, void *payload);
+
+/**
+ * Copy every OAuth server's stored record (as stored: the tokens and their
+ * identity) from one token store to the other, each under its refresh lock
+ * (`mailconn store copy --from file --to postgresql`). One of `from` and
+ * `to` is "file", the built-in store under the context's state folder; the
+ * other names the context's store: the config's token-store plugin
+ * ("postgresql") or "application". A record for another identity is not
+ * copied. fn (may be NULL) hears each OAuth server's result.
+ * @return the number of records copied (>= 0); MC_EINVAL (outcome USAGE:
+ *         from/to do not name these stores); the store's error when it cannot
+ *         open; else, after trying every server, the first server's failure.
+ * Thread-safe.
+ */
+int mc_token_store_copy(mc_context *ctx, const char *from, const char *to, mc_token_copy_fn *fn,
+                        void *payload, mc_err **err);
+
 /* ------------------------------------------------------------- lifecycle */
 
 /**

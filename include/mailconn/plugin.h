@@ -208,6 +208,11 @@ typedef struct mc_store_plugin_ops {
     int  (*open)(mc_host_ctx *hc, const mc_plugin_cfg *cfg, void **store, mc_err **err);
     void (*close)(void *store);
     const mc_token_store_ops *ops;
+    /* ABI 2.1 (MC_SIZE_HAS; NULL: none) */
+    /** Where the store is and its health, for `mailconn servers`, in buf
+     *  (size len): one line, never a secret ("host=... table=... (schema 1,
+     *  reachable)"). @return 0, or why it is unhealthy (buf still says where). */
+    int  (*describe)(void *store, char *buf, size_t len, mc_err **err);
 } mc_store_plugin_ops;
 
 /* ------------------------------------------------------------- auth */
@@ -378,6 +383,14 @@ typedef struct mc_oauth_engine_ops {
      *  store the tokens. @return 0, MC_EAUTH (denied), MC_ETIMEOUT. */
     int (*device_wait)(mc_host_ctx *hc, const mc_oauth_request *req,
                        const mc_oauth_device *dev, int wait_s, mc_err **err);
+    /* ABI 2.1 (MC_SIZE_HAS) */
+    /** Copy req->server's record between the built-in file store (under
+     *  state_dir(hc)) and hc's token store, under both stores' locks;
+     *  to_store: file -> hc's store, else the other way. A record for
+     *  another identity is refused (MC_EAUTH). *copied: false when none is
+     *  stored. @return 0, or the store's error. */
+    int (*store_copy)(mc_host_ctx *hc, const mc_oauth_request *req, bool to_store,
+                      bool *copied, mc_err **err);
 } mc_oauth_engine_ops;
 
 /* ------------------------------------------------------------- host API */

@@ -67,7 +67,7 @@ expect() {
 
 expect "mailconn se<TAB>: the commands" "servers set-default send sendmail" mailconn se
 expect "mailconn <TAB>: every command" \
-    "plugins servers check set-default auth send test sendmail queue" mailconn ""
+    "plugins servers check set-default auth send test sendmail queue store" mailconn ""
 expect "mailconn send --server <TAB>: the names, config order" "gmail relay local" \
     mailconn send --server ""
 expect "mailconn send --server r<TAB>" "relay" mailconn send --server r
@@ -77,6 +77,9 @@ expect "mailconn set-default <TAB>" "gmail relay local" mailconn set-default ""
 expect "mailconn auth --server l<TAB>" "local" mailconn auth --server l
 expect "mailconn servers --<TAB>" "--names" mailconn servers --
 expect "mailconn queue <TAB>: its commands" "list run flush drop hold release" mailconn queue ""
+expect "mailconn store <TAB>" "copy" mailconn store ""
+expect "mailconn store copy --<TAB>" "--from --to" mailconn store copy --
+expect "mailconn store copy --from <TAB>: the stores" "file postgresql" mailconn store copy --from ""
 expect "mailconn send --b<TAB>" "--bcc --body --body-file" mailconn send --b
 expect "mailconn --c<TAB>: global options" "--config" mailconn --c
 expect "mailconn send --attach rep<TAB>: files" "report.eml" mailconn send --attach rep

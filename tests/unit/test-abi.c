@@ -24,8 +24,9 @@
  * 2.1 appended: mc_plugin_desc.init/fini (read when abi_minor >= 1),
  * mc_transport_ops.keys/validate/security, mc_connect_opts.options/proxy,
  * mc_host_api.tls_client/tls_upgrade/cfg_bool; new kinds proxy (mc_proxy_ops,
- * mc_proxy_auth), token-store (mc_store_plugin_ops) and tls-engine; stage
- * proxy. The 2.0 members are where they were (test_minor_growth).
+ * mc_proxy_auth), token-store (mc_store_plugin_ops, with describe) and
+ * tls-engine; stage proxy; mc_oauth_engine_ops.store_copy. The 2.0 members
+ * are where they were (test_minor_growth).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -62,7 +63,7 @@ static const abi_num struct_sizes[] = {
     SIZE(mc_transport_security, 4, 4),
     SIZE(mc_proxy_auth, 16, 8),                  /* 2.1 */
     SIZE(mc_proxy_ops, 40, 8),                   /* 2.1 */
-    SIZE(mc_store_plugin_ops, 48, 8),            /* 2.1 */
+    SIZE(mc_store_plugin_ops, 56, 8),            /* 2.1 */
     SIZE(mc_credentials, 16, 8),
     SIZE(mc_hint, 16, 8),
     SIZE(mc_oauth_profile, 9264, 8),
@@ -71,7 +72,7 @@ static const abi_num struct_sizes[] = {
     SIZE(mc_oauth_authorize_options, 56, 8),
     SIZE_MIN(mc_token_status, 392, 8),   /* versioned: only appended to */
     SIZE(mc_oauth_device, 40, 8),
-    SIZE(mc_oauth_engine_ops, 88, 8),
+    SIZE(mc_oauth_engine_ops, 96, 8),
     SIZE(mc_token_store_ops, 64, 8),
     SIZE(mc_token_identity, 40, 8),
     SIZE(mc_host_api, 184, 8),                   /* 2.1: tls_client, tls_upgrade, cfg_bool */
@@ -122,6 +123,7 @@ static const abi_num struct_members[] = {
     MEMBER(mc_store_plugin_ops, open, 24, 8),
     MEMBER(mc_store_plugin_ops, close, 32, 8),
     MEMBER(mc_store_plugin_ops, ops, 40, 8),
+    MEMBER(mc_store_plugin_ops, describe, 48, 8),
     MEMBER(mc_credentials, user, 0, 8),
     MEMBER(mc_credentials, password, 8, 8),
     MEMBER(mc_hint, match, 0, 8),
@@ -214,6 +216,7 @@ static const abi_num struct_members[] = {
     MEMBER(mc_oauth_engine_ops, finish, 64, 8),
     MEMBER(mc_oauth_engine_ops, device_begin, 72, 8),
     MEMBER(mc_oauth_engine_ops, device_wait, 80, 8),
+    MEMBER(mc_oauth_engine_ops, store_copy, 88, 8),      /* 2.1 */
     MEMBER(mc_host_api, size, 0, 8),
     MEMBER(mc_host_api, abi_major, 8, 2),
     MEMBER(mc_host_api, abi_minor, 10, 2),
